@@ -1,0 +1,56 @@
+# Thin wrapper over CMake so users type `make`, `make test`, ... (see README).
+# Every target first runs scripts/deps.sh, which installs what is missing.
+
+SHELL       := /bin/bash
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 60
+# Warnings are errors in CI (CI=true) and when asked for with WERROR=ON.
+WERROR      ?= $(if $(CI),ON,OFF)
+CMAKE       := cmake
+CTEST       := ctest --output-on-failure -j $(JOBS)
+
+.PHONY: all build test asan fuzz bench-parse format deps deps-bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+deps-bench:
+	@scripts/deps.sh --bench
+
+build: deps
+	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=$(WERROR) >/dev/null
+	@$(CMAKE) --build build -j $(JOBS)
+
+test: build
+	@cd build && $(CTEST)
+
+asan: deps
+	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON -DFERRY_WERROR=$(WERROR) >/dev/null
+	@$(CMAKE) --build build-asan -j $(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $(CTEST)
+
+# Each target fuzzes from its seed corpus (fuzz/seeds/<target>) for FUZZ_SECONDS.
+fuzz: deps
+	@CC=clang $(CMAKE) -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_FUZZ=ON >/dev/null
+	@$(CMAKE) --build build-fuzz -j $(JOBS) --target $(notdir $(basename $(wildcard fuzz/fuzz_*.c)))
+	@set -e; for f in build-fuzz/fuzz/fuzz_*; do \
+	  name=$$(basename $$f); mkdir -p build-fuzz/corpus/$$name; \
+	  echo "== $$name: $(FUZZ_SECONDS)s (log: build-fuzz/$$name.log)"; \
+	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build-fuzz/ \
+	      build-fuzz/corpus/$$name $$( [ -d fuzz/seeds/$$name ] && echo fuzz/seeds/$$name ) \
+	      > build-fuzz/$$name.log 2>&1; then tail -n 40 build-fuzz/$$name.log; exit 1; fi; \
+	  grep -E 'stat::number_of_executed_units|stat::peak_rss|DONE' build-fuzz/$$name.log; \
+	done
+
+bench-parse: deps-bench
+	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_BENCH=ON >/dev/null
+	@$(CMAKE) --build build -j $(JOBS) --target parse_bench
+	@build/bench/parse_bench
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# deps.sh — install what ferry needs to build, test and fuzz (and, with
+# --bench, to run the benchmarks against peers). Quiet and fast when nothing is
+# missing, so every make target can call it.
+#
+#   scripts/deps.sh            build + test + asan + fuzz dependencies
+#   scripts/deps.sh --bench    also the benchmark peers (picohttpparser via libh2o, wrk, hyperfine)
+#
+# On Debian/Ubuntu it installs with apt-get when run as root, and otherwise
+# prints the one command to run. Elsewhere it names the packages to install.
+set -euo pipefail
+
+pkgs=(cmake make gcc pkg-config libuv1-dev libssl-dev libcmocka-dev clang)
+want_bench=0
+for arg in "$@"; do
+    case "$arg" in
+    --bench) want_bench=1 ;;
+    *) echo "deps.sh: unknown option '$arg' (use --bench)" >&2; exit 2 ;;
+    esac
+done
+[ "$want_bench" = 1 ] && pkgs+=(libh2o-dev wrk hyperfine)
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    # Not Debian-like: check what we can and name the packages.
+    missing=()
+    for m in libuv openssl cmocka; do
+        pkg-config --exists "$m" 2>/dev/null || missing+=("$m")
+    done
+    for c in cmake cc clang; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "ferry: missing ${missing[*]}; install libuv (>= 1.44), OpenSSL 3, cmocka, cmake (>= 3.20)," \
+             "pkg-config and clang with your package manager" >&2
+        exit 1
+    fi
+    exit 0
+fi
+
+# libFuzzer's runtime ships in libclang-rt-N-dev on Debian 12, matching clang's major version.
+clang_runtime() {
+    local v
+    v=$(clang --version 2>/dev/null | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -n1)
+    [ -n "$v" ] && echo "libclang-rt-$v-dev"
+}
+
+missing_pkgs() {
+    local p
+    for p in "$@"; do
+        if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != installed ]; then
+            echo "$p"
+        fi
+    done
+}
+
+install() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "ferry: missing packages; run:  sudo apt-get update && sudo apt-get install -y $*" >&2
+        exit 1
+    fi
+    echo "deps.sh: installing $*" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    # A fresh machine has no package lists yet; refresh them once.
+    if ! apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; then
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "$@"
+    fi
+}
+
+mapfile -t need < <(missing_pkgs "${pkgs[@]}")
+[ "${#need[@]}" -gt 0 ] && install "${need[@]}"
+rt=$(clang_runtime || true)
+if [ -n "$rt" ]; then
+    mapfile -t need < <(missing_pkgs "$rt")
+    [ "${#need[@]}" -gt 0 ] && install "${need[@]}"
+fi
+exit 0

@@ -1,0 +1,83 @@
+/* test_error.c — the error table: names, messages and statuses. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ferry.h"
+
+static void test_every_code_is_named(void **state)
+{
+    (void) state;
+    static const struct {
+        int code;
+        const char *name;
+    } all[] = {
+#define ENTRY_(name, value, status, msg) {value, #name},
+        FERRY_ERRNO_MAP(ENTRY_)
+#undef ENTRY_
+    };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        assert_true(all[i].code < 0);
+        assert_string_equal(ferry_err_name(all[i].code), all[i].name);
+        assert_true(strlen(ferry_strerror(all[i].code)) > 3);
+        for (size_t j = i + 1; j < sizeof(all) / sizeof(all[0]); j++)
+            assert_int_not_equal(all[i].code, all[j].code); /* no duplicate values */
+    }
+}
+
+static void test_errno_codes_are_libuv_codes(void **state)
+{
+    (void) state;
+    assert_int_equal(FERRY_ETIMEDOUT, UV_ETIMEDOUT);
+    assert_int_equal(FERRY_ECONNRESET, UV_ECONNRESET);
+    assert_int_equal(FERRY_EMFILE, UV_EMFILE);
+    assert_true(FERRY_EBADREQLINE < -30000);
+}
+
+static void test_codes_outside_the_table(void **state)
+{
+    (void) state;
+    /* A libuv code ferry does not list still gets libuv's text and name. */
+    assert_string_equal(ferry_strerror(UV_EPERM), uv_strerror(UV_EPERM));
+    assert_string_equal(ferry_err_name(UV_EPERM), "EPERM");
+    assert_string_equal(ferry_err_name(-999999), "UNKNOWN");
+    assert_non_null(ferry_strerror(-999999));
+    assert_string_equal(ferry_err_name(0), "OK");
+}
+
+static void test_http_status(void **state)
+{
+    (void) state;
+    assert_int_equal(ferry_err_http_status(FERRY_EHEADTOOBIG), 431);
+    assert_int_equal(ferry_err_http_status(FERRY_ETOOMANYFIELDS), 431);
+    assert_int_equal(ferry_err_http_status(FERRY_EURITOOLONG), 414);
+    assert_int_equal(ferry_err_http_status(FERRY_ETEUNSUP), 501);
+    assert_int_equal(ferry_err_http_status(FERRY_EVERSION), 505);
+    assert_int_equal(ferry_err_http_status(FERRY_EBODYTOOBIG), 413);
+    assert_int_equal(ferry_err_http_status(FERRY_ECLTE), 400);
+    assert_int_equal(ferry_err_http_status(FERRY_ETIMEDOUT), 0);
+    assert_int_equal(ferry_err_http_status(12345), 0);
+}
+
+static void test_version(void **state)
+{
+    (void) state;
+    assert_string_equal(ferry_version_string(), FERRY_VERSION_STRING);
+    assert_true(FERRY_VERSION_HEX >= 0x000100);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_code_is_named),
+        cmocka_unit_test(test_errno_codes_are_libuv_codes),
+        cmocka_unit_test(test_codes_outside_the_table),
+        cmocka_unit_test(test_http_status),
+        cmocka_unit_test(test_version),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

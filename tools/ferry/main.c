@@ -1,0 +1,39 @@
+/* ferry — the command-line tool. It links the library like any user would and
+ * uses only include/ferry.h. Subcommands arrive with the issues that build
+ * them (serve, fetch, bench); today it reports its version. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ferry.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: ferry <command> [options]\n"
+                 "\n"
+                 "commands:\n"
+                 "  version    print the library version\n"
+                 "  help       show this help\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "ferry: missing command (try 'ferry help')\n");
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        if (argc > 2) {
+            fprintf(stderr, "ferry: version: unexpected argument '%s'\n", argv[2]);
+            return 2;
+        }
+        printf("ferry %s\n", ferry_version_string());
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "ferry: unknown command '%s' (try 'ferry help')\n", cmd);
+    return 2;
+}
