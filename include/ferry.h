@@ -122,6 +122,169 @@ const char *ferry_err_name(int err);
  * 414, 431, 501, 505, ...), or 0 when it is not a request error. */
 int ferry_err_http_status(int err);
 
+
+/* ---- Strings -------------------------------------------------------------
+ * A slice of bytes owned by someone else (usually a connection's read
+ * buffer); not NUL-terminated. {NULL, 0} means "absent". */
+typedef struct ferry_str {
+    const char *p;
+    size_t len;
+} ferry_str;
+
+/* ---- Server ----------------------------------------------------------------
+ *
+ * Handles: ferry_server (long-lived; new → listen → close(cb) → free), and per
+ * request a ferry_req / ferry_res pair, valid from the request callback until
+ * the response is ended (ferry_res_end/ferry_res_send; ferry_res_offload's
+ * after_cb counts as inside). Every request must be answered, even if the
+ * client has gone (ferry_res_aborted() tells): ending it releases its memory.
+ * One loop, one thread: call everything on the loop's thread.
+ */
+typedef struct ferry_server ferry_server;
+typedef struct ferry_req ferry_req;
+typedef struct ferry_res ferry_res;
+
+typedef void (*ferry_request_cb)(ferry_req *req, ferry_res *res, void *data);
+typedef void (*ferry_server_close_cb)(ferry_server *s, void *data);
+
+/* Every limit and timeout, with its default. Times in ms; 0 disables where noted. */
+typedef struct ferry_server_options {
+    uint64_t keep_alive_timeout_ms;   /* idle keep-alive connection closes after; 5000; 0 = never */
+    uint64_t headers_timeout_ms;      /* accept/first byte to end of head → 408; 60000; 0 = off */
+    uint64_t request_timeout_ms;      /* first byte to end of body → 408; 300000; 0 = off */
+    uint64_t idle_timeout_ms;         /* socket inactivity while busy → close; 0 = off (default) */
+    uint64_t linger_timeout_ms;       /* after our FIN, wait this long for the peer's; 2000 */
+    uint32_t max_header_bytes;        /* request line + fields → 431; 16384 */
+    uint32_t max_headers;             /* header fields → 431; 100 */
+    uint32_t max_target_bytes;        /* request-target → 414; 8192 */
+    uint64_t max_body_bytes;          /* ferry_req_read_body and declared bodies → 413; 1 MiB */
+    uint64_t max_drain_bytes;         /* unread body discarded to keep the connection; 256 KiB */
+    uint32_t max_connections;         /* open connections; beyond, accept pauses; 0 = fd limit */
+    uint32_t max_requests_per_connection; /* last one gets Connection: close; 0 = no limit */
+    uint32_t read_buffer_bytes;       /* per busy connection, pooled; 16384 */
+    uint32_t backlog;                 /* listen(2) backlog; 511 */
+    int reject_expect_continue;       /* 1: answer Expect: 100-continue with 417; 0 (default):
+                                         send 100 when the handler starts reading the body */
+    int reuse_port;                   /* SO_REUSEPORT, for one loop per core; 0 */
+} ferry_server_options;
+
+void ferry_server_options_init(ferry_server_options *o);
+
+/* Create a server on `loop`. The server owns nothing of the caller's; free
+ * it with ferry_server_free() after its close callback ran (or right away if
+ * it never listened). */
+int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_request_cb on_request,
+                     void *data, ferry_server **out);
+/* host: "127.0.0.1", "::1", "0.0.0.0", "::" or NULL (= "127.0.0.1"); port 0 = any free port. */
+int ferry_server_listen(ferry_server *s, const char *host, int port);
+int ferry_server_listen_unix(ferry_server *s, const char *path);
+int ferry_server_port(const ferry_server *s); /* the bound TCP port, or a negative code */
+void *ferry_server_data(const ferry_server *s);
+
+/* Shutdown. All idempotent and safe from any callback.
+ * close_idle: close every idle connection now (idle = no request in progress
+ *   and the last response fully written; a connection that has not sent a
+ *   complete head counts as idle).
+ * close: stop accepting, close idle connections at once, mark in-flight
+ *   responses Connection: close and close each connection after its response;
+ *   after grace_ms (0 = wait forever) destroy what remains; cb fires once, when
+ *   the last connection is gone (timeouts keep running meanwhile).
+ * destroy: stop accepting and reset every connection now (cb of a pending
+ *   close still fires).
+ * on_signals: SIGTERM/SIGINT → close(grace_ms); a second signal → destroy. */
+void ferry_server_close_idle(ferry_server *s);
+void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb);
+void ferry_server_destroy(ferry_server *s);
+int ferry_server_on_signals(ferry_server *s, uint64_t grace_ms);
+/* Release the server. Only after its close callback ran, or if it never
+ * listened; returns FERRY_EBUSY otherwise. */
+int ferry_server_free(ferry_server *s);
+
+typedef struct ferry_server_stats {
+    uint64_t connections_active; /* open now, idle ones included */
+    uint64_t connections_idle;   /* open now and idle */
+    uint64_t connections_accepted;
+    uint64_t requests;           /* request heads handed to the handler */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t timeouts_headers;
+    uint64_t timeouts_request;
+    uint64_t timeouts_keep_alive;
+    uint64_t timeouts_idle;
+    uint64_t errors_400, errors_408, errors_413, errors_414, errors_417, errors_431, errors_501,
+        errors_505;              /* error responses ferry wrote itself */
+    uint64_t accept_pauses_emfile;          /* accept paused: out of file descriptors */
+    uint64_t accept_pauses_max_connections; /* accept paused: max_connections reached */
+    int closing;                 /* 1 once ferry_server_close/destroy was called */
+} ferry_server_stats;
+
+void ferry_server_stats_get(const ferry_server *s, ferry_server_stats *st);
+
+/* ---- Request ---- */
+ferry_str ferry_req_method(const ferry_req *req);
+ferry_str ferry_req_target(const ferry_req *req); /* as sent: path?query */
+ferry_str ferry_req_path(const ferry_req *req);   /* target up to '?' */
+ferry_str ferry_req_query(const ferry_req *req);  /* after '?', without it; {NULL,0} if none */
+int ferry_req_version_minor(const ferry_req *req); /* 0 or 1 */
+/* First field with this name, case-insensitive; {NULL,0} if absent. */
+ferry_str ferry_req_header(const ferry_req *req, const char *name);
+size_t ferry_req_header_count(const ferry_req *req);
+/* The i-th field in arrival order; FERRY_EINVAL past the end. */
+int ferry_req_header_at(const ferry_req *req, size_t i, ferry_str *name, ferry_str *value);
+/* The peer's address (struct sockaddr_in/in6); FERRY_ENOTSUP on unix sockets. */
+int ferry_req_peer(const ferry_req *req, struct sockaddr_storage *addr);
+ferry_res *ferry_req_res(ferry_req *req);
+
+/* Buffered body: cb once with the whole body (status 0), or a negative code:
+ * FERRY_EBODYTOOBIG beyond max_bytes (0 = the server's max_body_bytes; ferry
+ * then answers 413 itself unless the handler already started a response),
+ * FERRY_ECONNRESET/FERRY_EOF if the client went away, a parse error for bad
+ * chunked framing. The bytes are valid until cb returns. */
+typedef void (*ferry_body_cb)(ferry_req *req, int status, const char *body, size_t len,
+                              void *data);
+int ferry_req_read_body(ferry_req *req, uint64_t max_bytes, ferry_body_cb cb, void *data);
+
+/* Streamed body: cb with each piece as it arrives (status 0, bytes valid until
+ * cb returns), then once with FERRY_EOF (len 0) at the end, or once with a
+ * negative code. pause/resume apply backpressure to the client. */
+typedef void (*ferry_data_cb)(ferry_req *req, int status, const char *buf, size_t len,
+                              void *data);
+int ferry_req_on_data(ferry_req *req, ferry_data_cb cb, void *data);
+void ferry_req_pause(ferry_req *req);
+void ferry_req_resume(ferry_req *req);
+
+/* ---- Response ----
+ * Status and headers may change until the first write. Date, and
+ * Content-Length or Transfer-Encoding: chunked, are added; so are Connection
+ * and Keep-Alive. A body written with ferry_res_write and no Content-Length is
+ * sent chunked (HTTP/1.0 clients: delimited by close). */
+int ferry_res_set_status(ferry_res *res, int status);
+int ferry_res_set_header(ferry_res *res, const char *name, const char *value); /* replaces */
+int ferry_res_add_header(ferry_res *res, const char *name, const char *value); /* appends */
+
+/* Queue bytes for the client. ferry copies them; cb (may be NULL) fires when
+ * they are handed to the kernel (status 0) or the connection failed — wait for
+ * it before writing more to respect backpressure. */
+typedef void (*ferry_write_cb)(ferry_res *res, int status, void *data);
+int ferry_res_write(ferry_res *res, const void *buf, size_t len, ferry_write_cb cb, void *data);
+/* Finish the response; after this, req and res are gone. */
+int ferry_res_end(ferry_res *res);
+/* The common case: status, Content-Type (NULL: none), a body copied at once, end. */
+int ferry_res_send(ferry_res *res, int status, const char *content_type, const void *body,
+                   size_t len);
+/* 1 once the client is gone or the connection was destroyed: writes are
+ * dropped, but the response must still be ended. */
+int ferry_res_aborted(const ferry_res *res);
+ferry_req *ferry_res_req(ferry_res *res);
+
+/* Run work_cb(data) on the libuv thread pool, then after_cb(res, status, data)
+ * back on the loop (status FERRY_ECANCELED if the server was destroyed first).
+ * The loop keeps serving others meanwhile. after_cb must end the response. */
+typedef void (*ferry_work_cb)(void *data);
+typedef void (*ferry_after_work_cb)(ferry_res *res, int status, void *data);
+int ferry_res_offload(ferry_res *res, ferry_work_cb work_cb, ferry_after_work_cb after_cb,
+                      void *data);
+
 #ifdef __cplusplus
 }
 #endif
