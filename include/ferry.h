@@ -157,7 +157,7 @@ typedef struct ferry_server_options {
     uint32_t max_header_bytes;        /* request line + fields → 431; 16384 */
     uint32_t max_headers;             /* header fields → 431; 100 */
     uint32_t max_target_bytes;        /* request-target → 414; 8192 */
-    uint64_t max_body_bytes;          /* ferry_req_read_body and declared bodies → 413; 1 MiB */
+    uint64_t max_body_bytes;          /* ferry_req_read_body limit → 413; 1 MiB */
     uint64_t max_drain_bytes;         /* unread body discarded to keep the connection; 256 KiB */
     uint32_t max_connections;         /* open connections; beyond, accept pauses; 0 = fd limit */
     uint32_t max_requests_per_connection; /* last one gets Connection: close; 0 = no limit */
