@@ -1042,12 +1042,6 @@ static void conn_destroy(server_conn *c, int err)
         uv_close(&c->io.h, on_conn_closed);
 }
 
-static void on_linger_timeout(timeout_entry *e)
-{
-    server_conn *c = container_of(e, server_conn, tmo);
-    conn_destroy(c, 0);
-}
-
 /* Graceful close: write what is queued, send FIN, then read and discard
  * until the peer's FIN (or the linger timeout) so no RST is ever sent for
  * bytes the client already sent. */
@@ -1077,8 +1071,7 @@ static void conn_shutdown(server_conn *c)
     }
     shutdown(fd, SHUT_WR);
     c->state = C_CLOSING;
-    timeout_entry_init(&c->tmo, on_linger_timeout);
-    timeout_arm(&c->server->t_linger, &c->tmo);
+    timeout_arm(&c->server->t_linger, &c->tmo); /* on_conn_timeout closes it */
     if (!c->reading && uv_read_start(&c->io.s, on_alloc, on_read) == 0)
         c->reading = true;
 }
