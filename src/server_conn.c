@@ -1148,8 +1148,16 @@ void server_conn_close_idle(server_conn *c)
         conn_process(c);
         if (c->state != C_HEAD)
             return; /* answered, or being answered, with Connection: close */
+        conn_shutdown(c); /* a partial head: the client is mid-send, so linger */
+        return;
     }
-    conn_shutdown(c);
+    /* Nothing pending: FIN and close now, as nginx and Node do for idle
+     * connections; lingering here would only wait on clients that never
+     * read. */
+    uv_os_fd_t fd;
+    if (!c->peer_eof && uv_fileno(&c->io.h, &fd) == 0)
+        shutdown(fd, SHUT_WR);
+    conn_destroy(c, 0);
 }
 
 void server_conn_begin_shutdown(server_conn *c)
