@@ -131,13 +131,10 @@ static void on_accept_retry(uv_timer_t *t)
     accept_resume(t->data);
 }
 
-static void on_listen_readable(uv_poll_t *p, int status, int events)
+/* Accept up to `batch` waiting connections. */
+static void accept_some(ferry_server *s, int batch)
 {
-    ferry_server *s = p->data;
-    (void) events;
-    if (status < 0 || s->closing)
-        return;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
+    for (int i = 0; i < batch; i++) {
         if (s->opt.max_connections && s->nconns >= s->opt.max_connections) {
             accept_pause(s, 0);
             return;
@@ -157,6 +154,15 @@ static void on_listen_readable(uv_poll_t *p, int status, int events)
         if (server_conn_accept(s, fd, s->listen_is_pipe) < 0)
             close(fd);
     }
+}
+
+static void on_listen_readable(uv_poll_t *p, int status, int events)
+{
+    ferry_server *s = p->data;
+    (void) events;
+    if (status < 0 || s->closing)
+        return;
+    accept_some(s, ACCEPT_BATCH);
 }
 
 /* Lists, timers and the poll handle exist only once the server listens, so a
@@ -347,17 +353,19 @@ static void maybe_finish(ferry_server *s)
 
 static void on_poll_closed(uv_handle_t *h)
 {
-    ferry_server *s = h->data;
-    close(s->listen_fd);
-    s->listen_fd = -1;
-    handle_done(s);
+    handle_done(h->data);
 }
 
+/* Close the listening socket now, not a loop turn later: a connect() after
+ * close() returns must be refused, not left in a backlog nobody accepts. */
 static void stop_listening(ferry_server *s)
 {
     if (!s->listening || uv_is_closing((uv_handle_t *) &s->listen_poll))
         return;
     uv_timer_stop(&s->accept_retry);
+    uv_poll_stop(&s->listen_poll);
+    close(s->listen_fd);
+    s->listen_fd = -1;
     s->open_handles++;
     uv_close((uv_handle_t *) &s->listen_poll, on_poll_closed);
 }
@@ -387,6 +395,11 @@ void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_c
         maybe_finish(s);
         return;
     }
+    /* Clients already in the backlog connected before close(): take them in,
+     * so a request they already sent is answered (with Connection: close)
+     * rather than reset with the listening socket. */
+    if (s->listening && !s->accept_paused && !uv_is_closing((uv_handle_t *) &s->listen_poll))
+        accept_some(s, 1 << 20);
     s->closing = true;
     s->stats.closing = 1;
     stop_listening(s);

@@ -624,6 +624,22 @@ static void body_fail(server_conn *c, exchange *ex, int err)
     body_deliver_end(c, ex, err);
 }
 
+/* The request failed while the handler has it (timeout, too big, bad
+ * framing): ferry writes its own status first, if no response has started,
+ * so the handler — told second — sees ferry_res_aborted() and cannot race
+ * it with an answer of its own. */
+static void conn_fail_request(server_conn *c, exchange *ex, int status, int err)
+{
+    if (c->state != C_CLOSED && !(ex->rflags & RF_HEAD_SENT) && !ex->handler_done)
+        conn_error_response(c, status, err);
+    else if (c->state != C_CLOSED)
+        c->close_after = true;
+    body_fail(c, ex, err);
+    if (c->state != C_CLOSED && ex->handler_done && c->ex == ex &&
+        (c->state == C_BUSY || c->state == C_FLUSHING))
+        conn_shutdown(c);
+}
+
 /* Hand the consumer n decoded bytes. Returns false if the connection went
  * away or the body failed meanwhile. */
 static bool body_take(server_conn *c, exchange *ex, const char *p, size_t n)
@@ -632,9 +648,7 @@ static bool body_take(server_conn *c, exchange *ex, const char *p, size_t n)
     switch (ex->body_mode) {
     case MODE_BUFFER:
         if (ex->body_seen > ex->body_max) {
-            body_fail(c, ex, FERRY_EBODYTOOBIG);
-            if (c->state != C_CLOSED && !ex->handler_done && !(ex->rflags & RF_HEAD_SENT))
-                conn_error_response(c, 413, FERRY_EBODYTOOBIG);
+            conn_fail_request(c, ex, 413, FERRY_EBODYTOOBIG);
             return false;
         }
         if (ex->body_len + n > ex->body_cap) {
@@ -695,10 +709,7 @@ static void conn_feed_body(server_conn *c)
         } else {
             r = parse_chunked(&ex->chunk, p, avail, &data_len, &used);
             if (r < 0) {
-                body_fail(c, ex, r);
-                if (c->state != C_CLOSED && !(ex->rflags & RF_HEAD_SENT) &&
-                    (ex->handler_done || ex->body_mode == MODE_BUFFER))
-                    conn_error_response(c, 400, r);
+                conn_fail_request(c, ex, 400, r);
                 return;
             }
         }
@@ -728,9 +739,10 @@ static void on_request_timeout(timeout_entry *e)
     if (!c)
         return;
     c->server->stats.timeouts_request++;
-    body_fail(c, ex, FERRY_EREQUESTTIMEOUT);
-    if (c->state != C_CLOSED)
+    if (c->state == C_HEAD) /* no handler yet: the 408 is all there is */
         conn_error_response(c, 408, FERRY_EREQUESTTIMEOUT);
+    else
+        conn_fail_request(c, ex, 408, FERRY_EREQUESTTIMEOUT);
 }
 
 /* Start an exchange at a request's first byte. */
@@ -871,7 +883,7 @@ static void conn_process(server_conn *c)
             exchange *ex = c->ex;
             if (ex->end_pending) {
                 ex->end_pending = false;
-                body_deliver_end(c, ex, 0);
+                body_deliver_end(c, ex, ex->body_failed ? FERRY_EBODYTOOBIG : 0);
                 if (c->state != C_BUSY || c->ex != ex)
                     break;
             }
@@ -1194,9 +1206,7 @@ static void on_conn_timeout(timeout_entry *e)
     default: /* busy and silent for idle_timeout_ms */
         s->stats.timeouts_idle++;
         if (c->ex && !(c->ex->rflags & RF_HEAD_SENT) && !c->ex->handler_done) {
-            body_fail(c, c->ex, FERRY_EIDLETIMEOUT);
-            if (c->state != C_CLOSED)
-                conn_error_response(c, 408, FERRY_EIDLETIMEOUT);
+            conn_fail_request(c, c->ex, 408, FERRY_EIDLETIMEOUT);
             return;
         }
         conn_destroy(c, FERRY_EIDLETIMEOUT);
@@ -1351,10 +1361,13 @@ int ferry_req_read_body(ferry_req *req, uint64_t max_bytes, ferry_body_cb cb, vo
         return 0;
     }
     if (req->body_kind == BODY_LENGTH && req->head.content_length > req->body_max) {
-        /* Declared too big: refuse before reading a byte. */
-        body_fail(c, req, FERRY_EBODYTOOBIG);
+        /* Declared too big: refuse before reading a byte. The callback runs
+         * from conn_process, not from inside this call. */
+        req->end_pending = true;
+        req->body_failed = true;
         if (c->state != C_CLOSED && !(req->rflags & RF_HEAD_SENT))
             conn_error_response(c, 413, FERRY_EBODYTOOBIG);
+        kick(req);
         return 0;
     }
     if (req->body_kind == BODY_LENGTH && req->head.content_length <= req->body_max) {
