@@ -237,7 +237,9 @@ ferry_res *ferry_req_res(ferry_req *req);
 
 /* Buffered body: cb once with the whole body (status 0), or a negative code:
  * FERRY_EBODYTOOBIG beyond max_bytes (0 = the server's max_body_bytes; ferry
- * then answers 413 itself unless the handler already started a response),
+ * then answers 413 itself unless the handler already started a response; a
+ * declared Content-Length over the limit is refused at once: the call returns
+ * FERRY_EBODYTOOBIG and cb is not called),
  * FERRY_ECONNRESET/FERRY_EOF if the client went away, a parse error for bad
  * chunked framing. The bytes are valid until cb returns. */
 typedef void (*ferry_body_cb)(ferry_req *req, int status, const char *body, size_t len,

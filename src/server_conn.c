@@ -883,7 +883,7 @@ static void conn_process(server_conn *c)
             exchange *ex = c->ex;
             if (ex->end_pending) {
                 ex->end_pending = false;
-                body_deliver_end(c, ex, ex->body_failed ? FERRY_EBODYTOOBIG : 0);
+                body_deliver_end(c, ex, 0);
                 if (c->state != C_BUSY || c->ex != ex)
                     break;
             }
@@ -1361,14 +1361,13 @@ int ferry_req_read_body(ferry_req *req, uint64_t max_bytes, ferry_body_cb cb, vo
         return 0;
     }
     if (req->body_kind == BODY_LENGTH && req->head.content_length > req->body_max) {
-        /* Declared too big: refuse before reading a byte. The callback runs
-         * from conn_process, not from inside this call. */
-        req->end_pending = true;
-        req->body_failed = true;
+        /* Declared too big: refuse before reading a byte, and say so now. */
+        req->body_mode = MODE_UNREAD;
+        req->body_cb = NULL;
+        c->close_after = true;
         if (c->state != C_CLOSED && !(req->rflags & RF_HEAD_SENT))
             conn_error_response(c, 413, FERRY_EBODYTOOBIG);
-        kick(req);
-        return 0;
+        return FERRY_EBODYTOOBIG;
     }
     if (req->body_kind == BODY_LENGTH && req->head.content_length <= req->body_max) {
         char *nb = realloc(req->body_buf, (size_t) req->head.content_length);
