@@ -389,8 +389,13 @@ static void on_grace_timeout(uv_timer_t *t)
 
 void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb)
 {
-    if (cb && s->close_cb_fired) {
-        cb(s, s->data); /* already closed (destroy finished it): tell this caller too */
+    if (s->close_cb_fired) {
+        /* Already closed. The callback fires once in a server's life: only
+         * if none was registered when it finished (destroy, then close). */
+        if (cb && !s->close_cb) {
+            s->close_cb = cb;
+            cb(s, s->data);
+        }
         return;
     }
     if (cb && !s->close_cb)
