@@ -647,6 +647,8 @@ static bool body_take(server_conn *c, exchange *ex, const char *p, size_t n)
     ex->body_seen += n;
     switch (ex->body_mode) {
     case MODE_BUFFER:
+        if (n == 0)
+            return true;
         if (ex->body_seen > ex->body_max) {
             conn_fail_request(c, ex, 413, FERRY_EBODYTOOBIG);
             return false;
