@@ -44,13 +44,14 @@ fuzz: deps
 	  grep -E 'stat::number_of_executed_units|stat::peak_rss|DONE' build-fuzz/$$name.log; \
 	done
 
+# Benchmarks build in their own tree, so `make` never needs the peers' libraries.
 bench-parse: deps-bench
-	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_BENCH=ON >/dev/null
-	@$(CMAKE) --build build -j $(JOBS) --target parse_bench
-	@build/bench/parse_bench
+	@$(CMAKE) -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DFERRY_BENCH=ON >/dev/null
+	@$(CMAKE) --build build-bench -j $(JOBS) --target parse_bench
+	@build-bench/bench/parse_bench
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-bench
