@@ -9,7 +9,7 @@ WERROR      ?= $(if $(CI),ON,OFF)
 CMAKE       := cmake
 CTEST       := ctest --output-on-failure -j $(JOBS)
 
-.PHONY: all build test asan fuzz bench-parse format deps deps-bench clean
+.PHONY: all build test asan fuzz bench-parse run format deps deps-bench clean
 
 all: build
 
@@ -49,6 +49,11 @@ bench-parse: deps-bench
 	@$(CMAKE) -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DFERRY_BENCH=ON >/dev/null
 	@$(CMAKE) --build build-bench -j $(JOBS) --target parse_bench
 	@build-bench/bench/parse_bench
+
+# The demo server on :8080 (docs/serve.md); SERVE_ARGS adds flags.
+SERVE_ARGS ?=
+run: build
+	@build/ferry serve --port 8080 $(SERVE_ARGS)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
