@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,10 +71,17 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
     ferry_server *s = calloc(1, sizeof(*s));
     if (!s)
         return FERRY_ENOMEM;
+    /* A write to a socket the peer reset must be an error code, not the end
+     * of the process: ignore SIGPIPE unless the program chose a handler. */
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     s->loop = loop;
     s->opt = *o;
     if (s->opt.backlog == 0)
         s->opt.backlog = 511;
+    if (s->opt.max_body_bytes == 0)
+        s->opt.max_body_bytes = UINT64_MAX; /* 0 = no limit */
     s->on_request = on_request;
     s->data = data;
     s->listen_fd = -1;
@@ -184,6 +192,8 @@ static int server_start_handles(ferry_server *s)
     s->accept_retry.data = s;
     uv_timer_init(s->loop, &s->grace_timer);
     s->grace_timer.data = s;
+    uv_idle_init(s->loop, &s->defer);
+    s->defer.data = s;
     return 0;
 }
 
@@ -336,6 +346,7 @@ static void maybe_finish(ferry_server *s)
     if (s->listening) {
         close_handle(s, (uv_handle_t *) &s->accept_retry);
         close_handle(s, (uv_handle_t *) &s->grace_timer);
+        close_handle(s, (uv_handle_t *) &s->defer);
         timeout_list *lists[] = {&s->t_headers, &s->t_request, &s->t_keep_alive, &s->t_idle,
                                  &s->t_linger};
         for (int i = 0; i < 5; i++) {

@@ -99,6 +99,8 @@ struct ferry_req {
     exchange *next_free;
     bool handler_done, conn_done, writing, offloaded;
     uint32_t holds; /* user callbacks running that ferry called: no release meanwhile */
+    bool deferred;    /* on the server's list of write callbacks due */
+    exchange *defer_next;
     bool end_pending; /* the body was complete before the handler asked for it */
 
     /* request */
@@ -345,6 +347,37 @@ static void fire_waiters(exchange *ex, int status)
     unhold(ex);
 }
 
+/* Write callbacks never run inside ferry_res_write (a handler that writes
+ * again from its callback would recurse without bound): when the kernel took
+ * the bytes at once, the callbacks run on the next loop turn. */
+static void defer_waiters(exchange *ex)
+{
+    ferry_server *s = ex->server;
+    if (ex->deferred)
+        return;
+    ex->deferred = true;
+    hold(ex);
+    ex->defer_next = s->deferred;
+    s->deferred = ex;
+    uv_idle_start(&s->defer, server_on_defer);
+}
+
+void server_on_defer(uv_idle_t *h)
+{
+    ferry_server *s = h->data;
+    exchange *list = s->deferred;
+    s->deferred = NULL;
+    while (list) {
+        exchange *ex = list;
+        list = ex->defer_next;
+        ex->deferred = false;
+        fire_waiters(ex, 0);
+        unhold(ex);
+    }
+    if (!s->deferred)
+        uv_idle_stop(h);
+}
+
 static void on_write_done(uv_write_t *wr, int status)
 {
     exchange *ex = container_of(wr, exchange, wreq);
@@ -409,8 +442,8 @@ static void conn_flush(server_conn *c)
         if (c->server->opt.idle_timeout_ms && c->state != C_CLOSING)
             timeout_arm(&c->server->t_idle, &c->tmo);
     }
-    if (ex->nwaiters)
-        fire_waiters(ex, 0);
+    if (ex->nwaiters && ex->waiters[0].at <= ex->flushed_total)
+        defer_waiters(ex);
 }
 
 static bool out_pending(const server_conn *c)
@@ -1320,6 +1353,11 @@ ferry_res *ferry_req_res(ferry_req *req)
     return &req->res;
 }
 
+ferry_server *ferry_req_server(const ferry_req *req)
+{
+    return req->server;
+}
+
 /* Common start of read_body / on_data: 100-continue, and the checks. */
 static int body_start(ferry_req *req, uint8_t mode)
 {
@@ -1662,15 +1700,18 @@ int ferry_res_send(ferry_res *res, int status, const char *content_type, const v
         res_finish(ex);
         return 0;
     }
-    if (ex->rflags & RF_HEAD_SENT)
+    if (ex->rflags & RF_HEAD_SENT) {
+        /* a response is already under way: finish it as ferry_res_end would */
+        queue_body(ex, body, len);
+        ferry_res_end(res);
         return FERRY_EALREADY;
+    }
     int rc = ferry_res_set_status(res, status);
     if (rc == 0 && content_type)
         rc = ferry_res_set_header(res, "Content-Type", content_type);
-    if (rc < 0)
-        return rc;
     ex->rflags &= (uint8_t) ~RF_HAS_CL;
-    rc = queue_head(c, ex, len);
+    if (rc == 0)
+        rc = queue_head(c, ex, len);
     if (rc == 0)
         rc = queue_body(ex, body, len);
     if (rc < 0) {
