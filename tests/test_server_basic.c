@@ -83,10 +83,9 @@ static bool is_imf_fixdate(const char *s)
     static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     static const int digits[] = {5, 6, 12, 13, 14, 15, 17, 18, 20, 21, 23, 24};
-    if (!s || strlen(s) != 29 || strcmp(s + 25, " GMT") != 0)
-        return false;
-    if (s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
-        s[19] != ':' || s[22] != ':')
+    if (!s || strlen(s) != 29 || strcmp(s + 25, " GMT") != 0) return false;
+    if (s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || s[19] != ':' ||
+        s[22] != ':')
         return false;
     bool day = false, mon = false;
     for (int i = 0; i < 7; i++)
@@ -94,8 +93,7 @@ static bool is_imf_fixdate(const char *s)
     for (int i = 0; i < 12; i++)
         mon |= strncmp(s + 8, months[i], 3) == 0;
     for (size_t i = 0; i < sizeof(digits) / sizeof(digits[0]); i++)
-        if (s[digits[i]] < '0' || s[digits[i]] > '9')
-            return false;
+        if (s[digits[i]] < '0' || s[digits[i]] > '9') return false;
     return day && mon;
 }
 
@@ -197,8 +195,7 @@ static void test_head_has_no_body(void **state)
         tc_response r;
         assert_tc_ok(tc_read_response_ex(fd, &r, PARSE_REQ_HEAD, 5000));
         assert_int_equal(r.status, 200);
-        if (i == 0)
-            assert_string_equal(tc_header(&r, "Content-Length"), "12");
+        if (i == 0) assert_string_equal(tc_header(&r, "Content-Length"), "12");
         tc_response_free(&r);
         /* If any body byte had been sent, this response would not parse. */
         assert_tc_ok(tc_get(fd, "/", &r));
@@ -268,7 +265,8 @@ static void test_pipelining_100_in_one_write(void **state)
             char body[32];
             int bl = snprintf(body, sizeof(body), "echo %d", i);
             n = snprintf(all + len, cap - len,
-                         "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s", bl, body);
+                         "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s", bl,
+                         body);
             snprintf(expect[i], sizeof(expect[i]), "%s", body);
             break;
         }
@@ -332,8 +330,8 @@ static void test_bodies_0_1_1MiB_10MiB_fixed_and_chunked(void **state)
                 tc_send(fd, head);
                 send_chunked(fd, body, n, 100003);
             } else {
-                snprintf(head, sizeof(head), "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
-                         n);
+                snprintf(head, sizeof(head),
+                         "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", n);
                 tc_send(fd, head);
                 tc_send_n(fd, body, n);
             }
@@ -402,7 +400,8 @@ static void test_streaming_body_with_pause_resume(void **state)
     size_t n = 4u << 20; /* streamed: not bounded by max_body_bytes (1 MiB) */
     char *body = pattern(n), want[64], head[128];
     stream_digest(body, n, want, sizeof(want));
-    snprintf(head, sizeof(head), "POST /stream HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", n);
+    snprintf(head, sizeof(head), "POST /stream HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+             n);
     tc_send(fd, head);
     tc_send_n(fd, body, n);
     tc_response r;
@@ -521,7 +520,8 @@ static void test_expect_continue_rejected_with_417(void **state)
     o.reject_expect_continue = 1;
     harness *h = harness_start(&o, NULL, NULL);
     int fd = tc_connect(harness_port(h));
-    tc_send(fd, "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    tc_send(fd,
+            "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
     tc_response r;
     assert_tc_ok(tc_read_response(fd, &r));
     assert_int_equal(r.status, 417);
@@ -539,7 +539,8 @@ static void test_unknown_expectation_417(void **state)
     (void) state;
     harness *h = harness_start(NULL, NULL, NULL);
     int fd = tc_connect(harness_port(h));
-    tc_send(fd, "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\nContent-Length: 5\r\n\r\nhello");
+    tc_send(fd,
+            "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\nContent-Length: 5\r\n\r\nhello");
     tc_response r;
     assert_tc_ok(tc_read_response(fd, &r));
     assert_int_equal(r.status, 417);
@@ -622,12 +623,10 @@ static void test_error_statuses_close_the_connection(void **state)
     size_t ncases = sizeof(cases) / sizeof(cases[0]);
     for (size_t i = 0; i < ncases; i++) {
         int fd = tc_connect(harness_port(h));
-        if (cases[i].raw[0])
-            tc_send(fd, cases[i].raw);
+        if (cases[i].raw[0]) tc_send(fd, cases[i].raw);
         tc_response r;
         int rc = tc_read_response_ex(fd, &r, 0, 3000);
-        if (rc != 0)
-            fail_msg("%s: no response (%s)", cases[i].what, tc_result_name(rc));
+        if (rc != 0) fail_msg("%s: no response (%s)", cases[i].what, tc_result_name(rc));
         if (r.status != cases[i].status)
             fail_msg("%s: status %d, expected %d", cases[i].what, r.status, cases[i].status);
         if (!tc_header_has_token(&r, "Connection", "close"))
@@ -694,7 +693,8 @@ static void test_request_smuggling_rejected_before_handler(void **state)
         "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 6\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +5\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
-        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+        "identity\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: t\r\nX: y\r\n Transfer-Encoding: chunked\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\rX: y\r\n\r\n",
@@ -707,26 +707,23 @@ static void test_request_smuggling_rejected_before_handler(void **state)
         tc_send(fd, buf);
         tc_response r;
         int rc = tc_read_response(fd, &r);
-        if (rc != 0)
-            fail_msg("case %zu: %s", i, tc_result_name(rc));
-        if (r.status != 400)
-            fail_msg("case %zu: status %d, expected 400", i, r.status);
+        if (rc != 0) fail_msg("case %zu: %s", i, tc_result_name(rc));
+        if (r.status != 400) fail_msg("case %zu: status %d, expected 400", i, r.status);
         assert_true(tc_header_has_token(&r, "Connection", "close"));
         tc_response_free(&r);
         /* Nothing more: no response to the smuggled request. */
         tc_eof e = tc_expect_eof(fd, 2000);
-        if (e != TC_FIN && e != TC_RST)
-            fail_msg("case %zu: after the 400: %s", i, tc_eof_name(e));
+        if (e != TC_FIN && e != TC_RST) fail_msg("case %zu: after the 400: %s", i, tc_eof_name(e));
         tc_close(fd);
-        if (harness_handler_calls(h) != 0)
-            fail_msg("case %zu reached a handler", i);
+        if (harness_handler_calls(h) != 0) fail_msg("case %zu reached a handler", i);
     }
     /* Bad chunk framing inside a body the handler reads: 400, and the request
      * after it is never parsed (the framing is lost). */
     int fd = tc_connect(harness_port(h));
     char buf[512];
     snprintf(buf, sizeof(buf),
-             "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5x\r\nhello\r\n0\r\n\r\n%s",
+             "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: "
+             "chunked\r\n\r\n5x\r\nhello\r\n0\r\n\r\n%s",
              smuggle);
     tc_send(fd, buf);
     tc_response r;
@@ -754,8 +751,8 @@ static void peer_handler(ferry_req *req, ferry_res *res, void *data)
         inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
         port = ntohs(sin->sin_port);
     }
-    int n = snprintf(out, sizeof(out), "%d %s %s %d", rc, ss.ss_family == AF_INET ? "inet" : "other",
-                     ip, port);
+    int n = snprintf(out, sizeof(out), "%d %s %s %d", rc,
+                     ss.ss_family == AF_INET ? "inet" : "other", ip, port);
     ferry_res_send(res, 200, "text/plain", out, (size_t) n);
 }
 

@@ -111,9 +111,9 @@ static void test_headers_beyond_the_limit_get_431(void **state)
         int status;
         const char *body;
     } cases[] = {
-        {99, 4, 200, "100"},  /* exactly max_headers fields, all delivered */
-        {100, 4, 431, NULL},  /* one more: 431, not silently dropped */
-        {2000, 4, 431, NULL}, /* Node keeps 1000 and drops the rest */
+        {99, 4, 200, "100"},   /* exactly max_headers fields, all delivered */
+        {100, 4, 431, NULL},   /* one more: 431, not silently dropped */
+        {2000, 4, 431, NULL},  /* Node keeps 1000 and drops the rest */
         {1, 17000, 431, NULL}, /* one field over max_header_bytes */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -227,8 +227,7 @@ static void test_unread_body_beyond_drain_limit_closes(void **state)
             break; /* the server closed: that is the point */
         }
         ssize_t w = send(fd, body, sizeof(body), MSG_NOSIGNAL);
-        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            break;
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) break;
         pushed += w > 0 ? (size_t) w : 0;
         if (w != (ssize_t) sizeof(body))
             break; /* a short write broke the chunk framing: stop, the close is what we test */
@@ -268,8 +267,7 @@ static void test_half_closed_client_still_gets_its_response(void **state)
         assert_int_equal(shutdown(fd, SHUT_WR), 0);
         tc_response r;
         int rc = tc_read_response(fd, &r);
-        if (rc != 0)
-            fail_msg("request %d after a half-close: %s", i, tc_result_name(rc));
+        if (rc != 0) fail_msg("request %d after a half-close: %s", i, tc_result_name(rc));
         assert_int_equal(r.status, 200);
         assert_string_equal(r.body, bodies[i]);
         tc_response_free(&r);
@@ -373,8 +371,8 @@ static void test_cpu_heavy_request_does_not_block_others(void **state)
     tc_response_free(&r);
     print_message("GET / worst latency %.1f ms during /cpu?ms=300 (done at %.0f ms)\n", worst,
                   cpu_done);
-    assert_true(worst < 100);              /* "a few ms"; generous for a loaded CI */
-    assert_true(fast_done < cpu_done);     /* all five were answered before the CPU work ended */
+    assert_true(worst < 100);          /* "a few ms"; generous for a loaded CI */
+    assert_true(fast_done < cpu_done); /* all five were answered before the CPU work ended */
     assert_true(cpu_done >= 290);
     tc_close(cpu);
     tc_close(fast);

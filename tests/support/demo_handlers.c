@@ -269,8 +269,7 @@ static void route_slow(harness *h, ferry_req *req, ferry_res *res)
     ferry_str q = ferry_req_query(req);
     size_t ql = q.p && q.len < 200 ? q.len : 0;
     memcpy(s->body, "slow ", 5);
-    if (ql)
-        memcpy(s->body + 5, q.p, ql);
+    if (ql) memcpy(s->body + 5, q.p, ql);
     s->len = 5 + ql;
     uv_timer_init(&h->loop, &s->timer);
     s->timer.data = s;
@@ -432,8 +431,7 @@ static void reaper_tick(uv_timer_t *t)
             pp = &p->next;
         }
     }
-    if (!h->demo.noanswer)
-        uv_timer_stop(t);
+    if (!h->demo.noanswer) uv_timer_stop(t);
 }
 
 /* /noanswer: park the request; see the header for what ends it. */
@@ -462,8 +460,7 @@ void demo_release_noanswer(harness *h)
         finish_send(h, p->res, 200, "text/plain", "released", 8);
         free(p);
     }
-    if (h->demo.reaper_init)
-        uv_timer_stop(&h->demo.reaper);
+    if (h->demo.reaper_init) uv_timer_stop(&h->demo.reaper);
 }
 
 void demo_close_handles(harness *h)

@@ -34,9 +34,9 @@ typedef struct hcall {
 
 struct harness {
     uv_loop_t loop;
-    uv_async_t async;     /* wakes the loop for queued calls */
+    uv_async_t async;      /* wakes the loop for queued calls */
     uv_timer_t stop_timer; /* during harness_stop: waits for close cb + demo requests */
-    uv_timer_t watchdog;  /* during harness_stop: unref'd; fires only if the loop will not end */
+    uv_timer_t watchdog;   /* during harness_stop: unref'd; fires only if the loop will not end */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;

@@ -25,9 +25,9 @@
 enum {
     CALL_WAIT_MS = 15000,   /* a harness_call that takes longer means a wedged loop */
     STOP_GRACE_MS = 1000,   /* harness_stop's close grace, if nobody closed */
-    STOP_DESTROY_MS = 8000, /* stop: close cb still missing → destroy */
-    STOP_GIVEUP_MS = 14000, /* stop: still missing → give up and report */
-    WATCHDOG_MS = 3000,     /* after free: the loop must end within this */
+    STOP_DESTROY_MS = 3000, /* stop: close cb still missing → destroy */
+    STOP_GIVEUP_MS = 6000,  /* stop: still missing → give up and report */
+    WATCHDOG_MS = 2000,     /* after free: the loop must end within this */
 };
 
 static _Thread_local harness *tl_self;
@@ -97,8 +97,7 @@ static void on_server_closed(ferry_server *s, void *data)
     harness *h = tl_self;
     pthread_mutex_lock(&h->mu);
     h->close_cb_count++;
-    if (h->close_cb_count == 1)
-        h->close_done_ns = hr_ns();
+    if (h->close_cb_count == 1) h->close_done_ns = hr_ns();
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
     /* "Never answers until the server closes": the server has closed. */
@@ -108,8 +107,7 @@ static void on_server_closed(ferry_server *s, void *data)
 void harness_close_on_loop(harness *h, uint64_t grace_ms)
 {
     pthread_mutex_lock(&h->mu);
-    if (!h->close_called)
-        h->close_start_ns = hr_ns();
+    if (!h->close_called) h->close_start_ns = hr_ns();
     pthread_mutex_unlock(&h->mu);
     h->close_called = true;
     ferry_server_close(h->server, grace_ms, on_server_closed);
@@ -244,10 +242,8 @@ bool harness_wait_stat_at(harness *h, size_t field_offset, uint64_t min, int tim
         harness_stats(h, &st);
         uint64_t v;
         memcpy(&v, (const char *) &st + field_offset, sizeof(v));
-        if (v >= min)
-            return true;
-        if (now_ms() >= end)
-            return false;
+        if (v >= min) return true;
+        if (now_ms() >= end) return false;
         sleep_ms(5);
     }
 }
@@ -261,8 +257,7 @@ bool harness_wait_handler_calls(harness *h, uint64_t n, int timeout_ms)
 {
     double end = now_ms() + timeout_ms;
     while (harness_handler_calls(h) < n) {
-        if (now_ms() >= end)
-            return false;
+        if (now_ms() >= end) return false;
         sleep_ms(2);
     }
     return true;
@@ -301,14 +296,12 @@ size_t harness_noanswer_pending(harness *h)
 static void note_handle(uv_handle_t *hd, void *arg)
 {
     harness *h = arg;
-    if (hd == (uv_handle_t *) &h->watchdog)
-        return;
+    if (hd == (uv_handle_t *) &h->watchdog) return;
     size_t n = strlen(h->leaked);
     if (n < sizeof(h->leaked) - 32)
         snprintf(h->leaked + n, sizeof(h->leaked) - n, "%s%s%s", n ? ", " : "",
                  uv_handle_type_name(hd->type), uv_is_closing(hd) ? "(closing)" : "");
-    if (!uv_is_closing(hd))
-        uv_close(hd, NULL);
+    if (!uv_is_closing(hd)) uv_close(hd, NULL);
 }
 
 /* Fires only if the loop is still alive WATCHDOG_MS after everything was
@@ -361,8 +354,7 @@ static void call_stop(ferry_server *s, void *arg)
     h->stopping = true;
     h->stop_start_ns = hr_ns();
     demo_release_noanswer(h);
-    if (!h->close_called)
-        harness_close_on_loop(h, STOP_GRACE_MS);
+    if (!h->close_called) harness_close_on_loop(h, STOP_GRACE_MS);
     uv_timer_init(&h->loop, &h->stop_timer);
     h->stop_timer.data = h;
     uv_timer_start(&h->stop_timer, on_stop_tick, 0, 5);
@@ -375,13 +367,10 @@ static void *loop_main(void *arg)
     tl_self = h;
     int rc = uv_async_init(&h->loop, &h->async, on_async);
     h->async.data = h;
-    if (rc == 0)
-        rc = ferry_server_new(&h->loop, &h->opts, on_request, h, &h->server);
-    if (rc == 0)
-        rc = ferry_server_listen(h->server, "127.0.0.1", 0);
+    if (rc == 0) rc = ferry_server_new(&h->loop, &h->opts, on_request, h, &h->server);
+    if (rc == 0) rc = ferry_server_listen(h->server, "127.0.0.1", 0);
     int port = rc == 0 ? ferry_server_port(h->server) : 0;
-    if (rc == 0 && port <= 0)
-        rc = port < 0 ? port : FERRY_EINVAL;
+    if (rc == 0 && port <= 0) rc = port < 0 ? port : FERRY_EINVAL;
 
     pthread_mutex_lock(&h->mu);
     h->start_err = rc;
@@ -391,8 +380,7 @@ static void *loop_main(void *arg)
     pthread_mutex_unlock(&h->mu);
 
     if (rc != 0) {
-        if (h->server)
-            ferry_server_free(h->server);
+        if (h->server) ferry_server_free(h->server);
         h->server = NULL;
         uv_close((uv_handle_t *) &h->async, NULL);
     }
@@ -436,8 +424,8 @@ harness *harness_start(const ferry_server_options *o, ferry_request_cb cb, void 
     pthread_mutex_unlock(&h->mu);
     if (err != 0) {
         pthread_join(h->thread, NULL);
-        fail_msg("harness_start: cannot start a server on 127.0.0.1: %s (%s)",
-                 ferry_err_name(err), ferry_strerror(err));
+        fail_msg("harness_start: cannot start a server on 127.0.0.1: %s (%s)", ferry_err_name(err),
+                 ferry_strerror(err));
     }
     return h;
 }
@@ -482,9 +470,7 @@ void harness_stop(harness *h)
                  WATCHDOG_MS, leaked);
     if (close_cbs != 1)
         fail_msg("harness_stop: the close callback fired %d times, not once", close_cbs);
-    if (free_rc != 0)
-        fail_msg("harness_stop: ferry_server_free: %s", ferry_err_name(free_rc));
+    if (free_rc != 0) fail_msg("harness_stop: ferry_server_free: %s", ferry_err_name(free_rc));
     if (close_rc != 0)
-        fail_msg("harness_stop: uv_loop_close: %s (a handle was left open)",
-                 uv_err_name(close_rc));
+        fail_msg("harness_stop: uv_loop_close: %s (a handle was left open)", uv_err_name(close_rc));
 }

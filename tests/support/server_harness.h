@@ -200,8 +200,7 @@ const char *tc_eof_name(tc_eof e);
 #define assert_tc_ok(expr)                                                                         \
     do {                                                                                           \
         int rc_ = (expr);                                                                          \
-        if (rc_ != 0)                                                                              \
-            fail_msg("%s: %s", #expr, tc_result_name(rc_));                                        \
+        if (rc_ != 0) fail_msg("%s: %s", #expr, tc_result_name(rc_));                              \
     } while (0)
 /* Fail the test unless the server closed (or reset, or stayed open) as expected. */
 #define assert_tc_eof(expr, want)                                                                  \

@@ -55,8 +55,7 @@ double now_ms(void)
 
 void sleep_ms(double ms)
 {
-    if (ms <= 0)
-        return;
+    if (ms <= 0) return;
     long long ns = (long long) (ms * 1e6);
     struct timespec ts = {(time_t) (ns / 1000000000LL), (long) (ns % 1000000000LL)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -75,13 +74,11 @@ void raise_nofile_limit(void)
 int count_open_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
+    if (!d) return -1;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
+        if (e->d_name[0] != '.') n++;
     closedir(d);
     return n - 1; /* the directory stream's own fd */
 }
@@ -120,8 +117,7 @@ static void buf_drop(int fd)
 /* Make room for at least `more` bytes past len (geometric growth: 10 MiB bodies). */
 static void buf_reserve(tcbuf *b, size_t more)
 {
-    if (b->cap - b->len >= more)
-        return;
+    if (b->cap - b->len >= more) return;
     size_t cap = b->cap ? b->cap : 4096;
     while (cap - b->len < more)
         cap *= 2;
@@ -142,22 +138,18 @@ static void buf_consume(tcbuf *b, size_t n)
 static int buf_fill(int fd, tcbuf *b, double deadline, size_t want)
 {
     double left = deadline - now_ms();
-    if (left <= 0)
-        return TC_ETIMEOUT;
+    if (left <= 0) return TC_ETIMEOUT;
     struct pollfd pfd = {fd, POLLIN, 0};
     int pr = poll(&pfd, 1, (int) left + 1);
-    if (pr == 0)
-        return TC_ETIMEOUT;
-    if (pr < 0)
-        return errno == EINTR ? buf_fill(fd, b, deadline, want) : TC_ERESET;
+    if (pr == 0) return TC_ETIMEOUT;
+    if (pr < 0) return errno == EINTR ? buf_fill(fd, b, deadline, want) : TC_ERESET;
     buf_reserve(b, want > TC_READ_PIECE ? want : TC_READ_PIECE);
     ssize_t n = recv(fd, b->p + b->len, b->cap - b->len, MSG_DONTWAIT);
     if (n > 0) {
         b->len += (size_t) n;
         return (int) (n > 0x7fffffff ? 0x7fffffff : n);
     }
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return buf_fill(fd, b, deadline, want);
     return errno == ETIMEDOUT ? TC_ETIMEOUT : TC_ERESET;
@@ -168,8 +160,7 @@ static int buf_fill(int fd, tcbuf *b, double deadline, size_t want)
 int tc_try_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
+    if (fd < 0) return -errno;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     struct timeval tv = {5, 0};
@@ -189,8 +180,7 @@ int tc_try_connect(int port)
 int tc_connect(int port)
 {
     int fd = tc_try_connect(port);
-    if (fd < 0)
-        fail_msg("tc_connect(127.0.0.1:%d): %s", port, strerror(-fd));
+    if (fd < 0) fail_msg("tc_connect(127.0.0.1:%d): %s", port, strerror(-fd));
     return fd;
 }
 
@@ -200,8 +190,7 @@ ssize_t tc_try_send_n(int fd, const void *p, size_t n)
     while (off < n) {
         ssize_t w = send(fd, (const char *) p + off, n - off, MSG_NOSIGNAL);
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return off ? (ssize_t) off : -errno;
         }
         off += (size_t) w;
@@ -246,16 +235,14 @@ static char *dupn(const char *p, size_t n)
 {
     char *s = malloc(n + 1);
     assert_non_null(s);
-    if (n)
-        memcpy(s, p, n);
+    if (n) memcpy(s, p, n);
     s[n] = '\0';
     return s;
 }
 
 void tc_response_free(tc_response *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     free(r->head);
     for (size_t i = 0; i < r->nfields; i++) {
         free(r->fields[i].name);
@@ -311,8 +298,7 @@ int tc_read_response_ex(int fd, tc_response *r, unsigned req_flags, int timeout_
                 free(fields);
                 return TC_EPARSE;
             }
-            if (n > 0)
-                break;
+            if (n > 0) break;
         }
         int rc = buf_fill(fd, b, deadline, 0);
         if (rc <= 0) {
@@ -333,8 +319,7 @@ int tc_read_response_ex(int fd, tc_response *r, unsigned req_flags, int timeout_
         uint64_t cl = h.content_length;
         while (b->len - head < cl) {
             int rc = buf_fill(fd, b, deadline, (size_t) (cl - (b->len - head)));
-            if (rc <= 0)
-                return body_error(rc);
+            if (rc <= 0) return body_error(rc);
         }
         r->body = dupn(b->p + head, (size_t) cl);
         r->body_len = (size_t) cl;
@@ -363,10 +348,8 @@ int tc_read_response_ex(int fd, tc_response *r, unsigned req_flags, int timeout_
                 memcpy(body + blen, b->p, data_len);
                 blen += data_len;
             }
-            if (b->len)
-                buf_consume(b, consumed);
-            if (rc == 1)
-                break;
+            if (b->len) buf_consume(b, consumed);
+            if (rc == 1) break;
             int fr = buf_fill(fd, b, deadline, 0);
             if (fr <= 0) {
                 free(body);
@@ -382,10 +365,8 @@ int tc_read_response_ex(int fd, tc_response *r, unsigned req_flags, int timeout_
     /* Until close (an HTTP/1.0 client, or no framing at all). */
     for (;;) {
         int rc = buf_fill(fd, b, deadline, 0);
-        if (rc == 0)
-            break;
-        if (rc < 0)
-            return rc;
+        if (rc == 0) break;
+        if (rc < 0) return rc;
     }
     r->body = dupn(b->p + head, b->len - head);
     r->body_len = b->len - head;
@@ -409,8 +390,7 @@ int tc_get(int fd, const char *target, tc_response *r)
 const char *tc_header(const tc_response *r, const char *name)
 {
     for (size_t i = 0; i < r->nfields; i++)
-        if (strcasecmp(r->fields[i].name, name) == 0)
-            return r->fields[i].value;
+        if (strcasecmp(r->fields[i].name, name) == 0) return r->fields[i].value;
     return NULL;
 }
 
@@ -426,8 +406,7 @@ bool tc_header_has_token(const tc_response *r, const char *name, const char *tok
 {
     size_t tl = strlen(token);
     for (size_t i = 0; i < r->nfields; i++) {
-        if (strcasecmp(r->fields[i].name, name) != 0)
-            continue;
+        if (strcasecmp(r->fields[i].name, name) != 0) continue;
         const char *p = r->fields[i].value;
         while (*p) {
             while (*p == ' ' || *p == '\t' || *p == ',')
@@ -438,8 +417,7 @@ bool tc_header_has_token(const tc_response *r, const char *name, const char *tok
             const char *t = e;
             while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
                 t--;
-            if ((size_t) (t - p) == tl && strncasecmp(p, token, tl) == 0)
-                return true;
+            if ((size_t) (t - p) == tl && strncasecmp(p, token, tl) == 0) return true;
             p = e;
         }
     }
@@ -449,14 +427,11 @@ bool tc_header_has_token(const tc_response *r, const char *name, const char *tok
 tc_eof tc_expect_eof(int fd, int timeout_ms)
 {
     tcbuf *b = buf_of(fd);
-    if (b->len)
-        return TC_DATA;
+    if (b->len) return TC_DATA;
     double deadline = now_ms() + timeout_ms;
     int rc = buf_fill(fd, b, deadline, 0);
-    if (rc > 0)
-        return TC_DATA;
-    if (rc == 0)
-        return TC_FIN;
+    if (rc > 0) return TC_DATA;
+    if (rc == 0) return TC_FIN;
     return rc == TC_ETIMEOUT ? TC_OPEN : TC_RST;
 }
 
