@@ -362,8 +362,8 @@ static void test_bodies_0_1_1MiB_10MiB_fixed_and_chunked(void **state)
     ferry_server_stats st;
     harness_stats(h, &st);
     assert_int_equal(st.connections_accepted, 1);
-    assert_true(st.bytes_in > 2 * (11u << 20));
-    assert_true(st.bytes_out > 4 * (11u << 20));
+    assert_true(st.bytes_in > 2 * (10u << 20));  /* both 10 MiB request bodies */
+    assert_true(st.bytes_out > 4 * (10u << 20)); /* two echoes, two /big */
     tc_close(fd);
     harness_stop(h);
 }
@@ -693,8 +693,8 @@ static void test_request_smuggling_rejected_before_handler(void **state)
         "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 6\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +5\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
-        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
-        "identity\r\n\r\n",
+        ("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+         "Transfer-Encoding: identity\r\n\r\n"), /* one element, split */
         "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: t\r\nX: y\r\n Transfer-Encoding: chunked\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\rX: y\r\n\r\n",

@@ -372,6 +372,7 @@ static void route_bigsend(harness *h, ferry_req *req, ferry_res *res)
 typedef struct cpu_ctx {
     harness *h;
     uint64_t ms;
+    uint64_t sink;
 } cpu_ctx;
 
 /* On the thread pool: spin for ms of wall time (a CPU-bound handler). */
@@ -380,14 +381,16 @@ static void cpu_work(void *data)
     cpu_ctx *c = data;
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    volatile uint64_t sink = 0;
+    uint64_t sink = 0;
+    int64_t elapsed_ms;
     do {
         for (int i = 0; i < 10000; i++)
             sink += (uint64_t) i * 2654435761u;
         clock_gettime(CLOCK_MONOTONIC, &t);
-    } while ((uint64_t) (t.tv_sec - t0.tv_sec) * 1000u +
-                 (uint64_t) ((t.tv_nsec - t0.tv_nsec) / 1000000L) <
-             c->ms);
+        elapsed_ms = ((int64_t) (t.tv_sec - t0.tv_sec) * 1000000000LL + (t.tv_nsec - t0.tv_nsec)) /
+                     1000000LL;
+    } while (elapsed_ms < (int64_t) c->ms);
+    c->sink = sink; /* keeps the loop from being optimised away */
 }
 
 /* Back on the loop: answer (or just end if the server was destroyed meanwhile). */

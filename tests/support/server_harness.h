@@ -89,7 +89,8 @@ int harness_close_cb_count(harness *h);
 
 /* ferry_server_stats_get, read on the loop thread. */
 void harness_stats(harness *h, ferry_server_stats *st);
-/* Poll the stats every 5 ms until field >= min or timeout_ms passed. */
+/* Poll the stats every 5 ms until field >= min or timeout_ms passed; false on
+ * timeout. Only for the uint64_t fields (not `closing`, an int). */
 bool harness_wait_stat_at(harness *h, size_t field_offset, uint64_t min, int timeout_ms);
 #define harness_wait_stat(h, field, min, timeout_ms)                                               \
     harness_wait_stat_at((h), offsetof(ferry_server_stats, field), (min), (timeout_ms))
