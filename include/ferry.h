@@ -297,6 +297,13 @@ int ferry_res_send(ferry_res *res, int status, const char *content_type, const v
  * dropped, but the response must still be ended. */
 int ferry_res_aborted(const ferry_res *res);
 ferry_req *ferry_res_req(ferry_res *res);
+/* cb(res, err, data) runs once if the response is lost before the handler
+ * ends it: the connection was reset or destroyed, or ferry answered in the
+ * handler's place (408, 413, ...). The handler must still end the response
+ * (from cb or later). A client that only half-closes is not an abort: it
+ * still gets its response. Registering again replaces cb; NULL removes it. */
+typedef void (*ferry_abort_cb)(ferry_res *res, int err, void *data);
+void ferry_res_on_abort(ferry_res *res, ferry_abort_cb cb, void *data);
 
 /* Run work_cb(data) on the libuv thread pool, then after_cb(res, status, data)
  * back on the loop (status FERRY_ECANCELED if the server was destroyed first).

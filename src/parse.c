@@ -62,6 +62,16 @@ static inline uint64_t load8(const char *p)
     return x;
 }
 
+/* Index of the first (lowest-addressed) flagged byte of a nonzero mask. */
+static inline unsigned first_flagged(uint64_t m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (unsigned) __builtin_clzll(m) >> 3;
+#else
+    return (unsigned) __builtin_ctzll(m) >> 3;
+#endif
+}
+
 /* Skip field-value characters; stops at the first byte that is not one
  * (CR, LF, or an invalid control) or at end. */
 static inline const char *skip_value(const char *p, const char *end)
@@ -74,7 +84,7 @@ static inline const char *skip_value(const char *p, const char *end)
         }
         /* The lowest flagged byte is exact (false positives only sit above a
          * true one): jump to it; HTAB and obs-text are fine, go on after it. */
-        p += __builtin_ctzll(m) >> 3;
+        p += first_flagged(m);
         if (!CLASS(*p, CH_VALUE))
             return p;
         p++;
@@ -87,8 +97,12 @@ static inline const char *skip_value(const char *p, const char *end)
 /* Skip request-target characters (visible ASCII, 0x21-0x7e). */
 static inline const char *skip_target(const char *p, const char *end)
 {
-    while (end - p >= 8 && !(OUTSIDE(load8(p), 0x21, 0x7e)))
+    while (end - p >= 8) {
+        uint64_t m = OUTSIDE(load8(p), 0x21, 0x7e);
+        if (m)
+            return p + first_flagged(m); /* every flagged byte ends the target */
         p += 8;
+    }
     while (p < end && (unsigned char) (*p - 0x21) < 0x5e)
         p++;
     return p;
@@ -342,6 +356,12 @@ static int keep_alive(const parse_head *h)
 static int finish_request(parse_head *h)
 {
     unsigned s = h->_seen, f = 0;
+    /* The usual request: no framing or connection fields, one Host, 1.1. */
+    if (likely(s == 0 && h->_hosts == 1 && h->version_minor == 1 &&
+               h->method_id != PARSE_M_CONNECT)) {
+        h->flags |= PARSE_F_NO_BODY | PARSE_F_KEEP_ALIVE;
+        return 0;
+    }
     if (s & SEEN_TE) {
         if (s & SEEN_CL)
             return FERRY_ECLTE;

@@ -100,6 +100,9 @@ struct ferry_req {
     bool handler_done, conn_done, writing, offloaded;
     uint32_t holds; /* user callbacks running that ferry called: no release meanwhile */
     bool deferred;    /* on the server's list of write callbacks due */
+    ferry_abort_cb abort_cb;
+    void *abort_data;
+    int taken_err; /* why ferry answered in the handler's place */
     exchange *defer_next;
     bool end_pending; /* the body was complete before the handler asked for it */
 
@@ -194,6 +197,7 @@ static void exchange_reset(exchange *ex)
     ex->data_cb = NULL;
     ex->status = 200;
     ex->rflags = 0;
+    ex->abort_cb = NULL;
     ex->keep_alive = false;
     ex->hdrs_len = 0;
     ex->res_cl = ex->res_sent = 0;
@@ -271,6 +275,19 @@ static inline void unhold(exchange *ex)
         exchange_maybe_release(ex);
 }
 
+/* The response is lost while the handler still has it: tell the handler
+ * once (ferry_res_on_abort). */
+static void exchange_lost(exchange *ex, int err)
+{
+    ferry_abort_cb cb = ex->abort_cb;
+    if (!cb || ex->handler_done)
+        return;
+    ex->abort_cb = NULL;
+    hold(ex);
+    cb(&ex->res, err, ex->abort_data);
+    unhold(ex);
+}
+
 /* The connection lets go of its exchange (closing, or going idle). */
 static void conn_detach_exchange(server_conn *c)
 {
@@ -281,6 +298,8 @@ static void conn_detach_exchange(server_conn *c)
     timeout_disarm(&ex->t_request);
     ex->conn = NULL;
     ex->conn_done = true;
+    if (ex->rflags & RF_TAKEN)
+        exchange_lost(ex, ex->taken_err); /* ferry answered in its place */
     exchange_maybe_release(ex);
 }
 
@@ -599,6 +618,7 @@ static void conn_error_response(server_conn *c, int status, int err)
         return;
     }
     ex->rflags = (uint8_t) ((ex->rflags & (RF_HAS_DATE)) | RF_TAKEN);
+    ex->taken_err = err;
     ex->hdrs_len = 0;
     ex->status = status;
     char body[160];
@@ -1081,7 +1101,9 @@ static void conn_destroy(server_conn *c, int err)
             body_fail(NULL, ex, err < 0 ? err : FERRY_ECONNRESET);
         if (ex->nwaiters)
             fire_waiters(ex, err < 0 ? err : FERRY_ECONNRESET);
-        exchange_maybe_release(ex);
+        hold(ex);
+        exchange_lost(ex, err < 0 ? err : FERRY_ECONNRESET);
+        unhold(ex);
     }
     if (reset && !c->is_pipe)
         uv_tcp_close_reset(&c->io.tcp, on_conn_closed);
@@ -1461,6 +1483,12 @@ void ferry_req_resume(ferry_req *req)
 ferry_req *ferry_res_req(ferry_res *res)
 {
     return res->req;
+}
+
+void ferry_res_on_abort(ferry_res *res, ferry_abort_cb cb, void *data)
+{
+    res->req->abort_cb = cb;
+    res->req->abort_data = data;
 }
 
 int ferry_res_aborted(const ferry_res *res)
