@@ -864,11 +864,13 @@ static bool conn_parse_head(server_conn *c)
         conn_error_response(c, 417, FERRY_EEXPECT);
         return true;
     }
-    if (h->flags & PARSE_F_UPGRADE) {
+    if (h->method_id == PARSE_M_CONNECT) {
         /* ferry does not hand over raw connections (yet): refuse clearly */
         conn_error_response(c, 501, FERRY_ENOTSUP);
         return true;
     }
+    /* An Upgrade offer (h2c, websocket) is simply declined by answering in
+     * HTTP/1.1, as RFC 9110 §7.8 allows. */
     ex->called = true;
     ex->handler_done = false;
     hold(ex);
