@@ -48,6 +48,27 @@ static const uint8_t char_class[256] = {
 
 #define CLASS(c, bit) (char_class[(unsigned char) (c)] & (bit))
 
+/* Hex digit values, -1 for anything else: chunk sizes are read a digit per lookup. */
+static const int8_t hex_val[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, -1, -1, -1, -1, -1, -1,
+    -1, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
+
+
 /* ---- eight bytes at a time -------------------------------------------------- */
 #define ONES  0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
@@ -230,6 +251,10 @@ static int note_content_length(parse_head *h, const char *p, const char *end)
  * coding appears; chunked twice, or chunked with parameters, is an error. */
 static int note_transfer_encoding(parse_head *h, const char *p, const char *end)
 {
+    if (likely(end - p == 7 && lit_ieq(p, "chunked", 7) && !(h->_seen & SEEN_TE))) {
+        h->_seen |= SEEN_TE | SEEN_TE_CHUNKED | SEEN_TE_LAST_CHUNKED; /* the usual value */
+        return 0;
+    }
     h->_seen |= SEEN_TE;
     for (;;) {
         p = skip_ows(p, end);
@@ -765,7 +790,10 @@ name:
     p++;
 
 ows:
-    p = skip_ows(p, end);
+    if (likely(end - p >= 2 && p[0] == ' ' && p[1] != ' ' && p[1] != '\t'))
+        p++; /* "Name: value", the usual shape */
+    else
+        p = skip_ows(p, end);
     if (unlikely(p == end)) {
         st = ST_OWS;
         goto more;
@@ -778,7 +806,9 @@ value:
         st = ST_VALUE;
         goto more;
     }
-    if (unlikely((r = line_end(p, end, lenient, FERRY_EBADVALUE)) <= 0)) {
+    if (likely(end - p >= 2 && p[0] == '\r' && p[1] == '\n')) {
+        r = 2;
+    } else if ((r = line_end(p, end, lenient, FERRY_EBADVALUE)) <= 0) {
         if (r < 0)
             return r;
         st = ST_VALUE;
@@ -872,11 +902,12 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
             continue;
         }
         if (st == C_SIZE0 && line_bytes == 0) {
-            size_t j = i;
+            size_t j = i, stop = len - i > 15 ? i + 15 : len; /* 15 digits cannot overflow */
             uint64_t v = 0;
-            while (j < len && j - i < 15 && CLASS(buf[j], CH_HEX)) {
-                unsigned char ch = (unsigned char) buf[j++];
-                v = (v << 4) | (uint64_t) (ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+            int d;
+            while (j < stop && (d = hex_val[(unsigned char) buf[j]]) >= 0) {
+                v = (v << 4) | (uint64_t) d;
+                j++;
             }
             if (j > i && len - j >= 2 && buf[j] == '\r' && buf[j + 1] == '\n') {
                 i = j + 2;
