@@ -153,7 +153,8 @@ typedef struct ferry_server_options {
     uint64_t headers_timeout_ms;      /* accept/first byte to end of head → 408; 60000; 0 = off */
     uint64_t request_timeout_ms;      /* first byte to end of body → 408; 300000; 0 = off */
     uint64_t idle_timeout_ms;         /* socket inactivity while busy → close; 0 = off (default) */
-    uint64_t linger_timeout_ms;       /* after our FIN, wait this long for the peer's; 2000 */
+    uint64_t linger_timeout_ms;       /* after our FIN, read and discard this long at most,
+                                         waiting for the peer's; 2000; 0 = close at once */
     uint32_t max_header_bytes;        /* request line + fields → 431; 16384 */
     uint32_t max_headers;             /* header fields → 431; 100 */
     uint32_t max_target_bytes;        /* request-target → 414; 8192 */
@@ -206,7 +207,7 @@ int ferry_server_free(ferry_server *s);
 
 typedef struct ferry_server_stats {
     uint64_t connections_active; /* open now, idle ones included */
-    uint64_t connections_idle;   /* open now and idle */
+    uint64_t connections_idle;   /* open now, idle in keep-alive (served, nothing pending) */
     uint64_t connections_accepted;
     uint64_t requests;           /* request heads handed to the handler */
     uint64_t bytes_in;

@@ -465,6 +465,14 @@ static void conn_flush(server_conn *c)
         defer_waiters(ex);
 }
 
+/* Write callbacks whose bytes are all out (or were dropped, as for HEAD)
+ * are due even when there was nothing to flush. */
+static void check_waiters_due(exchange *ex)
+{
+    if (ex && ex->nwaiters && ex->waiters[0].at <= ex->flushed_total)
+        defer_waiters(ex);
+}
+
 static bool out_pending(const server_conn *c)
 {
     return c->ex && (c->ex->out_len || c->ex->writing);
@@ -1141,6 +1149,10 @@ static void conn_shutdown(server_conn *c)
         return;
     }
     shutdown(fd, SHUT_WR);
+    if (!c->server->opt.linger_timeout_ms) {
+        conn_destroy(c, 0); /* linger 0: FIN, then close at once */
+        return;
+    }
     c->state = C_CLOSING;
     timeout_arm(&c->server->t_linger, &c->tmo); /* on_conn_timeout closes it */
     if (!c->reading && uv_read_start(&c->io.s, on_alloc, on_read) == 0)
@@ -1672,6 +1684,7 @@ int ferry_res_write(ferry_res *res, const void *buf, size_t len, ferry_write_cb 
     }
     if (!c->in_process)
         conn_flush(c);
+    check_waiters_due(ex);
     return 0;
 }
 
