@@ -1394,12 +1394,14 @@ ferry_server *ferry_req_server(const ferry_req *req)
     return req->server;
 }
 
-/* Common start of read_body / on_data: 100-continue, and the checks. */
-static int body_start(ferry_req *req, uint8_t mode)
+/* Common start of read_body / on_data: the checks, the caller's data, and
+ * 100 Continue for a client waiting for it. */
+static int body_start(ferry_req *req, uint8_t mode, void *data)
 {
     if (req->body_mode != MODE_UNREAD || req->handler_done)
         return FERRY_EALREADY;
     req->body_mode = mode;
+    req->cb_data = data;
     server_conn *c = req->conn;
     if (c && (req->head.flags & PARSE_F_EXPECT_CONTINUE) && !req->body_done &&
         !req->continue_sent && !(req->rflags & RF_HEAD_SENT)) {
@@ -1421,52 +1423,10 @@ static void kick(ferry_req *req)
         conn_process(c);
 }
 
-int ferry_req_read_body(ferry_req *req, uint64_t max_bytes, ferry_body_cb cb, void *data)
+/* Common end of read_body / on_data: deliver what is there (a body already
+ * complete is delivered by conn_process, never from inside the call). */
+static int body_go(ferry_req *req)
 {
-    if (!cb)
-        return FERRY_EINVAL;
-    int rc = body_start(req, MODE_BUFFER);
-    if (rc < 0)
-        return rc;
-    req->body_cb = cb;
-    req->cb_data = data;
-    req->body_max = max_bytes ? max_bytes : req->server->opt.max_body_bytes;
-    server_conn *c = req->conn;
-    if (!c) {
-        body_fail(NULL, req, FERRY_ECONNRESET);
-        return 0;
-    }
-    if (req->body_kind == BODY_LENGTH && req->head.content_length > req->body_max) {
-        /* Declared too big: refuse before reading a byte, and say so now. */
-        req->body_mode = MODE_UNREAD;
-        req->body_cb = NULL;
-        c->close_after = true;
-        if (c->state != C_CLOSED && !(req->rflags & RF_HEAD_SENT))
-            conn_error_response(c, 413, FERRY_EBODYTOOBIG);
-        return FERRY_EBODYTOOBIG;
-    }
-    if (req->body_kind == BODY_LENGTH && req->head.content_length <= req->body_max) {
-        char *nb = realloc(req->body_buf, (size_t) req->head.content_length);
-        if (nb) {
-            req->body_buf = nb;
-            req->body_cap = (size_t) req->head.content_length;
-        }
-    }
-    if (req->body_done)
-        req->end_pending = true; /* delivered by conn_process, not from inside this call */
-    kick(req);
-    return 0;
-}
-
-int ferry_req_on_data(ferry_req *req, ferry_data_cb cb, void *data)
-{
-    if (!cb)
-        return FERRY_EINVAL;
-    int rc = body_start(req, MODE_STREAM);
-    if (rc < 0)
-        return rc;
-    req->data_cb = cb;
-    req->cb_data = data;
     if (!req->conn) {
         body_fail(NULL, req, FERRY_ECONNRESET);
         return 0;
@@ -1475,6 +1435,46 @@ int ferry_req_on_data(ferry_req *req, ferry_data_cb cb, void *data)
         req->end_pending = true;
     kick(req);
     return 0;
+}
+
+int ferry_req_read_body(ferry_req *req, uint64_t max_bytes, ferry_body_cb cb, void *data)
+{
+    if (!cb)
+        return FERRY_EINVAL;
+    int rc = body_start(req, MODE_BUFFER, data);
+    if (rc < 0)
+        return rc;
+    req->body_cb = cb;
+    req->body_max = max_bytes ? max_bytes : req->server->opt.max_body_bytes;
+    server_conn *c = req->conn;
+    if (c && req->body_kind == BODY_LENGTH && req->head.content_length > req->body_max) {
+        /* Declared too big: refuse before reading a byte, and say so now. */
+        req->body_mode = MODE_UNREAD;
+        req->body_cb = NULL;
+        c->close_after = true;
+        if (c->state != C_CLOSED && !(req->rflags & RF_HEAD_SENT))
+            conn_error_response(c, 413, FERRY_EBODYTOOBIG);
+        return FERRY_EBODYTOOBIG;
+    }
+    if (c && req->body_kind == BODY_LENGTH) { /* the size is known: allocate once */
+        char *nb = realloc(req->body_buf, (size_t) req->head.content_length);
+        if (nb) {
+            req->body_buf = nb;
+            req->body_cap = (size_t) req->head.content_length;
+        }
+    }
+    return body_go(req);
+}
+
+int ferry_req_on_data(ferry_req *req, ferry_data_cb cb, void *data)
+{
+    if (!cb)
+        return FERRY_EINVAL;
+    int rc = body_start(req, MODE_STREAM, data);
+    if (rc < 0)
+        return rc;
+    req->data_cb = cb;
+    return body_go(req);
 }
 
 void ferry_req_pause(ferry_req *req)
