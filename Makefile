@@ -9,7 +9,7 @@ WERROR      ?= $(if $(CI),ON,OFF)
 CMAKE       := cmake
 CTEST       := ctest --output-on-failure -j $(JOBS)
 
-.PHONY: all build test asan fuzz bench-parse format deps deps-bench clean
+.PHONY: all build test asan fuzz bench-parse bench-server format deps deps-bench clean
 
 all: build
 
@@ -48,6 +48,11 @@ bench-parse: deps-bench
 	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_BENCH=ON >/dev/null
 	@$(CMAKE) --build build -j $(JOBS) --target parse_bench
 	@build/bench/parse_bench
+
+# ferry serve against nginx and Node 20: throughput, CPU per request, memory per
+# idle connection, graceful close (about 3 minutes; see docs/benchmarks.md).
+bench-server: build deps-bench
+	@bench/server.sh
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
