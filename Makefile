@@ -9,7 +9,7 @@ WERROR      ?= $(if $(CI),ON,OFF)
 CMAKE       := cmake
 CTEST       := ctest --output-on-failure -j $(JOBS)
 
-.PHONY: all build test asan fuzz bench-parse bench-server format deps deps-bench clean
+.PHONY: all build test asan fuzz bench-parse bench-server run format deps deps-bench clean
 
 all: build
 
@@ -44,10 +44,16 @@ fuzz: deps
 	  grep -E 'stat::number_of_executed_units|stat::peak_rss|DONE' build-fuzz/$$name.log; \
 	done
 
+# Benchmarks build in their own tree, so `make` never needs the peers' libraries.
 bench-parse: deps-bench
-	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_BENCH=ON >/dev/null
-	@$(CMAKE) --build build -j $(JOBS) --target parse_bench
-	@build/bench/parse_bench
+	@$(CMAKE) -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DFERRY_BENCH=ON >/dev/null
+	@$(CMAKE) --build build-bench -j $(JOBS) --target parse_bench
+	@build-bench/bench/parse_bench
+
+# The demo server on :8080 (docs/serve.md); SERVE_ARGS adds flags.
+SERVE_ARGS ?=
+run: build
+	@build/ferry serve --port 8080 $(SERVE_ARGS)
 
 # ferry serve against nginx and Node 20: throughput, CPU per request, memory per
 # idle connection, graceful close (about 3 minutes; see docs/benchmarks.md).
@@ -58,4 +64,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-bench

@@ -157,7 +157,7 @@ typedef struct ferry_server_options {
     uint32_t max_header_bytes;        /* request line + fields → 431; 16384 */
     uint32_t max_headers;             /* header fields → 431; 100 */
     uint32_t max_target_bytes;        /* request-target → 414; 8192 */
-    uint64_t max_body_bytes;          /* ferry_req_read_body limit → 413; 1 MiB */
+    uint64_t max_body_bytes;          /* ferry_req_read_body limit → 413; 1 MiB; 0 = none */
     uint64_t max_drain_bytes;         /* unread body discarded to keep the connection; 256 KiB */
     uint32_t max_connections;         /* open connections; beyond, accept pauses; 0 = fd limit */
     uint32_t max_requests_per_connection; /* last one gets Connection: close; 0 = no limit */
@@ -191,9 +191,13 @@ void *ferry_server_data(const ferry_server *s);
  *   the last connection is gone (timeouts keep running meanwhile).
  * destroy: stop accepting and reset every connection now (cb of a pending
  *   close still fires).
- * on_signals: SIGTERM/SIGINT → close(grace_ms); a second signal → destroy. */
+ * on_signals: SIGTERM/SIGINT → close(grace_ms); a second signal → destroy.
+ *   Its watchers do not keep the loop alive and close with the server, so
+ *   uv_run() returns once the close is done: free the server after it.
+ * ferry_server_new sets SIGPIPE to SIG_IGN if it was SIG_DFL, so a write to a
+ * reset socket is an error code rather than the end of the process. */
 void ferry_server_close_idle(ferry_server *s);
-void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb);
+void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb); /* cb may be NULL */
 void ferry_server_destroy(ferry_server *s);
 int ferry_server_on_signals(ferry_server *s, uint64_t grace_ms);
 /* Release the server. Only after its close callback ran, or if it never
@@ -234,10 +238,19 @@ int ferry_req_header_at(const ferry_req *req, size_t i, ferry_str *name, ferry_s
 /* The peer's address (struct sockaddr_in/in6); FERRY_ENOTSUP on unix sockets. */
 int ferry_req_peer(const ferry_req *req, struct sockaddr_storage *addr);
 ferry_res *ferry_req_res(ferry_req *req);
+ferry_server *ferry_req_server(const ferry_req *req);
 
-/* Buffered body: cb once with the whole body (status 0), or a negative code:
+/* Body callbacks run from the loop; called from inside the request callback
+ * they run after it returns, called later they may run before the call
+ * returns. After a body error the handler must still end the response (if
+ * ferry already answered, e.g. 413 or 408, ferry_res_aborted() is 1 and
+ * whatever the handler sends is dropped).
+ *
+ * Buffered body: cb once with the whole body (status 0), or a negative code:
  * FERRY_EBODYTOOBIG beyond max_bytes (0 = the server's max_body_bytes; ferry
- * then answers 413 itself unless the handler already started a response),
+ * then answers 413 itself unless the handler already started a response; a
+ * declared Content-Length over the limit is refused at once: the call returns
+ * FERRY_EBODYTOOBIG and cb is not called),
  * FERRY_ECONNRESET/FERRY_EOF if the client went away, a parse error for bad
  * chunked framing. The bytes are valid until cb returns. */
 typedef void (*ferry_body_cb)(ferry_req *req, int status, const char *body, size_t len,
@@ -264,12 +277,20 @@ int ferry_res_add_header(ferry_res *res, const char *name, const char *value); /
 
 /* Queue bytes for the client. ferry copies them; cb (may be NULL) fires when
  * they are handed to the kernel (status 0) or the connection failed — wait for
- * it before writing more to respect backpressure. */
+ * it before writing more to respect backpressure. cb never runs before this
+ * call returns (it may run after ferry_res_end: then only note the status).
+ * A negative return means nothing was queued and cb will not run. */
 typedef void (*ferry_write_cb)(ferry_res *res, int status, void *data);
 int ferry_res_write(ferry_res *res, const void *buf, size_t len, ferry_write_cb cb, void *data);
-/* Finish the response; after this, req and res are gone. */
+/* Finish the response; after this, req and res are gone. It always
+ * finishes, even when it returns an error (then the connection is closed).
+ * If fewer bytes than a Content-Length the handler set were written, the
+ * connection closes after them: the client sees a truncated body, never a
+ * desynchronised stream. */
 int ferry_res_end(ferry_res *res);
-/* The common case: status, Content-Type (NULL: none), a body copied at once, end. */
+/* The common case: status, Content-Type (NULL: none), a body copied at once,
+ * end. Like ferry_res_end it always finishes the response. A Content-Length
+ * the handler set is kept for HEAD; 1xx, 204 and 304 get no body headers. */
 int ferry_res_send(ferry_res *res, int status, const char *content_type, const void *body,
                    size_t len);
 /* 1 once the client is gone or the connection was destroyed: writes are

@@ -10,7 +10,7 @@
 # prints the one command to run. Elsewhere it names the packages to install.
 set -euo pipefail
 
-pkgs=(cmake make gcc pkg-config libuv1-dev libssl-dev libcmocka-dev clang)
+pkgs=(cmake make gcc pkg-config libuv1-dev libssl-dev libcmocka-dev clang curl python3)
 want_bench=0
 for arg in "$@"; do
     case "$arg" in

@@ -67,13 +67,17 @@ static inline uint64_t load8(const char *p)
 static inline const char *skip_value(const char *p, const char *end)
 {
     while (end - p >= 8) {
-        if (likely(!(OUTSIDE(load8(p), 0x20, 0x7e)))) {
+        uint64_t m = OUTSIDE(load8(p), 0x20, 0x7e);
+        if (likely(!m)) {
             p += 8;
             continue;
         }
-        for (const char *stop = p + 8; p < stop; p++)
-            if (!CLASS(*p, CH_VALUE))
-                return p;
+        /* The lowest flagged byte is exact (false positives only sit above a
+         * true one): jump to it; HTAB and obs-text are fine, go on after it. */
+        p += __builtin_ctzll(m) >> 3;
+        if (!CLASS(*p, CH_VALUE))
+            return p;
+        p++;
     }
     while (p < end && CLASS(*p, CH_VALUE))
         p++;
@@ -92,6 +96,18 @@ static inline const char *skip_target(const char *p, const char *end)
 
 static inline const char *skip_token(const char *p, const char *end)
 {
+    /* Four bytes per bounds check: names are short, but not that short. */
+    while (end - p >= 4) {
+        if (!CLASS(p[0], CH_TOKEN))
+            return p;
+        if (!CLASS(p[1], CH_TOKEN))
+            return p + 1;
+        if (!CLASS(p[2], CH_TOKEN))
+            return p + 2;
+        if (!CLASS(p[3], CH_TOKEN))
+            return p + 3;
+        p += 4;
+    }
     while (p < end && CLASS(*p, CH_TOKEN))
         p++;
     return p;
@@ -107,8 +123,25 @@ static inline const char *skip_ows(const char *p, const char *end)
 /* Compare n bytes of s case-insensitively with a lowercase literal made of
  * letters, digits and '-'. s holds only validated token or value bytes, for
  * which |0x20 can only map an upper-case letter onto its lower case. */
+static inline uint32_t load4(const char *p)
+{
+    uint32_t x;
+    memcpy(&x, p, 4);
+    return x;
+}
+
 static inline int lit_ieq(const char *s, const char *lit, size_t n)
 {
+    /* n is a constant at every call: whole words, the last one overlapping. */
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if ((load8(s + i) | 0x2020202020202020ull) != load8(lit + i))
+                return 0;
+        return (load8(s + n - 8) | 0x2020202020202020ull) == load8(lit + n - 8);
+    }
+    if (n >= 4)
+        return (load4(s) | 0x20202020u) == load4(lit) &&
+               (load4(s + n - 4) | 0x20202020u) == load4(lit + n - 4);
     for (size_t i = 0; i < n; i++)
         if ((s[i] | 0x20) != lit[i])
             return 0;
@@ -423,6 +456,14 @@ static int read_version(const char *p, const char *end, int *minor)
 {
     static const char lit[] = "HTTP/1.";
     size_t have = (size_t) (end - p);
+    if (likely(have >= 8)) { /* the usual case: one 8-byte compare */
+        uint64_t x = load8(p);
+        if (likely((x & 0x00ffffffffffffffull) == (load8("HTTP/1.0") & 0x00ffffffffffffffull) &&
+                   (unsigned char) (p[7] - '0') <= 9)) {
+            *minor = p[7] == '0' ? 0 : 1;
+            return 1;
+        }
+    }
     size_t n = have < 8 ? have : 8;
     for (size_t i = 0; i < n && i < 7; i++) {
         if (p[i] == lit[i])
@@ -473,8 +514,19 @@ enum stage {
 
 void parse_head_init(parse_head *h, parse_field *fields)
 {
-    memset(h, 0, sizeof(*h));
+    /* Field by field, not memset: gcc turns a 120-byte memset into rep stosq,
+     * whose start-up cost is a third of a small request's parse. */
+    h->method = h->target = h->reason = NULL;
+    h->method_len = h->target_len = h->reason_len = 0;
+    h->method_id = PARSE_M_OTHER;
+    h->status = h->version_minor = 0;
     h->fields = fields;
+    h->nfields = h->flags = h->keep_alive_timeout_s = 0;
+    h->content_length = 0;
+    h->_base = 0;
+    h->_pos = h->_mark = h->_name = h->_name_len = 0;
+    h->_stage = h->_hosts = 0;
+    h->_seen = 0;
 }
 
 /* The caller moved the bytes (e.g. realloc): shift every stored pointer. The
@@ -501,8 +553,12 @@ static void rebase(parse_head *h, const char *buf)
 static int parse_head_bytes(parse_head *h, const char *buf, size_t len, const parse_limits *lim,
                             int response, unsigned req)
 {
-    if (unlikely(h->_base != (uintptr_t) buf))
-        rebase(h, buf);
+    if (unlikely(h->_base != (uintptr_t) buf)) {
+        if (h->_base)
+            rebase(h, buf);
+        else
+            h->_base = (uintptr_t) buf;
+    }
     size_t max_head = lim->max_head_bytes < INT32_MAX ? lim->max_head_bytes : INT32_MAX;
     const int lenient = lim->lenient_lf;
     const char *end = buf + (len < max_head ? len : max_head);
@@ -542,6 +598,13 @@ start:
         goto status;
 
 method:
+    if (p == mark && likely(end - p >= 4) && load4(p) == load4("GET ")) { /* most requests */
+        h->method = mark;
+        h->method_len = 3;
+        h->method_id = PARSE_M_GET;
+        mark = p += 4;
+        goto target;
+    }
     p = skip_token(p, end);
     if (unlikely(p == end)) {
         st = ST_METHOD;
@@ -770,59 +833,87 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
 {
     size_t i = 0, out = 0;
     int err = 0;
+    /* State in locals: buf is char *, so through c every store to buf would
+     * force a reload of c's fields; write back once on the way out. */
+    unsigned st = c->state;
+    uint64_t rem = c->remaining;
+    uint32_t line_bytes = c->line_bytes, trailer_bytes = c->trailer_bytes;
+    const uint32_t max_trailer = c->max_trailer_bytes;
+    const bool lenient = c->lenient_lf;
 
-    if (c->state == C_DONE) {
+    if (st == C_DONE) {
         *data_len = *consumed = 0;
         return 1;
     }
     while (i < len) {
-        if (c->state == C_DATA) {
+        if (st == C_DATA_CR && len - i >= 2 && buf[i] == '\r' && buf[i + 1] == '\n') {
+            i += 2; /* CRLF after data, then usually a plain size line: fast path */
+            st = C_SIZE0;
+            continue;
+        }
+        if (st == C_SIZE0 && line_bytes == 0) {
+            size_t j = i;
+            uint64_t v = 0;
+            while (j < len && j - i < 15 && CLASS(buf[j], CH_HEX)) {
+                unsigned char ch = (unsigned char) buf[j++];
+                v = (v << 4) | (uint64_t) (ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+            }
+            if (j > i && len - j >= 2 && buf[j] == '\r' && buf[j + 1] == '\n') {
+                i = j + 2;
+                rem = v;
+                st = v ? C_DATA : C_TR_START;
+                continue;
+            }
+        }
+        if (st == C_DATA) {
             size_t n = len - i;
-            if (n > c->remaining)
-                n = (size_t) c->remaining;
+            if (n > rem)
+                n = (size_t) rem;
             if (out != i)
                 memmove(buf + out, buf + i, n);
             out += n;
             i += n;
-            c->remaining -= n;
-            if (c->remaining == 0)
-                c->state = C_DATA_CR;
+            rem -= n;
+            if (rem == 0)
+                st = C_DATA_CR;
             continue;
         }
         unsigned char ch = (unsigned char) buf[i++];
-        if (c->state <= C_SIZE_LF && ++c->line_bytes > PARSE_CHUNK_LINE_MAX) {
+        if (st <= C_SIZE_LF && ++line_bytes > PARSE_CHUNK_LINE_MAX) {
             err = FERRY_ECHUNKEXT;
             goto fail;
         }
-        if (c->state >= C_TR_START && ++c->trailer_bytes > c->max_trailer_bytes) {
+        /* the trailer section's fields count; the final blank line does not */
+        if (st >= C_TR_START && st != C_END_LF &&
+            !(st == C_TR_START && (ch == '\r' || ch == '\n')) && ++trailer_bytes > max_trailer) {
             err = FERRY_ETRAILERTOOBIG;
             goto fail;
         }
-        switch ((enum chunk_state) c->state) {
+        switch ((enum chunk_state) st) {
         case C_SIZE0:
             if (!CLASS(ch, CH_HEX)) {
                 err = FERRY_EBADCHUNK;
                 goto fail;
             }
-            c->remaining = (uint64_t) (ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
-            c->state = C_SIZE;
+            rem = (uint64_t) (ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+            st = C_SIZE;
             break;
         case C_SIZE:
             if (CLASS(ch, CH_HEX)) {
-                if (c->remaining > (INT64_MAX >> 4)) {
+                if (rem > (INT64_MAX >> 4)) {
                     err = FERRY_ECHUNKOVERFLOW;
                     goto fail;
                 }
-                c->remaining = (c->remaining << 4) |
+                rem = (rem << 4) |
                                (uint64_t) (ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
             } else if (ch == ';') {
-                c->state = C_EXT;
+                st = C_EXT;
             } else if (ch == ' ' || ch == '\t') {
-                c->state = C_SIZE_WS;
+                st = C_SIZE_WS;
             } else if (ch == '\r') {
-                c->state = C_SIZE_LF;
+                st = C_SIZE_LF;
             } else if (ch == '\n') {
-                if (!c->lenient_lf) {
+                if (!lenient) {
                     err = FERRY_EBARELF;
                     goto fail;
                 }
@@ -834,7 +925,7 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
             break;
         case C_SIZE_WS:
             if (ch == ';') {
-                c->state = C_EXT;
+                st = C_EXT;
             } else if (ch != ' ' && ch != '\t') {
                 err = FERRY_EBADCHUNK;
                 goto fail;
@@ -842,11 +933,11 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
             break;
         case C_EXT:
             if (ch == '\r') {
-                c->state = C_SIZE_LF;
+                st = C_SIZE_LF;
             } else if (ch == '"') {
-                c->state = C_EXT_Q;
+                st = C_EXT_Q;
             } else if (ch == '\n') {
-                if (!c->lenient_lf) {
+                if (!lenient) {
                     err = FERRY_EBARELF;
                     goto fail;
                 }
@@ -858,9 +949,9 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
             break;
         case C_EXT_Q:
             if (ch == '"') {
-                c->state = C_EXT;
+                st = C_EXT;
             } else if (ch == '\\') {
-                c->state = C_EXT_QP;
+                st = C_EXT_QP;
             } else if (!CLASS(ch, CH_VALUE)) {
                 err = FERRY_ECHUNKEXT;
                 goto fail;
@@ -871,7 +962,7 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
                 err = FERRY_ECHUNKEXT;
                 goto fail;
             }
-            c->state = C_EXT_Q;
+            st = C_EXT_Q;
             break;
         case C_SIZE_LF:
             if (ch != '\n') {
@@ -879,15 +970,15 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
                 goto fail;
             }
         size_done:
-            c->line_bytes = 0;
-            c->state = c->remaining ? C_DATA : C_TR_START;
+            line_bytes = 0;
+            st = rem ? C_DATA : C_TR_START;
             break;
         case C_DATA: break; /* handled above */
         case C_DATA_CR:
             if (ch == '\r') {
-                c->state = C_DATA_LF;
-            } else if (ch == '\n' && c->lenient_lf) {
-                c->state = C_SIZE0;
+                st = C_DATA_LF;
+            } else if (ch == '\n' && lenient) {
+                st = C_SIZE0;
             } else {
                 err = FERRY_ECHUNKEND;
                 goto fail;
@@ -898,13 +989,13 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
                 err = FERRY_ECHUNKEND;
                 goto fail;
             }
-            c->state = C_SIZE0;
+            st = C_SIZE0;
             break;
         case C_TR_START:
             if (ch == '\r') {
-                c->state = C_END_LF;
+                st = C_END_LF;
             } else if (ch == '\n') {
-                if (!c->lenient_lf) {
+                if (!lenient) {
                     err = FERRY_EBARELF;
                     goto fail;
                 }
@@ -913,7 +1004,7 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
                 err = FERRY_EOBSFOLD;
                 goto fail;
             } else if (CLASS(ch, CH_TOKEN)) {
-                c->state = C_TR_NAME;
+                st = C_TR_NAME;
             } else {
                 err = FERRY_EBADFIELD;
                 goto fail;
@@ -921,7 +1012,7 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
             break;
         case C_TR_NAME:
             if (ch == ':') {
-                c->state = C_TR_VALUE;
+                st = C_TR_VALUE;
             } else if (!CLASS(ch, CH_TOKEN)) {
                 err = (ch == ' ' || ch == '\t') ? FERRY_EFIELDWS : FERRY_EBADFIELD;
                 goto fail;
@@ -929,13 +1020,13 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
             break;
         case C_TR_VALUE:
             if (ch == '\r') {
-                c->state = C_TR_LF;
+                st = C_TR_LF;
             } else if (ch == '\n') {
-                if (!c->lenient_lf) {
+                if (!lenient) {
                     err = FERRY_EBARELF;
                     goto fail;
                 }
-                c->state = C_TR_START;
+                st = C_TR_START;
             } else if (!CLASS(ch, CH_VALUE)) {
                 err = FERRY_EBADVALUE;
                 goto fail;
@@ -946,7 +1037,7 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
                 err = FERRY_EBARECR;
                 goto fail;
             }
-            c->state = C_TR_START;
+            st = C_TR_START;
             break;
         case C_END_LF:
             if (ch != '\n') {
@@ -955,17 +1046,28 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
             }
         done:
             c->state = C_DONE;
+            c->remaining = rem;
+            c->line_bytes = line_bytes;
+            c->trailer_bytes = trailer_bytes;
             *data_len = out;
             *consumed = i;
             return 1;
         case C_DONE: break; /* returned before reading further */
         }
     }
+    c->state = (uint8_t) st;
+    c->remaining = rem;
+    c->line_bytes = line_bytes;
+    c->trailer_bytes = trailer_bytes;
     *data_len = out;
     *consumed = i;
     return 0;
 
 fail:
+    c->state = (uint8_t) st;
+    c->remaining = rem;
+    c->line_bytes = line_bytes;
+    c->trailer_bytes = trailer_bytes;
     *data_len = out;
     *consumed = i;
     return err;

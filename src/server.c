@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,10 +71,17 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
     ferry_server *s = calloc(1, sizeof(*s));
     if (!s)
         return FERRY_ENOMEM;
+    /* A write to a socket the peer reset must be an error code, not the end
+     * of the process: ignore SIGPIPE unless the program chose a handler. */
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     s->loop = loop;
     s->opt = *o;
     if (s->opt.backlog == 0)
         s->opt.backlog = 511;
+    if (s->opt.max_body_bytes == 0)
+        s->opt.max_body_bytes = UINT64_MAX; /* 0 = no limit */
     s->on_request = on_request;
     s->data = data;
     s->listen_fd = -1;
@@ -131,13 +139,10 @@ static void on_accept_retry(uv_timer_t *t)
     accept_resume(t->data);
 }
 
-static void on_listen_readable(uv_poll_t *p, int status, int events)
+/* Accept up to `batch` waiting connections. */
+static void accept_some(ferry_server *s, int batch)
 {
-    ferry_server *s = p->data;
-    (void) events;
-    if (status < 0 || s->closing)
-        return;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
+    for (int i = 0; i < batch; i++) {
         if (s->opt.max_connections && s->nconns >= s->opt.max_connections) {
             accept_pause(s, 0);
             return;
@@ -159,6 +164,15 @@ static void on_listen_readable(uv_poll_t *p, int status, int events)
     }
 }
 
+static void on_listen_readable(uv_poll_t *p, int status, int events)
+{
+    ferry_server *s = p->data;
+    (void) events;
+    if (status < 0 || s->closing)
+        return;
+    accept_some(s, ACCEPT_BATCH);
+}
+
 /* Lists, timers and the poll handle exist only once the server listens, so a
  * server that never listened can be freed at once. */
 static int server_start_handles(ferry_server *s)
@@ -178,6 +192,8 @@ static int server_start_handles(ferry_server *s)
     s->accept_retry.data = s;
     uv_timer_init(s->loop, &s->grace_timer);
     s->grace_timer.data = s;
+    uv_idle_init(s->loop, &s->defer);
+    s->defer.data = s;
     return 0;
 }
 
@@ -330,6 +346,7 @@ static void maybe_finish(ferry_server *s)
     if (s->listening) {
         close_handle(s, (uv_handle_t *) &s->accept_retry);
         close_handle(s, (uv_handle_t *) &s->grace_timer);
+        close_handle(s, (uv_handle_t *) &s->defer);
         timeout_list *lists[] = {&s->t_headers, &s->t_request, &s->t_keep_alive, &s->t_idle,
                                  &s->t_linger};
         for (int i = 0; i < 5; i++) {
@@ -347,17 +364,19 @@ static void maybe_finish(ferry_server *s)
 
 static void on_poll_closed(uv_handle_t *h)
 {
-    ferry_server *s = h->data;
-    close(s->listen_fd);
-    s->listen_fd = -1;
-    handle_done(s);
+    handle_done(h->data);
 }
 
+/* Close the listening socket now, not a loop turn later: a connect() after
+ * close() returns must be refused, not left in a backlog nobody accepts. */
 static void stop_listening(ferry_server *s)
 {
     if (!s->listening || uv_is_closing((uv_handle_t *) &s->listen_poll))
         return;
     uv_timer_stop(&s->accept_retry);
+    uv_poll_stop(&s->listen_poll);
+    close(s->listen_fd);
+    s->listen_fd = -1;
     s->open_handles++;
     uv_close((uv_handle_t *) &s->listen_poll, on_poll_closed);
 }
@@ -381,12 +400,26 @@ static void on_grace_timeout(uv_timer_t *t)
 
 void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb)
 {
+    if (s->close_cb_fired) {
+        /* Already closed. The callback fires once in a server's life: only
+         * if none was registered when it finished (destroy, then close). */
+        if (cb && !s->close_cb) {
+            s->close_cb = cb;
+            cb(s, s->data);
+        }
+        return;
+    }
     if (cb && !s->close_cb)
         s->close_cb = cb;
     if (s->closing) {
         maybe_finish(s);
         return;
     }
+    /* Clients already in the backlog connected before close(): take them in,
+     * so a request they already sent is answered (with Connection: close)
+     * rather than reset with the listening socket. */
+    if (s->listening && !s->accept_paused && !uv_is_closing((uv_handle_t *) &s->listen_poll))
+        accept_some(s, 1 << 20);
     s->closing = true;
     s->stats.closing = 1;
     stop_listening(s);

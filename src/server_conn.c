@@ -99,6 +99,8 @@ struct ferry_req {
     exchange *next_free;
     bool handler_done, conn_done, writing, offloaded;
     uint32_t holds; /* user callbacks running that ferry called: no release meanwhile */
+    bool deferred;    /* on the server's list of write callbacks due */
+    exchange *defer_next;
     bool end_pending; /* the body was complete before the handler asked for it */
 
     /* request */
@@ -345,6 +347,37 @@ static void fire_waiters(exchange *ex, int status)
     unhold(ex);
 }
 
+/* Write callbacks never run inside ferry_res_write (a handler that writes
+ * again from its callback would recurse without bound): when the kernel took
+ * the bytes at once, the callbacks run on the next loop turn. */
+static void defer_waiters(exchange *ex)
+{
+    ferry_server *s = ex->server;
+    if (ex->deferred)
+        return;
+    ex->deferred = true;
+    hold(ex);
+    ex->defer_next = s->deferred;
+    s->deferred = ex;
+    uv_idle_start(&s->defer, server_on_defer);
+}
+
+void server_on_defer(uv_idle_t *h)
+{
+    ferry_server *s = h->data;
+    exchange *list = s->deferred;
+    s->deferred = NULL;
+    while (list) {
+        exchange *ex = list;
+        list = ex->defer_next;
+        ex->deferred = false;
+        fire_waiters(ex, 0);
+        unhold(ex);
+    }
+    if (!s->deferred)
+        uv_idle_stop(h);
+}
+
 static void on_write_done(uv_write_t *wr, int status)
 {
     exchange *ex = container_of(wr, exchange, wreq);
@@ -409,8 +442,8 @@ static void conn_flush(server_conn *c)
         if (c->server->opt.idle_timeout_ms && c->state != C_CLOSING)
             timeout_arm(&c->server->t_idle, &c->tmo);
     }
-    if (ex->nwaiters)
-        fire_waiters(ex, 0);
+    if (ex->nwaiters && ex->waiters[0].at <= ex->flushed_total)
+        defer_waiters(ex);
 }
 
 static bool out_pending(const server_conn *c)
@@ -624,6 +657,22 @@ static void body_fail(server_conn *c, exchange *ex, int err)
     body_deliver_end(c, ex, err);
 }
 
+/* The request failed while the handler has it (timeout, too big, bad
+ * framing): ferry writes its own status first, if no response has started,
+ * so the handler — told second — sees ferry_res_aborted() and cannot race
+ * it with an answer of its own. */
+static void conn_fail_request(server_conn *c, exchange *ex, int status, int err)
+{
+    if (c->state != C_CLOSED && !(ex->rflags & RF_HEAD_SENT) && !ex->handler_done)
+        conn_error_response(c, status, err);
+    else if (c->state != C_CLOSED)
+        c->close_after = true;
+    body_fail(c, ex, err);
+    if (c->state != C_CLOSED && ex->handler_done && c->ex == ex &&
+        (c->state == C_BUSY || c->state == C_FLUSHING))
+        conn_shutdown(c);
+}
+
 /* Hand the consumer n decoded bytes. Returns false if the connection went
  * away or the body failed meanwhile. */
 static bool body_take(server_conn *c, exchange *ex, const char *p, size_t n)
@@ -631,10 +680,10 @@ static bool body_take(server_conn *c, exchange *ex, const char *p, size_t n)
     ex->body_seen += n;
     switch (ex->body_mode) {
     case MODE_BUFFER:
+        if (n == 0)
+            return true;
         if (ex->body_seen > ex->body_max) {
-            body_fail(c, ex, FERRY_EBODYTOOBIG);
-            if (c->state != C_CLOSED && !ex->handler_done && !(ex->rflags & RF_HEAD_SENT))
-                conn_error_response(c, 413, FERRY_EBODYTOOBIG);
+            conn_fail_request(c, ex, 413, FERRY_EBODYTOOBIG);
             return false;
         }
         if (ex->body_len + n > ex->body_cap) {
@@ -695,10 +744,7 @@ static void conn_feed_body(server_conn *c)
         } else {
             r = parse_chunked(&ex->chunk, p, avail, &data_len, &used);
             if (r < 0) {
-                body_fail(c, ex, r);
-                if (c->state != C_CLOSED && !(ex->rflags & RF_HEAD_SENT) &&
-                    (ex->handler_done || ex->body_mode == MODE_BUFFER))
-                    conn_error_response(c, 400, r);
+                conn_fail_request(c, ex, 400, r);
                 return;
             }
         }
@@ -728,9 +774,10 @@ static void on_request_timeout(timeout_entry *e)
     if (!c)
         return;
     c->server->stats.timeouts_request++;
-    body_fail(c, ex, FERRY_EREQUESTTIMEOUT);
-    if (c->state != C_CLOSED)
+    if (c->state == C_HEAD) /* no handler yet: the 408 is all there is */
         conn_error_response(c, 408, FERRY_EREQUESTTIMEOUT);
+    else
+        conn_fail_request(c, ex, 408, FERRY_EREQUESTTIMEOUT);
 }
 
 /* Start an exchange at a request's first byte. */
@@ -1148,8 +1195,16 @@ void server_conn_close_idle(server_conn *c)
         conn_process(c);
         if (c->state != C_HEAD)
             return; /* answered, or being answered, with Connection: close */
+        conn_shutdown(c); /* a partial head: the client is mid-send, so linger */
+        return;
     }
-    conn_shutdown(c);
+    /* Nothing pending: FIN and close now, as nginx and Node do for idle
+     * connections; lingering here would only wait on clients that never
+     * read. */
+    uv_os_fd_t fd;
+    if (!c->peer_eof && uv_fileno(&c->io.h, &fd) == 0)
+        shutdown(fd, SHUT_WR);
+    conn_destroy(c, 0);
 }
 
 void server_conn_begin_shutdown(server_conn *c)
@@ -1186,9 +1241,7 @@ static void on_conn_timeout(timeout_entry *e)
     default: /* busy and silent for idle_timeout_ms */
         s->stats.timeouts_idle++;
         if (c->ex && !(c->ex->rflags & RF_HEAD_SENT) && !c->ex->handler_done) {
-            body_fail(c, c->ex, FERRY_EIDLETIMEOUT);
-            if (c->state != C_CLOSED)
-                conn_error_response(c, 408, FERRY_EIDLETIMEOUT);
+            conn_fail_request(c, c->ex, 408, FERRY_EIDLETIMEOUT);
             return;
         }
         conn_destroy(c, FERRY_EIDLETIMEOUT);
@@ -1300,6 +1353,11 @@ ferry_res *ferry_req_res(ferry_req *req)
     return &req->res;
 }
 
+ferry_server *ferry_req_server(const ferry_req *req)
+{
+    return req->server;
+}
+
 /* Common start of read_body / on_data: 100-continue, and the checks. */
 static int body_start(ferry_req *req, uint8_t mode)
 {
@@ -1343,11 +1401,13 @@ int ferry_req_read_body(ferry_req *req, uint64_t max_bytes, ferry_body_cb cb, vo
         return 0;
     }
     if (req->body_kind == BODY_LENGTH && req->head.content_length > req->body_max) {
-        /* Declared too big: refuse before reading a byte. */
-        body_fail(c, req, FERRY_EBODYTOOBIG);
+        /* Declared too big: refuse before reading a byte, and say so now. */
+        req->body_mode = MODE_UNREAD;
+        req->body_cb = NULL;
+        c->close_after = true;
         if (c->state != C_CLOSED && !(req->rflags & RF_HEAD_SENT))
             conn_error_response(c, 413, FERRY_EBODYTOOBIG);
-        return 0;
+        return FERRY_EBODYTOOBIG;
     }
     if (req->body_kind == BODY_LENGTH && req->head.content_length <= req->body_max) {
         char *nb = realloc(req->body_buf, (size_t) req->head.content_length);
@@ -1640,15 +1700,18 @@ int ferry_res_send(ferry_res *res, int status, const char *content_type, const v
         res_finish(ex);
         return 0;
     }
-    if (ex->rflags & RF_HEAD_SENT)
+    if (ex->rflags & RF_HEAD_SENT) {
+        /* a response is already under way: finish it as ferry_res_end would */
+        queue_body(ex, body, len);
+        ferry_res_end(res);
         return FERRY_EALREADY;
+    }
     int rc = ferry_res_set_status(res, status);
     if (rc == 0 && content_type)
         rc = ferry_res_set_header(res, "Content-Type", content_type);
-    if (rc < 0)
-        return rc;
     ex->rflags &= (uint8_t) ~RF_HAS_CL;
-    rc = queue_head(c, ex, len);
+    if (rc == 0)
+        rc = queue_head(c, ex, len);
     if (rc == 0)
         rc = queue_body(ex, body, len);
     if (rc < 0) {

@@ -65,6 +65,8 @@ struct ferry_server {
     /* timeout lists, one per duration */
     timeout_list t_headers, t_request, t_keep_alive, t_idle, t_linger;
 
+    uv_idle_t defer;       /* runs write callbacks a loop turn later, never re-entrantly */
+    exchange *deferred;    /* exchanges with write callbacks due */
     buf_pool rbufs;        /* read buffers for busy connections */
     char discard[4096];    /* where a lingering connection's bytes go */
     exchange *free_ex;     /* cached exchanges (LIFO) */
@@ -110,5 +112,6 @@ void server_conn_begin_shutdown(server_conn *c);
 void server_conn_destroy(server_conn *c);
 server_conn *server_conn_from_link(conn_link *l);
 void exchange_cache_clear(ferry_server *s);
+void server_on_defer(uv_idle_t *h);
 
 #endif /* FERRY_SERVER_INTERNAL_H */

@@ -419,6 +419,10 @@ static void test_chunk_line_and_trailer_limits(void **state)
     assert_int_equal(chunked_whole(s, strlen(s), 200), 1);
     assert_int_equal(chunked_whole(s, strlen(s), 50), FERRY_ETRAILERTOOBIG);
     free(s);
+    /* the final blank line is not part of the trailer section */
+    assert_int_equal(chunked_whole("0\r\n\r\n", 5, 0), 1);
+    assert_int_equal(chunked_whole("0\r\nA: b\r\n\r\n", 13, 5), FERRY_ETRAILERTOOBIG);
+    assert_int_equal(chunked_whole("0\r\nA: b\r\n\r\n", 13, 6), 1);
 }
 
 static void test_chunked_done_is_sticky(void **state)

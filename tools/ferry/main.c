@@ -1,9 +1,11 @@
 /* ferry — the command-line tool. It links the library like any user would and
- * uses only include/ferry.h. Subcommands arrive with the issues that build
- * them (serve, fetch, bench); today it reports its version. */
+ * uses only include/ferry.h. main() only dispatches: each subcommand lives in
+ * its own file and is declared in cmd.h (serve today; fetch and bench arrive
+ * with the client). */
 #include <stdio.h>
 #include <string.h>
 
+#include "cmd.h"
 #include "ferry.h"
 
 static void usage(FILE *out)
@@ -11,6 +13,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: ferry <command> [options]\n"
                  "\n"
                  "commands:\n"
+                 "  serve      run an HTTP server: a demo handler or static files\n"
                  "  version    print the library version\n"
                  "  help       show this help\n");
 }
@@ -22,6 +25,8 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         if (argc > 2) {
             fprintf(stderr, "ferry: version: unexpected argument '%s'\n", argv[2]);

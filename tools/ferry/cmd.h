@@ -1,0 +1,11 @@
+/* ferry — the command-line tool's subcommands. main.c dispatches on argv[1]
+ * and hands each command its own argv (argv[0] is the command's name); a
+ * command returns the process's exit status: 0 success, 1 failure at run
+ * time, 2 bad usage (after one line on stderr). */
+#ifndef FERRY_TOOL_CMD_H
+#define FERRY_TOOL_CMD_H
+
+/* `ferry serve`: the demo/test HTTP server and static file server (serve.c). */
+int cmd_serve(int argc, char **argv);
+
+#endif /* FERRY_TOOL_CMD_H */

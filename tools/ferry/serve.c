@@ -1,0 +1,710 @@
+/* serve.c — `ferry serve`: the demo and test server, and (with --dir) a
+ * static file server.
+ *
+ * It is a user of the library like any other: it only includes ferry.h. The
+ * command owns one loop and one server. Flags map one-to-one onto
+ * ferry_server_options (defaults from ferry_server_options_init, so the tool
+ * never restates them); SIGTERM/SIGINT go to ferry_server_on_signals, and the
+ * process exits when the loop has nothing left to run.
+ *
+ * The handler answers everything on the loop without blocking it: /slow with
+ * a uv_timer, /cpu on the thread pool through ferry_res_offload, bodies
+ * through ferry_req_read_body, files (serve_files.c) with uv_fs_* on the pool.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "cmd.h"
+#include "ferry.h"
+#include "serve.h"
+
+/* Upper bounds for flag values: a timeout of a year is "never" for every
+ * practical purpose, and keeps now + timeout far from overflowing. */
+#define MS_FLAG_MAX   UINT64_C(31536000000)
+/* /slow and /cpu: at most a minute, so a stray request cannot pin a thread
+ * or hold a shutdown for long. */
+#define DEMO_MS_MAX     60000
+#define DEMO_MS_MAX_STR "60000"
+/* A /slow request checks this often whether its client left (or the server
+ * was destroyed), so it ends early instead of holding the loop. */
+#define SLOW_POLL_MS  100
+
+static const char hello[] = "hello, world";
+
+/* ---- Flags ----------------------------------------------------------------- */
+
+typedef struct serve_config {
+    ferry_server_options opts;
+    const char *host;
+    int port;
+    uint64_t grace_ms;
+    const char *dir;
+    int quiet;
+    int help;
+} serve_config;
+
+/* The tool's own defaults; the server's come from ferry_server_options_init
+ * so that they are never restated here. */
+static void config_defaults(serve_config *c)
+{
+    *c = (serve_config){.host = "127.0.0.1", .port = 8080, .grace_ms = 10000};
+    ferry_server_options_init(&c->opts);
+}
+
+/* The defaults printed are the ones in force: ferry_server_options_init's. */
+static void usage(FILE *out, const serve_config *d)
+{
+    const ferry_server_options *o = &d->opts;
+    fprintf(out,
+            "usage: ferry serve [options]\n"
+            "\n"
+            "Without --dir: GET/HEAD answer 'hello, world'; a request with a body gets it\n"
+            "echoed back; /slow?ms=N, /cpu?ms=N and /status are special (docs/serve.md).\n"
+            "\n"
+            "options (--flag VALUE or --flag=VALUE; times in milliseconds; [default]):\n"
+            "  --host H                  address to listen on, IPv4 or IPv6 [%s]\n"
+            "  --port P                  TCP port, 0 = any free one [%d]\n"
+            "  --keep-alive-timeout MS   idle time before a keep-alive close, 0 = never [%" PRIu64
+            "]\n"
+            "  --headers-timeout MS      time to receive a request head, 0 = off [%" PRIu64 "]\n"
+            "  --request-timeout MS      time to receive a whole request, 0 = off [%" PRIu64 "]\n"
+            "  --idle-timeout MS         socket inactivity while busy, 0 = off [%" PRIu64 "]\n"
+            "  --max-connections N       open connections, 0 = no limit but fds [%" PRIu32 "]\n"
+            "  --max-requests-per-connection N\n"
+            "                            requests per connection, 0 = no limit [%" PRIu32 "]\n"
+            "  --max-body BYTES          request body limit, 413 beyond [%" PRIu64 "]\n"
+            "  --shutdown-grace MS       after SIGTERM/SIGINT, time left to in-flight requests\n"
+            "                            before connections are reset, 0 = forever [%" PRIu64 "]\n"
+            "  --dir DIR                 serve the files under DIR (GET/HEAD)\n"
+            "  --quiet                   no access log on stderr\n"
+            "  --help                    show this help\n"
+            "\n"
+            "Prints 'listening on http://HOST:PORT' once it accepts. A second signal resets\n"
+            "all connections at once. Exit status: 0 after a signal-initiated shutdown, 1 if\n"
+            "it cannot start, 2 for bad usage.\n",
+            d->host, d->port, o->keep_alive_timeout_ms, o->headers_timeout_ms,
+            o->request_timeout_ms, o->idle_timeout_ms, o->max_connections,
+            o->max_requests_per_connection, o->max_body_bytes, d->grace_ms);
+}
+
+typedef enum {
+    OPT_HOST,
+    OPT_PORT,
+    OPT_KEEP_ALIVE,
+    OPT_HEADERS,
+    OPT_REQUEST,
+    OPT_IDLE,
+    OPT_MAX_CONNECTIONS,
+    OPT_MAX_REQUESTS,
+    OPT_MAX_BODY,
+    OPT_GRACE,
+    OPT_DIR,
+    OPT_QUIET,
+    OPT_HELP,
+} opt_id;
+
+/* max: the largest value of a numeric flag; 0 for flags whose value is a
+ * string (has_value) or that take none. */
+static const struct opt_spec {
+    const char *name;
+    opt_id id;
+    int has_value;
+    uint64_t max;
+} opt_specs[] = {
+    {"--host", OPT_HOST, 1, 0},
+    {"--port", OPT_PORT, 1, 65535},
+    {"--keep-alive-timeout", OPT_KEEP_ALIVE, 1, MS_FLAG_MAX},
+    {"--headers-timeout", OPT_HEADERS, 1, MS_FLAG_MAX},
+    {"--request-timeout", OPT_REQUEST, 1, MS_FLAG_MAX},
+    {"--idle-timeout", OPT_IDLE, 1, MS_FLAG_MAX},
+    {"--max-connections", OPT_MAX_CONNECTIONS, 1, UINT32_MAX},
+    {"--max-requests-per-connection", OPT_MAX_REQUESTS, 1, UINT32_MAX},
+    {"--max-body", OPT_MAX_BODY, 1, UINT64_MAX},
+    {"--shutdown-grace", OPT_GRACE, 1, MS_FLAG_MAX},
+    {"--dir", OPT_DIR, 1, 0},
+    {"--quiet", OPT_QUIET, 0, 0},
+    {"--help", OPT_HELP, 0, 0},
+    {"-h", OPT_HELP, 0, 0},
+};
+
+/* A whole string of decimal digits, at most max. Stricter than strtoull
+ * alone: no sign, no leading space, no trailing junk, no empty string. */
+static int parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        return -1;
+    *out = (uint64_t) v;
+    return 0;
+}
+
+/* Bad usage: one line on stderr, exit status 2. */
+__attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ferry serve: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (try 'ferry serve --help')\n", stderr);
+    va_end(ap);
+    return 2;
+}
+
+/* Fill cfg from argv (argv[0] is "serve"). Returns 0, or 2 after printing
+ * the one line that says what is wrong. */
+static int parse_flags(int argc, char **argv, serve_config *cfg)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-')
+            return bad_usage("unexpected argument '%s'", arg);
+        const char *eq = strchr(arg, '=');
+        size_t name_len = eq ? (size_t) (eq - arg) : strlen(arg);
+        const struct opt_spec *spec = NULL;
+        for (size_t k = 0; k < sizeof opt_specs / sizeof opt_specs[0]; k++) {
+            if (strlen(opt_specs[k].name) == name_len &&
+                memcmp(opt_specs[k].name, arg, name_len) == 0) {
+                spec = &opt_specs[k];
+                break;
+            }
+        }
+        if (!spec)
+            return bad_usage("unknown option '%s'", arg);
+
+        const char *val = NULL;
+        if (!spec->has_value) {
+            if (eq)
+                return bad_usage("option '%s' takes no value", spec->name);
+        } else if (eq) {
+            val = eq + 1;
+        } else if (i + 1 < argc) {
+            val = argv[++i];
+        } else {
+            return bad_usage("option '%s' needs a value", spec->name);
+        }
+
+        uint64_t n = 0;
+        if (spec->max && parse_uint(val, spec->max, &n) < 0)
+            return bad_usage("invalid value '%s' for %s: expected an integer from 0 to %" PRIu64,
+                             val, spec->name, spec->max);
+        switch (spec->id) {
+        case OPT_HOST: {
+            unsigned char addr[sizeof(struct in6_addr)];
+            if (uv_inet_pton(AF_INET, val, addr) != 0 && uv_inet_pton(AF_INET6, val, addr) != 0)
+                return bad_usage("invalid value '%s' for %s: expected an IPv4 or IPv6 address",
+                                 val, spec->name);
+            cfg->host = val;
+            break;
+        }
+        case OPT_PORT: cfg->port = (int) n; break;
+        case OPT_KEEP_ALIVE: cfg->opts.keep_alive_timeout_ms = n; break;
+        case OPT_HEADERS: cfg->opts.headers_timeout_ms = n; break;
+        case OPT_REQUEST: cfg->opts.request_timeout_ms = n; break;
+        case OPT_IDLE: cfg->opts.idle_timeout_ms = n; break;
+        case OPT_MAX_CONNECTIONS: cfg->opts.max_connections = (uint32_t) n; break;
+        case OPT_MAX_REQUESTS: cfg->opts.max_requests_per_connection = (uint32_t) n; break;
+        case OPT_MAX_BODY: cfg->opts.max_body_bytes = n; break;
+        case OPT_GRACE: cfg->grace_ms = n; break;
+        case OPT_DIR: cfg->dir = val; break;
+        case OPT_QUIET: cfg->quiet = 1; break;
+        case OPT_HELP: cfg->help = 1; break;
+        }
+    }
+    return 0;
+}
+
+/* ---- Helpers shared with serve_files.c --------------------------------------- */
+
+int serve_str_eq(ferry_str s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.len == n && (n == 0 || memcmp(s.p, lit, n) == 0);
+}
+
+/* Clamp a slice length for printf's %.*s. */
+static int pf_len(ferry_str s)
+{
+    return s.len > 4096 ? 4096 : (int) s.len;
+}
+
+void serve_log(const serve_app *app, ferry_req *req, int status, uint64_t body_bytes,
+               uint64_t start_ns)
+{
+    if (app->quiet)
+        return;
+    char peer[INET6_ADDRSTRLEN + 16] = "-";
+    struct sockaddr_storage ss;
+    if (ferry_req_peer(req, &ss) == 0) {
+        char ip[INET6_ADDRSTRLEN] = "?";
+        if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *a = (const struct sockaddr_in *) &ss;
+            uv_ip4_name(a, ip, sizeof ip);
+            snprintf(peer, sizeof peer, "%s:%u", ip, (unsigned) ntohs(a->sin_port));
+        } else if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *) &ss;
+            uv_ip6_name(a, ip, sizeof ip);
+            snprintf(peer, sizeof peer, "[%s]:%u", ip, (unsigned) ntohs(a->sin6_port));
+        }
+    }
+    ferry_str method = ferry_req_method(req), target = ferry_req_target(req);
+    uint64_t us = (uv_hrtime() - start_ns) / 1000;
+    fprintf(stderr, "%s \"%.*s %.*s HTTP/1.%d\" %d %" PRIu64 " %" PRIu64 ".%03" PRIu64 "ms\n",
+            peer, pf_len(method), method.p, pf_len(target), target.p,
+            ferry_req_version_minor(req), status, body_bytes, us / 1000, us % 1000);
+}
+
+static int is_head(const ferry_req *req)
+{
+    return serve_str_eq(ferry_req_method(req), "HEAD");
+}
+
+void serve_reply(const serve_app *app, ferry_res *res, uint64_t start_ns, int status,
+                 const char *content_type, const char *body, size_t len)
+{
+    if (!app->quiet) {
+        ferry_req *req = ferry_res_req(res);
+        serve_log(app, req, status, is_head(req) ? 0 : len, start_ns);
+    }
+    ferry_res_send(res, status, content_type, body, len);
+}
+
+void serve_reply_text(const serve_app *app, ferry_res *res, uint64_t start_ns, int status,
+                      const char *msg)
+{
+    char body[256];
+    snprintf(body, sizeof body, "%s\n", msg);
+    serve_reply(app, res, start_ns, status, "text/plain", body, strlen(body));
+}
+
+/* The ms=N parameter of /slow and /cpu: 0 and the value, or -1 if it is
+ * missing, not a plain decimal number or above DEMO_MS_MAX. */
+static int query_ms(const ferry_req *req, uint64_t *ms)
+{
+    ferry_str q = ferry_req_query(req);
+    if (!q.p)
+        return -1;
+    const char *p = q.p, *end = q.p + q.len;
+    while (p && p < end) {
+        const char *amp = memchr(p, '&', (size_t) (end - p));
+        const char *stop = amp ? amp : end;
+        if (stop - p > 3 && memcmp(p, "ms=", 3) == 0) {
+            char digits[24];
+            size_t n = (size_t) (stop - p - 3);
+            if (n >= sizeof digits)
+                return -1;
+            memcpy(digits, p + 3, n);
+            digits[n] = '\0';
+            return parse_uint(digits, DEMO_MS_MAX, ms);
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return -1;
+}
+
+static void reply_bad_ms(const serve_app *app, ferry_res *res, uint64_t start_ns)
+{
+    serve_reply_text(app, res, start_ns, 400, "ms must be an integer from 0 to " DEMO_MS_MAX_STR);
+}
+
+/* ---- /slow?ms=N: answer later, from a timer ------------------------------------ */
+
+typedef struct slow_req {
+    uv_timer_t timer;
+    const serve_app *app;
+    ferry_res *res;
+    uint64_t start_ns;
+    uint64_t ms;
+    uint64_t deadline; /* uv_now() at which to answer */
+} slow_req;
+
+static void slow_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Fires every SLOW_POLL_MS at most: answers at the deadline, or earlier when
+ * the response was aborted (the client left, or the server was destroyed),
+ * so a dead request does not keep the loop alive for up to a minute. */
+static void slow_tick(uv_timer_t *t)
+{
+    slow_req *sr = t->data;
+    uint64_t now = uv_now(t->loop);
+    if (now < sr->deadline && !ferry_res_aborted(sr->res)) {
+        uint64_t left = sr->deadline - now;
+        uv_timer_start(t, slow_tick, left < SLOW_POLL_MS ? left : SLOW_POLL_MS, 0);
+        return;
+    }
+    char body[64];
+    int n = snprintf(body, sizeof body, "waited %" PRIu64 " ms\n", sr->ms);
+    serve_reply(sr->app, sr->res, sr->start_ns, 200, "text/plain", body, (size_t) n);
+    uv_close((uv_handle_t *) t, slow_closed);
+}
+
+static void serve_slow(const serve_app *app, ferry_req *req, ferry_res *res, uint64_t start_ns)
+{
+    uint64_t ms;
+    if (query_ms(req, &ms) < 0) {
+        reply_bad_ms(app, res, start_ns);
+        return;
+    }
+    slow_req *sr = malloc(sizeof *sr);
+    if (!sr || uv_timer_init(app->loop, &sr->timer) != 0) {
+        free(sr);
+        serve_reply_text(app, res, start_ns, 500, "out of memory");
+        return;
+    }
+    sr->timer.data = sr;
+    sr->app = app;
+    sr->res = res;
+    sr->start_ns = start_ns;
+    sr->ms = ms;
+    sr->deadline = uv_now(app->loop) + ms;
+    uv_timer_start(&sr->timer, slow_tick, ms < SLOW_POLL_MS ? ms : SLOW_POLL_MS, 0);
+}
+
+/* ---- /cpu?ms=N: burn CPU on the thread pool ------------------------------------- */
+
+typedef struct cpu_req {
+    const serve_app *app;
+    uint64_t start_ns;
+    uint64_t ms;
+} cpu_req;
+
+static uint64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+/* On a pool thread: spin until this thread has used ms of CPU (wall time
+ * where the thread CPU clock is missing): real work, as a heavy handler's
+ * would be, not a sleep. */
+static void cpu_burn(void *data)
+{
+    cpu_req *cr = data;
+    struct timespec probe;
+    clockid_t id = clock_gettime(CLOCK_THREAD_CPUTIME_ID, &probe) == 0 ? CLOCK_THREAD_CPUTIME_ID
+                                                                         : CLOCK_MONOTONIC;
+    uint64_t until = clock_ns(id) + cr->ms * 1000000u;
+    volatile uint64_t sink = 0;
+    while (clock_ns(id) < until)
+        for (int i = 0; i < 10000; i++)
+            sink = sink + (uint64_t) i;
+}
+
+static void cpu_done(ferry_res *res, int status, void *data)
+{
+    cpu_req *cr = data;
+    if (status == 0) {
+        char body[64];
+        int n = snprintf(body, sizeof body, "burned %" PRIu64 " ms of CPU\n", cr->ms);
+        serve_reply(cr->app, res, cr->start_ns, 200, "text/plain", body, (size_t) n);
+    } else {
+        serve_reply_text(cr->app, res, cr->start_ns, 503, ferry_strerror(status));
+    }
+    free(cr);
+}
+
+static void serve_cpu(const serve_app *app, ferry_req *req, ferry_res *res, uint64_t start_ns)
+{
+    uint64_t ms;
+    if (query_ms(req, &ms) < 0) {
+        reply_bad_ms(app, res, start_ns);
+        return;
+    }
+    cpu_req *cr = malloc(sizeof *cr);
+    if (!cr) {
+        serve_reply_text(app, res, start_ns, 500, "out of memory");
+        return;
+    }
+    cr->app = app;
+    cr->start_ns = start_ns;
+    cr->ms = ms;
+    int rc = ferry_res_offload(res, cpu_burn, cpu_done, cr);
+    if (rc < 0) {
+        free(cr);
+        serve_reply_text(app, res, start_ns, 503, ferry_strerror(rc));
+    }
+}
+
+/* ---- /status: the server's stats as one JSON object ----------------------------- */
+
+#define STATS_FIELDS(XX)                                                                           \
+    XX(connections_active)                                                                         \
+    XX(connections_idle)                                                                           \
+    XX(connections_accepted)                                                                       \
+    XX(requests)                                                                                   \
+    XX(bytes_in)                                                                                   \
+    XX(bytes_out)                                                                                  \
+    XX(timeouts_headers)                                                                           \
+    XX(timeouts_request)                                                                           \
+    XX(timeouts_keep_alive)                                                                        \
+    XX(timeouts_idle)                                                                              \
+    XX(errors_400)                                                                                 \
+    XX(errors_408)                                                                                 \
+    XX(errors_413)                                                                                 \
+    XX(errors_414)                                                                                 \
+    XX(errors_417)                                                                                 \
+    XX(errors_431)                                                                                 \
+    XX(errors_501)                                                                                 \
+    XX(errors_505)                                                                                 \
+    XX(accept_pauses_emfile)                                                                       \
+    XX(accept_pauses_max_connections)
+
+static void serve_status(const serve_app *app, ferry_res *res, uint64_t start_ns)
+{
+    ferry_server_stats st;
+    ferry_server_stats_get(app->server, &st);
+    char body[2048];
+    size_t n = 0;
+#define STATS_JSON_(f)                                                                             \
+    n += (size_t) snprintf(body + n, sizeof body - n, "%s\"" #f "\":%" PRIu64, n ? "," : "{",     \
+                           st.f);
+    STATS_FIELDS(STATS_JSON_)
+#undef STATS_JSON_
+    n += (size_t) snprintf(body + n, sizeof body - n, ",\"closing\":%s}\n",
+                           st.closing ? "true" : "false");
+    serve_reply(app, res, start_ns, 200, "application/json", body, n);
+}
+
+/* ---- The demo handler: hello, echo, 501 ----------------------------------------- */
+
+typedef struct echo_req {
+    const serve_app *app;
+    uint64_t start_ns;
+} echo_req;
+
+/* A body is coming when Content-Length is above zero or any Transfer-Encoding
+ * is present (the parser has already rejected the two together). */
+static int has_body(const ferry_req *req)
+{
+    if (ferry_req_header(req, "Transfer-Encoding").p)
+        return 1;
+    ferry_str cl = ferry_req_header(req, "Content-Length");
+    for (size_t i = 0; i < cl.len; i++)
+        if (cl.p[i] != '0')
+            return 1;
+    return 0;
+}
+
+static void echo_body(ferry_req *req, int status, const char *body, size_t len, void *data)
+{
+    echo_req *er = data;
+    ferry_res *res = ferry_req_res(req);
+    if (status < 0) {
+        /* Too big, bad chunked framing, or the client left: the response must
+         * still be ended; ferry_err_http_status names the right status. */
+        int code = ferry_err_http_status(status);
+        serve_reply_text(er->app, res, er->start_ns, code ? code : 400, ferry_strerror(status));
+        free(er);
+        return;
+    }
+    /* Headers are slices; ferry_res_send wants a C string. */
+    ferry_str ct = ferry_req_header(req, "Content-Type");
+    char *type = NULL;
+    if (ct.p && (type = malloc(ct.len + 1)) != NULL) {
+        memcpy(type, ct.p, ct.len);
+        type[ct.len] = '\0';
+    }
+    serve_reply(er->app, res, er->start_ns, 200, type ? type : "application/octet-stream", body,
+                len);
+    free(type);
+    free(er);
+}
+
+static void serve_echo(const serve_app *app, ferry_req *req, ferry_res *res, uint64_t start_ns)
+{
+    echo_req *er = malloc(sizeof *er);
+    if (!er) {
+        serve_reply_text(app, res, start_ns, 500, "out of memory");
+        return;
+    }
+    er->app = app;
+    er->start_ns = start_ns;
+    /* 0: the server's max_body_bytes (--max-body). */
+    int rc = ferry_req_read_body(req, 0, echo_body, er);
+    if (rc < 0) {
+        free(er);
+        serve_reply_text(app, res, start_ns, 500, ferry_strerror(rc));
+    }
+}
+
+/* The router. Special paths answer GET and HEAD only; any other method
+ * there follows the general rules (POST /status echoes like any POST). With
+ * --dir, GET and HEAD go to the files and other methods get 501. */
+static void on_request(ferry_req *req, ferry_res *res, void *data)
+{
+    const serve_app *app = data;
+    uint64_t start_ns = app->quiet ? 0 : uv_hrtime();
+    ferry_str method = ferry_req_method(req);
+    if (serve_str_eq(method, "GET") || serve_str_eq(method, "HEAD")) {
+        ferry_str path = ferry_req_path(req);
+        if (serve_str_eq(path, "/slow"))
+            serve_slow(app, req, res, start_ns);
+        else if (serve_str_eq(path, "/cpu"))
+            serve_cpu(app, req, res, start_ns);
+        else if (serve_str_eq(path, "/status"))
+            serve_status(app, res, start_ns);
+        else if (app->root)
+            serve_files(app, req, res, start_ns);
+        else
+            serve_reply(app, res, start_ns, 200, "text/plain", hello, sizeof hello - 1);
+        return;
+    }
+    if (!app->root && (has_body(req) || serve_str_eq(method, "POST") ||
+                       serve_str_eq(method, "PUT") || serve_str_eq(method, "PATCH"))) {
+        serve_echo(app, req, res, start_ns);
+        return;
+    }
+    serve_reply_text(app, res, start_ns, 501, "not implemented");
+}
+
+/* ---- The command ------------------------------------------------------------------ */
+
+static void count_handle(uv_handle_t *h, void *arg)
+{
+    (void) h;
+    ++*(int *) arg;
+}
+
+/* Let close callbacks started by ferry_server_free run, then close the loop.
+ * A handle still open here is a leak somewhere: say so and fail. */
+static int close_loop(uv_loop_t *loop)
+{
+    for (int i = 0; i < 16 && uv_run(loop, UV_RUN_NOWAIT) != 0; i++)
+        ;
+    int rc = uv_loop_close(loop);
+    if (rc != 0) {
+        int open = 0;
+        uv_walk(loop, count_handle, &open);
+        fprintf(stderr, "ferry serve: %d libuv handle(s) still open at exit\n", open);
+        return 1;
+    }
+    return 0;
+}
+
+/* "HOST:PORT" with IPv6 hosts in brackets, as in a URL. */
+static void print_listening(const char *host, int port)
+{
+    int v6 = strchr(host, ':') != NULL;
+    printf("listening on http://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    fflush(stdout);
+}
+
+static void closed_early(ferry_server *s, void *data)
+{
+    (void) s;
+    (void) data;
+}
+
+/* Create the server, listen and watch signals. On failure, say why and
+ * leave nothing open on the loop. */
+static int start_server(uv_loop_t *loop, const serve_config *cfg, serve_app *app)
+{
+    ferry_server *server;
+    int rc = ferry_server_new(loop, &cfg->opts, on_request, app, &server);
+    if (rc < 0) {
+        fprintf(stderr, "ferry serve: cannot create the server: %s\n", ferry_strerror(rc));
+        return rc;
+    }
+    rc = ferry_server_listen(server, cfg->host, cfg->port);
+    if (rc < 0) {
+        fprintf(stderr, "ferry serve: cannot listen on %s port %d: %s\n", cfg->host, cfg->port,
+                ferry_strerror(rc));
+        ferry_server_free(server); /* it never listened */
+        return rc;
+    }
+    rc = ferry_server_on_signals(server, cfg->grace_ms);
+    if (rc < 0) {
+        fprintf(stderr, "ferry serve: cannot watch SIGTERM/SIGINT: %s\n", ferry_strerror(rc));
+        ferry_server_close(server, 0, closed_early); /* nobody is connected yet */
+        uv_run(loop, UV_RUN_DEFAULT);
+        ferry_server_free(server);
+        return rc;
+    }
+    app->server = server;
+    return 0;
+}
+
+/* The server's whole life on a loop of its own; returns the exit status. */
+static int serve_run(const serve_config *cfg, serve_app *app)
+{
+    uv_loop_t loop;
+    int rc = uv_loop_init(&loop);
+    if (rc != 0) {
+        fprintf(stderr, "ferry serve: cannot start the event loop: %s\n", uv_strerror(rc));
+        return 1;
+    }
+    app->loop = &loop;
+    int status = 1;
+    if (start_server(&loop, cfg, app) == 0) {
+        /* Signals are watched before the line is printed: a script may send
+         * SIGTERM as soon as it reads it. */
+        print_listening(cfg->host, ferry_server_port(app->server));
+        /* ferry_server_on_signals has no completion callback: the loop runs
+         * until the graceful close (or the destroy after a second signal) has
+         * closed the last connection and the library let go of its handles. */
+        uv_run(&loop, UV_RUN_DEFAULT);
+        rc = ferry_server_free(app->server);
+        status = 0;
+        if (rc < 0) {
+            fprintf(stderr, "ferry serve: the loop ended before the server closed: %s\n",
+                    ferry_strerror(rc));
+            status = 1;
+        }
+    }
+    if (close_loop(&loop) != 0)
+        status = 1;
+    return status;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    serve_config cfg;
+    config_defaults(&cfg);
+    int rc = parse_flags(argc, argv, &cfg);
+    if (rc != 0)
+        return rc;
+    if (cfg.help) {
+        serve_config defaults; /* not cfg: "--port 9 --help" still shows 8080 */
+        config_defaults(&defaults);
+        usage(stdout, &defaults);
+        return 0;
+    }
+
+    serve_app app = {.quiet = cfg.quiet};
+    char *root = NULL;
+    if (cfg.dir) {
+        struct stat st;
+        root = realpath(cfg.dir, NULL);
+        if (!root || stat(root, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "ferry serve: --dir '%s': %s\n", cfg.dir,
+                    root ? "not a directory" : strerror(errno));
+            free(root);
+            return 2;
+        }
+        app.root = root;
+        app.root_len = strlen(root);
+    }
+
+    /* A peer that resets mid-write must give EPIPE, not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+    int status = serve_run(&cfg, &app);
+    free(root);
+    return status;
+}
