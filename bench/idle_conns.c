@@ -1,10 +1,13 @@
 /* idle_conns — open N keep-alive connections to 127.0.0.1:PORT and hold them idle.
  *
- *   idle_conns PORT N HOLD_SECONDS [req|silent]
+ *   idle_conns PORT N HOLD_SECONDS [req|lazy|silent]
  *
  * With `req` (the default) each connection sends one `GET / HTTP/1.1` and reads
  * the whole response (head plus Content-Length bytes), then stays open without
  * sending anything more: an idle keep-alive connection as a server sees it.
+ * When the server closes one, the client closes its end at once.
+ * `lazy` is the same, except that a connection the server closed is left open
+ * until the client exits, as a pooled client that notices only on reuse would.
  * With `silent` the connections are opened and never send a byte.
  *
  * bench/server.sh uses it for two figures: the server's memory per idle
@@ -16,8 +19,8 @@
  *   closed K N FIRST_US LAST_US       at exit: K of the N were closed by the
  *                                     server; FIRST/LAST are CLOCK_REALTIME
  *                                     microseconds (0 when none closed)
- * It exits when the hold time ends, on SIGTERM/SIGINT, or as soon as the server
- * has closed every connection. Exit status 0 when all N were set up, else 1.
+ * It exits when the hold time ends, on SIGTERM/SIGINT, or (except `lazy`) as
+ * soon as the server has closed every connection. Exit status 0 when all N were set up, else 1.
  *
  * Bounded in time: set-up gives up after 20 s, the hold after HOLD_SECONDS.
  * Only loopback. RLIMIT_NOFILE is raised to the hard limit first. At most
@@ -156,15 +159,16 @@ static void fail(int ep, conn *c)
 int main(int argc, char **argv)
 {
     if (argc < 4 || argc > 5) {
-        fprintf(stderr, "usage: idle_conns PORT N HOLD_SECONDS [req|silent]\n");
+        fprintf(stderr, "usage: idle_conns PORT N HOLD_SECONDS [req|lazy|silent]\n");
         return 2;
     }
     int port = atoi(argv[1]);
     long n = atol(argv[2]);
     double hold = atof(argv[3]);
-    int silent = argc == 5 && strcmp(argv[4], "silent") == 0;
+    const char *mode = argc == 5 ? argv[4] : "req";
+    int silent = strcmp(mode, "silent") == 0, lazy = strcmp(mode, "lazy") == 0;
     if (port <= 0 || port > 65535 || n <= 0 || hold < 0 ||
-        (argc == 5 && !silent && strcmp(argv[4], "req") != 0)) {
+        (!silent && !lazy && strcmp(mode, "req") != 0)) {
         fprintf(stderr, "idle_conns: bad arguments\n");
         return 2;
     }
@@ -241,7 +245,7 @@ int main(int argc, char **argv)
     long closed = 0;
     int64_t first = 0, last = 0;
     int64_t end = now_us(CLOCK_MONOTONIC) + (int64_t)(hold * 1e6);
-    while (!stop && closed < ok) {
+    while (!stop && (closed < ok || lazy)) {
         int64_t left = end - now_us(CLOCK_MONOTONIC);
         if (left <= 0)
             break;
@@ -259,11 +263,16 @@ int main(int argc, char **argv)
                 first = t;
             last = t;
             closed++;
-            /* Close at once, as a real client does on EOF: a server that
-             * lingers for our FIN after its own is then not kept waiting.
-             * close() also takes the fd out of the epoll set. */
-            close(c->fd);
-            c->fd = -1;
+            /* Close at once, as a client watching its idle connections does
+             * on EOF: a server that lingers for our FIN after its own is then
+             * not kept waiting. close() also takes the fd out of the epoll
+             * set. A lazy client only stops watching it. */
+            if (lazy) {
+                epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+            } else {
+                close(c->fd);
+                c->fd = -1;
+            }
             c->st = ST_CLOSED;
         }
     }

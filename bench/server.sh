@@ -12,7 +12,9 @@
 #   3. graceful close: with CLOSE_N idle keep-alive connections open, the time from
 #      the stop signal to the server process's exit (ferry: SIGTERM; nginx: SIGQUIT,
 #      which is what `nginx -s quit` sends, and `nginx -s quit` itself; Node:
-#      SIGTERM, whose handler calls server.close()).
+#      SIGTERM, whose handler calls server.close()); once with a client that closes
+#      its end on the server's FIN, and once with a lazy one that does not (as a
+#      connection pool that notices only when it reuses a connection).
 # The method follows shared/research/baselines.md, so the peers' figures can be
 # compared with the ones measured there.
 #
@@ -20,8 +22,10 @@
 #   FERRY_SERVER_CMD  ferry server command; the port is appended
 #                     [build/ferry serve --quiet --port], relative to the repo root
 #   SERVERS           which servers to run [ferry nginx node]
-#   ROUNDS [3]  DURATION seconds [5]  MEM_ROUNDS [3]  CLOSE_ROUNDS [5]
+#   ROUNDS [3]  DURATION seconds [5]  MEM_ROUNDS [3]  CLOSE_ROUNDS [5]  LAZY_ROUNDS [3]
 #   IDLE_N [5000]  CLOSE_N [1000]  NODE [node]  NGINX [nginx]  WRK [wrk]
+#   QUIET_WAIT        seconds, in all, to wait for other processes to go quiet
+#                     before server starts in the throughput part [0]
 #   RESULTS           where the summary is also written [build/bench/server-results.md]
 # Everything is bounded in time; every server started is killed on exit.
 set -euo pipefail
@@ -34,6 +38,8 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 MEM_ROUNDS=${MEM_ROUNDS:-3}
 CLOSE_ROUNDS=${CLOSE_ROUNDS:-5}
+LAZY_ROUNDS=${LAZY_ROUNDS:-3}
+QUIET_WAIT=${QUIET_WAIT:-0}
 IDLE_N=${IDLE_N:-5000}
 CLOSE_N=${CLOSE_N:-1000}
 NODE=${NODE:-node}
@@ -291,6 +297,21 @@ background_cpu() {
         tee -a "$BG_LIST"
 }
 
+# quiet_moment: background_cpu, after waiting up to QUIET_WAIT seconds in all
+# for it to drop below 15 % (on a shared machine, for a moment between others' jobs).
+QUIET_LEFT=$QUIET_WAIT
+quiet_moment() {
+    local bg
+    bg=$(background_cpu)
+    while [ "$bg" -gt 15 ] && [ "$QUIET_LEFT" -gt 0 ]; do
+        sleep 1
+        QUIET_LEFT=$((QUIET_LEFT - 1))
+        sed -i '$d' "$BG_LIST" # only the last sample counts
+        bg=$(background_cpu)
+    done
+    echo "$bg"
+}
+
 # user+sys seconds of this shell's reaped children, from `times` (which must run
 # in this shell, not in a $(...) subshell, whose children are its own).
 children_cpu_s() { awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } print s }' "$1"; }
@@ -324,13 +345,15 @@ run_wrk() {
         $1 == "99%" { p99 = ms($2) }
         END {
             wall = t1 - t0
-            if (reqs == 0) { printf "%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t-\t1\t0\n", name, mode, round; exit }
+            if (reqs == 0) { printf "%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t-\t1\t0\t0\n", name, mode, round; exit }
             cpu_s = dc / tck
-            printf "%s\t%s\t%s\t%.0f\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%s\t%d\t%.2f\n", name, mode, round, rps, reqs,
-                cpu_s * 1e6 / reqs, 100 * cpu_s / wall, 100 * (w1 - w0) / wall, 100 * dm / tck / wall,
-                (mode == "plain" && p99 != "") ? sprintf("%.2f", p99) : "-", errs, du / tck * 1e6 / reqs
+            srv = 100 * cpu_s / wall; wrk = 100 * (w1 - w0) / wall; mach = 100 * dm / tck / wall
+            others = mach - srv - wrk
+            printf "%s\t%s\t%s\t%.0f\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%s\t%d\t%.2f\t%.0f\n", name, mode, round, rps, reqs,
+                cpu_s * 1e6 / reqs, srv, wrk, mach,
+                (mode == "plain" && p99 != "") ? sprintf("%.2f", p99) : "-", errs, du / tck * 1e6 / reqs, others < 0 ? 0 : others
         }' "$out" >>"$WRK_TSV"
-    tail -n 1 "$WRK_TSV" | awk -F'\t' '{ printf "  %-6s %-9s round %s: %9s req/s  %6s µs/req (user %s)  server %s%%  wrk %s%%  errors %s\n", $1, $2, $3, $4, $6, $12, $7, $8, $11 }' >&2
+    tail -n 1 "$WRK_TSV" | awk -F'\t' '{ printf "  %-6s %-9s round %s: %9s req/s  %6s µs/req (user %s)  server %s%%  wrk %s%%  others %s%%  errors %s\n", $1, $2, $3, $4, $6, $12, $7, $8, $13, $11 }' >&2
 }
 
 # rotate ROUND: the server list rotated by ROUND places.
@@ -343,7 +366,7 @@ rotate() {
 note "throughput: wrk -t1 -c$CONNS -d${DURATION}s, plain and $DEPTH pipelined, $ROUNDS rounds (servers: ${SERVER_LIST[*]})"
 for ((round = 1; round <= ROUNDS; round++)); do
     for name in $(rotate $((round - 1))); do
-        bg=$(background_cpu)
+        bg=$(quiet_moment)
         [ "$bg" -gt 25 ] && note "other processes use ${bg}% of a core right now: expect distorted figures"
         start_server "$name"
         # 1 s warm-up per server start, as in the baselines.
@@ -385,47 +408,66 @@ done
 # ---- 3. graceful close with idle connections --------------------------------------------
 CLOSE_TSV=$TMP/close.tsv
 : >"$CLOSE_TSV"
+
+# run_close VARIANT CLIENT_MODE ROUND: CLOSE_N idle connections, the stop signal,
+# the time until the server process is gone. CLIENT_MODE is idle_conns' mode:
+# `req` closes its end as soon as the server's FIN arrives, `lazy` does not.
+run_close() {
+    local variant=$1 mode=$2 round=$3 name=${1%%-*} out cpid t0 t1 ok closed first last inproc
+    quiet_moment >/dev/null
+    start_server "$name"
+    out=$TMP/close.$variant.$mode.$round
+    taskset -c "$CLIENT_CPU" "$IDLE_CONNS" "$PORT" "$CLOSE_N" 20 "$mode" >"$out" 2>&1 &
+    cpid=$!
+    LIVE[$cpid]=1
+    wait_for "grep -qs '^ready' '$out'" 25 || true
+    sleep 0.3
+    t0=$EPOCHREALTIME
+    case $variant in
+    ferry | node) kill -TERM "$SPID" ;;
+    nginx) kill -QUIT "$SPID" ;;
+    nginx-s-quit) "$NGINX" -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" -s quit ;;
+    esac
+    wait_exit "$SPID" 15
+    t1=$EPOCHREALTIME
+    # A `req` client leaves once every connection is closed; a lazy one is told to.
+    [ "$mode" = lazy ] && kill -TERM "$cpid" 2>/dev/null
+    wait_for "! alive $cpid" 3 || kill -TERM "$cpid" 2>/dev/null || true
+    wait "$cpid" 2>/dev/null || true
+    unset "LIVE[$cpid]"
+    read -r _ ok _ <<<"$(grep '^ready' "$out" || echo "ready 0 0")"
+    read -r _ closed _ first last <<<"$(grep '^closed' "$out" || echo "closed 0 0 0 0")"
+    inproc=$(awk '/^close_ms/ { print $2 }' "$TMP/$name.out")
+    [ "$mode" = lazy ] && variant=$variant/lazy
+    awk -v v="$variant" -v r="$round" -v ok="$ok" -v t0="$t0" -v t1="$t1" -v cl="$closed" -v f="$first" \
+        -v l="$last" -v st="$EXIT_STATUS" -v k="$KILLED" -v ip="${inproc:--}" 'BEGIN {
+        printf "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\n", v, r, ok, (t1 - t0) * 1000,
+            (f > 0 ? sprintf("%.2f", (f / 1e6 - t0) * 1000) : "-"),
+            (l > 0 ? sprintf("%.2f", (l / 1e6 - t0) * 1000) : "-"), cl, st, k, ip }' >>"$CLOSE_TSV"
+    tail -n 1 "$CLOSE_TSV" | awk -F'\t' '{ printf "  %-18s round %s: %s idle, exit after %s ms (client saw all closed at %s ms, %s closed)%s%s\n", $1, $2, $3, $4, $6, $7, ($8 != 0 ? ", exit status " $8 : ""), ($9 == 1 ? ", KILLED by the watchdog" : "") }' >&2
+}
+
 close_variants=()
+lazy_variants=()
 for name in "${SERVER_LIST[@]}"; do
     case $name in
     nginx) close_variants+=(nginx nginx-s-quit) ;;
     *) close_variants+=("$name") ;;
     esac
+    lazy_variants+=("$name")
 done
 note "graceful close: $CLOSE_N idle keep-alive connections, $CLOSE_ROUNDS rounds"
 for ((round = 1; round <= CLOSE_ROUNDS; round++)); do
     n=${#close_variants[@]}
     for ((i = 0; i < n; i++)); do
-        variant=${close_variants[$(((i + round - 1) % n))]}
-        name=${variant%%-*}
-        start_server "$name"
-        out=$TMP/close.$variant.$round
-        taskset -c "$CLIENT_CPU" "$IDLE_CONNS" "$PORT" "$CLOSE_N" 20 >"$out" 2>&1 &
-        cpid=$!
-        LIVE[$cpid]=1
-        wait_for "grep -qs '^ready' '$out'" 25 || true
-        sleep 0.3
-        t0=$EPOCHREALTIME
-        case $variant in
-        ferry | node) kill -TERM "$SPID" ;;
-        nginx) kill -QUIT "$SPID" ;;
-        nginx-s-quit) "$NGINX" -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" -s quit ;;
-        esac
-        wait_exit "$SPID" 15
-        t1=$EPOCHREALTIME
-        # The client leaves once every connection is closed; it holds at most 20 s.
-        wait_for "! kill -0 $cpid 2>/dev/null" 3 || kill -TERM "$cpid" 2>/dev/null || true
-        wait "$cpid" 2>/dev/null || true
-        unset "LIVE[$cpid]"
-        read -r _ ok _ <<<"$(grep '^ready' "$out" || echo "ready 0 0")"
-        read -r _ closed _ first last <<<"$(grep '^closed' "$out" || echo "closed 0 0 0 0")"
-        inproc=$(awk '/^close_ms/ { print $2 }' "$TMP/$name.out")
-        awk -v v="$variant" -v r="$round" -v ok="$ok" -v t0="$t0" -v t1="$t1" -v cl="$closed" -v f="$first" \
-            -v l="$last" -v st="$EXIT_STATUS" -v k="$KILLED" -v ip="${inproc:--}" 'BEGIN {
-            printf "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\n", v, r, ok, (t1 - t0) * 1000,
-                (f > 0 ? sprintf("%.2f", (f / 1e6 - t0) * 1000) : "-"),
-                (l > 0 ? sprintf("%.2f", (l / 1e6 - t0) * 1000) : "-"), cl, st, k, ip }' >>"$CLOSE_TSV"
-        tail -n 1 "$CLOSE_TSV" | awk -F'\t' '{ printf "  %-12s round %s: %s idle, exit after %s ms (client saw all closed at %s ms, %s closed)%s%s\n", $1, $2, $3, $4, $6, $7, ($8 != 0 ? ", exit status " $8 : ""), ($9 == 1 ? ", KILLED by the watchdog" : "") }' >&2
+        run_close "${close_variants[$(((i + round - 1) % n))]}" req "$round"
+    done
+done
+note "graceful close, lazy client (leaves its end open after the server's FIN): $LAZY_ROUNDS rounds"
+for ((round = 1; round <= LAZY_ROUNDS; round++)); do
+    n=${#lazy_variants[@]}
+    for ((i = 0; i < n; i++)); do
+        run_close "${lazy_variants[$(((i + round - 1) % n))]}" lazy "$round"
     done
 done
 
@@ -440,13 +482,17 @@ summary() {
     echo "ferry: \`$FERRY_SERVER_CMD PORT\`; $versions."
     echo "Servers on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU. Figures: median (min–max) of $ROUNDS rounds."
     [ -n "$NODE_NOTE" ] && echo && echo "Note: $NODE_NOTE."
-    if [ -s "$BG_LIST" ]; then
+    if [ -s "$BG_LIST" ] || [ -s "$WRK_TSV" ]; then
         echo
-        sort -n "$BG_LIST" | awk '{ v[NR] = $1 } END {
-            m = v[int((NR + 1) / 2)]
-            printf "Other processes before each server start: median %d%%, max %d%% of one core.", m, v[NR]
-            if (m > 10) printf " **The machine was busy: these figures are distorted; rerun on a quiet machine.**"
-            print "" }'
+        { sort -n "$BG_LIST"; echo "--"; cut -f13 "$WRK_TSV" | sort -n; } | awk '
+            $1 == "--" { part = 2; next }
+            part != 2 { b[++nb] = $1 } part == 2 { w[++nw] = $1 }
+            END {
+                if (nb) printf "Other processes before each server start: median %d%%, max %d%% of one core. ", b[int((nb + 1) / 2)], b[nb]
+                if (nw) printf "During the wrk runs: median %d%%, max %d%%.", w[int((nw + 1) / 2)], w[nw]
+                if ((nb && b[int((nb + 1) / 2)] > 10) || (nw && w[int((nw + 1) / 2)] > 15))
+                    printf " **The machine was busy: these figures are distorted; rerun on a quiet machine.**"
+                print "" }'
     fi
     echo
     : >"$TMP/medians"
@@ -472,18 +518,18 @@ summary() {
         {
             key = $1 SUBSEP $2
             if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
-            for (c = 4; c <= 12; c++) if ($c != "-") vals[key, c] = vals[key, c] " " $c
+            for (c = 4; c <= 13; c++) if ($c != "-") vals[key, c] = vals[key, c] " " $c
         }
         END {
             for (m = 1; m <= 2; m++) {
                 mode = m == 1 ? "plain" : "pipelined"
                 printf "### Throughput: wrk -t1 -c%d -d%ds%s\n\n", conns, dur, m == 1 ? "" : sprintf(", %d requests pipelined per write", depth)
-                printf "| server | req/s | server CPU µs/req | of which user µs/req | server CPU %% | wrk CPU %% | machine CPU %% |%s errors |\n", m == 1 ? " p99 ms |" : ""
+                printf "| server | req/s | server CPU µs/req | of which user µs/req | server CPU %% | wrk CPU %% | other processes CPU %% |%s errors |\n", m == 1 ? " p99 ms |" : ""
                 printf "|---|---|---|---|---|---|---|%s---|\n", m == 1 ? "---|" : ""
                 for (i = 1; i <= nk; i++) {
                     split(order[i], kk, SUBSEP); if (kk[2] != mode) continue
                     printf "| %s | %s | %s | %s | %s | %s | %s |%s %d |\n", kk[1], crng(order[i], 4), rng(order[i], 6, "%.2f"), rng(order[i], 12, "%.2f"),
-                        rng(order[i], 7, "%.0f"), rng(order[i], 8, "%.0f"), rng(order[i], 9, "%.0f"),
+                        rng(order[i], 7, "%.0f"), rng(order[i], 8, "%.0f"), rng(order[i], 13, "%.0f"),
                         m == 1 ? " " rng(order[i], 10, "%.2f") " |" : "", med(order[i], 11)
                     rps[kk[1], mode] = med(order[i], 4); us[kk[1], mode] = med(order[i], 6)
                 }
@@ -526,7 +572,7 @@ summary() {
         }' "$MEM_TSV"
     echo
 
-    echo "### Graceful close with $CLOSE_N idle keep-alive connections, $CLOSE_ROUNDS rounds"
+    echo "### Graceful close with $CLOSE_N idle keep-alive connections, $CLOSE_ROUNDS rounds ($LAZY_ROUNDS with the lazy client)"
     echo
     echo "| server, stop signal | signal → process exit ms | → client saw first close ms | → client saw all closed ms | closed | in-process close() → callback ms | notes |"
     echo "|---|---|---|---|---|---|---|"
@@ -549,6 +595,8 @@ summary() {
         END {
             label["ferry"] = "ferry, SIGTERM"; label["nginx"] = "nginx, SIGQUIT to the master"
             label["nginx-s-quit"] = "nginx, `nginx -s quit` (includes the command start)"; label["node"] = "node, SIGTERM → server.close()"
+            label["ferry/lazy"] = "ferry, SIGTERM, lazy client"; label["nginx/lazy"] = "nginx, SIGQUIT, lazy client"
+            label["node/lazy"] = "node, SIGTERM → server.close(), lazy client"
             for (i = 1; i <= ns; i++) {
                 s = order[i]; notes = ""
                 if (short[s]) notes = notes sprintf("%d rounds had fewer than %d connections ready; ", short[s], n)
@@ -581,6 +629,7 @@ summary() {
             }
             if ("ferry" in mem) printf "| ≤ 450 user-space bytes per idle connection | %.0f bytes | %s |\n", mem["ferry"], verdict(mem["ferry"] <= 450)
             if ("ferry" in cl) printf "| graceful close with idle connections < 20 ms | %.1f ms | %s |\n", cl["ferry"], verdict(cl["ferry"] < 20)
+            if ("ferry/lazy" in cl) printf "| the same, lazy client | %.1f ms | %s |\n", cl["ferry/lazy"], verdict(cl["ferry/lazy"] < 20)
         }' "$TMP/medians"
 }
 
