@@ -316,6 +316,17 @@ quiet_moment() {
 # in this shell, not in a $(...) subshell, whose children are its own).
 children_cpu_s() { awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } print s }' "$1"; }
 
+# run_bg CMD...: run a client to completion in the background and wait for it, so
+# that a signal to this script is handled at once (bash runs traps only after a
+# foreground command ends) and the client is killed with the servers.
+run_bg() {
+    "$@" &
+    local pid=$!
+    LIVE[$pid]=1
+    wait "$pid" || true
+    unset "LIVE[$pid]"
+}
+
 # ---- 1. throughput -------------------------------------------------------------------
 WRK_TSV=$TMP/wrk.tsv
 : >"$WRK_TSV"
@@ -330,8 +341,8 @@ run_wrk() {
     local u0 s0 m0 w0 t0 u1 s1 m1 w1 t1
     times >"$TMP/times0"
     read -r u0 s0 <<<"$(tree_ticks "$SPID")"; m0=$(machine_busy_ticks); t0=$EPOCHREALTIME
-    timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d"${DURATION}s" --latency \
-        "${script[@]}" "http://127.0.0.1:$PORT/" "${extra[@]}" >"$out" 2>&1 || true
+    run_bg timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d"${DURATION}s" --latency \
+        "${script[@]}" "http://127.0.0.1:$PORT/" "${extra[@]}" >"$out" 2>&1
     t1=$EPOCHREALTIME; read -r u1 s1 <<<"$(tree_ticks "$SPID")"; m1=$(machine_busy_ticks)
     times >"$TMP/times1"
     w0=$(children_cpu_s "$TMP/times0"); w1=$(children_cpu_s "$TMP/times1")
@@ -370,7 +381,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         [ "$bg" -gt 25 ] && note "other processes use ${bg}% of a core right now: expect distorted figures"
         start_server "$name"
         # 1 s warm-up per server start, as in the baselines.
-        timeout 30 taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true
+        run_bg timeout 30 taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1
         run_wrk "$name" plain "$round"
         run_wrk "$name" pipelined "$round"
         stop_server "$name"
@@ -621,11 +632,11 @@ summary() {
             print "|---|---|---|"
             if ((("ferry", "plain") in us) && us["nginx", "plain"] > 0) {
                 r = us["ferry", "plain"] / us["nginx", "plain"]
-                printf "| server CPU per request ≤ 0.8× nginx (wrk c64) | %.2f µs vs %.2f µs = %.2f× | %s |\n", us["ferry", "plain"], us["nginx", "plain"], r, verdict(r <= 0.8)
+                printf "| server CPU per request ≤ 0.8× nginx (wrk c64) | %.2f µs vs %.2f µs = %.3f× | %s |\n", us["ferry", "plain"], us["nginx", "plain"], r, verdict(r <= 0.8)
             }
             if ((("ferry", "pipelined") in rps) && rps["nginx", "pipelined"] > 0) {
                 r = rps["ferry", "pipelined"] / rps["nginx", "pipelined"]
-                printf "| pipelined throughput ≥ 3× nginx | %.0f vs %.0f req/s = %.2f× | %s |\n", rps["ferry", "pipelined"], rps["nginx", "pipelined"], r, verdict(r >= 3)
+                printf "| pipelined throughput ≥ 3× nginx | %.0f vs %.0f req/s = %.3f× | %s |\n", rps["ferry", "pipelined"], rps["nginx", "pipelined"], r, verdict(r >= 3)
             }
             if ("ferry" in mem) printf "| ≤ 450 user-space bytes per idle connection | %.0f bytes | %s |\n", mem["ferry"], verdict(mem["ferry"] <= 450)
             if ("ferry" in cl) printf "| graceful close with idle connections < 20 ms | %.1f ms | %s |\n", cl["ferry"], verdict(cl["ferry"] < 20)
