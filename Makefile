@@ -9,7 +9,7 @@ WERROR      ?= $(if $(CI),ON,OFF)
 CMAKE       := cmake
 CTEST       := ctest --output-on-failure -j $(JOBS)
 
-.PHONY: all build test asan fuzz bench-parse run format deps deps-bench clean
+.PHONY: all build test asan fuzz bench-parse bench-server run format deps deps-bench clean
 
 all: build
 
@@ -54,6 +54,11 @@ bench-parse: deps-bench
 SERVE_ARGS ?=
 run: build
 	@build/ferry serve --port 8080 $(SERVE_ARGS)
+
+# ferry serve against nginx and Node 20: throughput, CPU per request, memory per
+# idle connection, graceful close (about 3 minutes; see docs/benchmarks.md).
+bench-server: build deps-bench
+	@bench/server.sh
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -4,7 +4,7 @@
 # missing, so every make target can call it.
 #
 #   scripts/deps.sh            build + test + asan + fuzz dependencies
-#   scripts/deps.sh --bench    also the benchmark peers (picohttpparser via libh2o, wrk, hyperfine)
+#   scripts/deps.sh --bench    also the benchmark peers (picohttpparser via libh2o, nginx, wrk, hyperfine)
 #
 # On Debian/Ubuntu it installs with apt-get when run as root, and otherwise
 # prints the one command to run. Elsewhere it names the packages to install.
@@ -18,7 +18,7 @@ for arg in "$@"; do
     *) echo "deps.sh: unknown option '$arg' (use --bench)" >&2; exit 2 ;;
     esac
 done
-[ "$want_bench" = 1 ] && pkgs+=(libh2o-dev wrk hyperfine)
+[ "$want_bench" = 1 ] && pkgs+=(libh2o-dev nginx-light wrk hyperfine)
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
     # Not Debian-like: check what we can and name the packages.
@@ -65,8 +65,26 @@ install() {
     fi
 }
 
+# bench/server.sh runs its own nginx in the foreground from a temporary prefix.
+# Installing the package may start the system's nginx on port 80 (where the init
+# system allows it): stop and disable that one, which nobody asked for.
+stop_system_nginx() {
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now nginx >/dev/null 2>&1 || true
+    elif command -v service >/dev/null 2>&1; then
+        service nginx stop >/dev/null 2>&1 || true
+    fi
+    # No init system here: the package's own start left a master with the default config.
+    if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
+        nginx -s quit >/dev/null 2>&1 || true
+    fi
+}
+
 mapfile -t need < <(missing_pkgs "${pkgs[@]}")
-[ "${#need[@]}" -gt 0 ] && install "${need[@]}"
+if [ "${#need[@]}" -gt 0 ]; then
+    install "${need[@]}"
+    if [[ " ${need[*]} " == *" nginx-light "* ]]; then stop_system_nginx; fi
+fi
 rt=$(clang_runtime || true)
 if [ -n "$rt" ]; then
     mapfile -t need < <(missing_pkgs "$rt")

@@ -1,0 +1,649 @@
+#!/usr/bin/env bash
+# bench/server.sh — the ferry server against nginx and Node 20 on this machine
+# (run by `make bench-server`; docs/benchmarks.md explains every figure).
+#
+# Three measurements, each server started by this script on 127.0.0.1 only:
+#   1. throughput: `wrk -t1 -c64 -d5s`, plain and with 16 requests pipelined per
+#      write, server pinned to CPU 1 and wrk to CPU 0; ROUNDS rounds, the server
+#      order rotated each round; medians of req/s and server CPU µs per request
+#      (utime+stime of the server's process tree from /proc, ÷ requests).
+#   2. memory: user-space bytes per idle keep-alive connection, the VmRSS delta of
+#      the server's process tree with IDLE_N connections open (one request each).
+#   3. graceful close: with CLOSE_N idle keep-alive connections open, the time from
+#      the stop signal to the server process's exit (ferry: SIGTERM; nginx: SIGQUIT,
+#      which is what `nginx -s quit` sends, and `nginx -s quit` itself; Node:
+#      SIGTERM, whose handler calls server.close()); once with a client that closes
+#      its end on the server's FIN, and once with a lazy one that does not (as a
+#      connection pool that notices only when it reuses a connection).
+# The method follows shared/research/baselines.md, so the peers' figures can be
+# compared with the ones measured there.
+#
+# Environment (defaults in brackets):
+#   FERRY_SERVER_CMD  ferry server command; the port is appended
+#                     [build/ferry serve --quiet --port], relative to the repo root
+#   SERVERS           which servers to run [ferry nginx node]
+#   ROUNDS [3]  DURATION seconds [5]  MEM_ROUNDS [3]  CLOSE_ROUNDS [5]  LAZY_ROUNDS [3]
+#   IDLE_N [5000]  CLOSE_N [1000]  NODE [node]  NGINX [nginx]  WRK [wrk]
+#   QUIET_WAIT        seconds, in all, to wait for other processes to go quiet
+#                     before server starts in the throughput part [0]
+#   RESULTS           where the summary is also written [build/bench/server-results.md]
+# Everything is bounded in time; every server started is killed on exit.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+FERRY_SERVER_CMD=${FERRY_SERVER_CMD:-build/ferry serve --quiet --port}
+SERVERS=${SERVERS:-ferry nginx node}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+MEM_ROUNDS=${MEM_ROUNDS:-3}
+CLOSE_ROUNDS=${CLOSE_ROUNDS:-5}
+LAZY_ROUNDS=${LAZY_ROUNDS:-3}
+QUIET_WAIT=${QUIET_WAIT:-0}
+IDLE_N=${IDLE_N:-5000}
+CLOSE_N=${CLOSE_N:-1000}
+NODE=${NODE:-node}
+NGINX=${NGINX:-nginx}
+WRK=${WRK:-wrk}
+RESULTS=${RESULTS:-build/bench/server-results.md}
+CONNS=64
+DEPTH=16
+SERVER_CPU=1
+CLIENT_CPU=0
+CLK_TCK=$(getconf CLK_TCK)
+
+die() { echo "bench/server.sh: $*" >&2; exit 1; }
+note() { echo "# $*" >&2; }
+
+# ---- preconditions -------------------------------------------------------------
+command -v "$WRK" >/dev/null || die "wrk not found (make deps-bench installs it)"
+command -v taskset >/dev/null || die "taskset not found (util-linux)"
+taskset -c "$SERVER_CPU" true 2>/dev/null || die "CPU $SERVER_CPU not available: the benchmark needs 2 CPUs"
+read -r -a FERRY_CMD <<<"$FERRY_SERVER_CMD"
+command -v "${FERRY_CMD[0]}" >/dev/null || [ -x "${FERRY_CMD[0]}" ] ||
+    die "ferry server command '${FERRY_CMD[0]}' not found (run 'make build', or set FERRY_SERVER_CMD)"
+
+want() { [[ " $SERVERS " == *" $1 "* ]]; }
+if want nginx && ! command -v "$NGINX" >/dev/null; then
+    die "nginx not found (make deps-bench installs nginx-light)"
+fi
+NODE_NOTE=""
+if want node; then
+    if ! command -v "$NODE" >/dev/null; then
+        NODE_NOTE="node not found: the Node rows are skipped (install Node 20 or set NODE=/path/to/node)"
+    else
+        node_version=$("$NODE" -e 'process.stdout.write(process.versions.node)')
+        if [ "${node_version%%.*}" -lt 20 ]; then
+            NODE_NOTE="node $node_version is older than 20: the Node rows are skipped"
+        fi
+    fi
+    if [ -n "$NODE_NOTE" ]; then
+        note "$NODE_NOTE"
+        SERVERS=$(echo " $SERVERS " | sed 's/ node / /')
+    fi
+fi
+read -r -a SERVER_LIST <<<"$SERVERS"
+[ "${#SERVER_LIST[@]}" -gt 0 ] || die "no servers to run"
+
+# Both the servers and the idle-connection client need thousands of descriptors.
+ulimit -n "$(ulimit -Hn)"
+NOFILE=$(ulimit -n)
+[ "$NOFILE" -gt $((IDLE_N + 100)) ] ||
+    die "RLIMIT_NOFILE hard limit $NOFILE is too low for IDLE_N=$IDLE_N"
+
+# The idle-connection client is plain C with no dependencies; build it here.
+IDLE_CONNS=build/bench/idle_conns
+if [ ! -x "$IDLE_CONNS" ] || [ bench/idle_conns.c -nt "$IDLE_CONNS" ]; then
+    mkdir -p build/bench
+    "${CC:-cc}" -std=c17 -O2 -Wall -Wextra -o "$IDLE_CONNS" bench/idle_conns.c
+fi
+
+# ---- process bookkeeping and clean-up -------------------------------------------
+TMP=$(mktemp -d /tmp/ferry-bench-server.XXXXXX)
+declare -A LIVE=() # pids this script started and has not reaped yet
+
+children_of() { cat /proc/"$1"/task/*/children 2>/dev/null || true; }
+
+kill_tree() { # kill_tree PID SIGNAL: the process and its direct children (nginx's worker)
+    local p=$1 sig=$2 c
+    for c in $(children_of "$p"); do kill -"$sig" "$c" 2>/dev/null || true; done
+    kill -"$sig" "$p" 2>/dev/null || true
+}
+
+cleanup() {
+    local p i
+    trap - EXIT INT TERM
+    for p in "${!LIVE[@]}"; do kill_tree "$p" TERM; done
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        local alive=0
+        for p in "${!LIVE[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for p in "${!LIVE[@]}"; do kill_tree "$p" KILL; done
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A port nobody listens on, chosen at random below the kernel's ephemeral range
+# (so no client socket of an earlier run holds it) and so that concurrent runs
+# do not collide; start_server retries with another one if the bind fails.
+EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+free_port() {
+    local p i lo=10000 span=$((EPHEMERAL_LOW - 10000))
+    [ "$span" -gt 1000 ] || { lo=20000; span=10000; }
+    for i in $(seq 50); do
+        p=$((lo + RANDOM % span))
+        if ! port_open "$p"; then
+            echo "$p"
+            return
+        fi
+    done
+    die "no free port found"
+}
+
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+
+# wait_for COND_CMD SECONDS: poll every 20 ms.
+wait_for() {
+    local cond=$1 limit=$2 i
+    for ((i = 0; i < limit * 50; i++)); do
+        eval "$cond" && return 0
+        sleep 0.02
+    done
+    return 1
+}
+
+write_nginx_conf() { # write_nginx_conf DIR PORT
+    mkdir -p "$1"
+    cat >"$1/nginx.conf" <<EOF
+# 1 worker, return 200 "hello, world", no access log, keep-alive never ends by count
+worker_processes 1;
+daemon off;
+master_process on;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+worker_rlimit_nofile $NOFILE;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    client_body_temp_path $1/body;
+    proxy_temp_path $1/proxy;
+    fastcgi_temp_path $1/fastcgi;
+    uwsgi_temp_path $1/uwsgi;
+    scgi_temp_path $1/scgi;
+    keepalive_requests 1000000000;
+    keepalive_timeout 300s;
+    server {
+        listen 127.0.0.1:$2;
+        location / {
+            default_type text/plain;
+            return 200 "hello, world";
+        }
+    }
+}
+EOF
+}
+
+alive() { # running and not a zombie
+    local st
+    st=$(awk '{ sub(/.*\) /, ""); print $1 }' /proc/"$1"/stat 2>/dev/null || true)
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+
+# start_server NAME: starts it pinned on SERVER_CPU; sets SPID and PORT. A server
+# that dies before it is ready (its port was taken meanwhile) is tried again on
+# another port, three times in all.
+start_server() {
+    local name=$1 log=$TMP/$1.out try ready
+    for try in 1 2 3; do
+        PORT=$(free_port)
+        : >"$log"
+        case $name in
+        ferry)
+            taskset -c "$SERVER_CPU" "${FERRY_CMD[@]}" "$PORT" >"$log" 2>"$TMP/ferry.err" &
+            ready="grep -qs '^listening on' '$log'"
+            ;;
+        nginx)
+            write_nginx_conf "$TMP/nginx" "$PORT"
+            taskset -c "$SERVER_CPU" "$NGINX" -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" \
+                -e "$TMP/nginx/error.log" >"$log" 2>&1 &
+            ready="port_open $PORT && [ -n \"\$(children_of $!)\" ]"
+            ;;
+        node)
+            taskset -c "$SERVER_CPU" "$NODE" bench/node_hello.js "$PORT" >"$log" 2>&1 &
+            ready="grep -qs '^listening on' '$log'"
+            ;;
+        esac
+        SPID=$!
+        LIVE[$SPID]=1
+        if wait_for "$ready || ! alive $SPID" 10 && alive "$SPID"; then
+            return 0
+        fi
+        kill_tree "$SPID" KILL
+        wait "$SPID" 2>/dev/null || true
+        unset "LIVE[$SPID]"
+        note "$name did not start on port $PORT (try $try):"
+        cat "$log" "$TMP/ferry.err" "$TMP/nginx/error.log" 2>/dev/null | tail -n 5 >&2
+    done
+    die "$name did not start"
+}
+
+# wait_exit PID LIMIT_S: reap the server; SIGKILL it (and its children) if it is
+# still there after LIMIT_S. Sets EXIT_STATUS and KILLED (1 when the watchdog fired).
+wait_exit() {
+    local pid=$1 limit=$2 wd
+    (
+        sleep "$limit" &
+        s=$!
+        trap 'kill $s 2>/dev/null; exit 0' TERM
+        wait $s
+        for c in $(children_of "$pid"); do kill -KILL "$c" 2>/dev/null; done
+        kill -KILL "$pid" 2>/dev/null
+        : >"$TMP/watchdog.fired"
+    ) &
+    wd=$!
+    rm -f "$TMP/watchdog.fired"
+    EXIT_STATUS=0
+    wait "$pid" || EXIT_STATUS=$?
+    kill -TERM "$wd" 2>/dev/null || true
+    wait "$wd" 2>/dev/null || true
+    KILLED=0
+    [ -e "$TMP/watchdog.fired" ] && KILLED=1
+    unset "LIVE[$pid]"
+}
+
+stop_server() { # stop_server NAME: a fast stop between measurements
+    kill_tree "$SPID" TERM
+    wait_exit "$SPID" 5
+}
+
+# ---- /proc readings --------------------------------------------------------------
+tree_pids() { echo "$1" "$(children_of "$1")"; }
+
+tree_ticks() { # "utime stime" (clock ticks) of the process and its children
+    local p u=0 s=0 pu ps
+    for p in $(tree_pids "$1"); do
+        # Fields after the ")" that ends the command name: utime is the 12th, stime the 13th.
+        read -r pu ps <<<"$(awk '{ sub(/.*\) /, ""); print $12, $13 }' /proc/"$p"/stat 2>/dev/null || echo 0 0)"
+        u=$((u + ${pu:-0})); s=$((s + ${ps:-0}))
+    done
+    echo "$u $s"
+}
+
+tree_rss_kb() {
+    local p sum=0 r
+    for p in $(tree_pids "$1"); do
+        r=$(awk '/^VmRSS:/ { print $2 }' /proc/"$p"/status 2>/dev/null || echo 0)
+        sum=$((sum + ${r:-0}))
+    done
+    echo "$sum"
+}
+
+machine_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+
+# background_cpu: % of one core that other processes use, over 0.5 s, with no
+# server of ours running. Other work on the machine distorts every figure.
+BG_LIST=$TMP/background
+background_cpu() {
+    local b0 b1 t0 t1
+    b0=$(machine_busy_ticks); t0=$EPOCHREALTIME
+    sleep 0.5
+    b1=$(machine_busy_ticks); t1=$EPOCHREALTIME
+    awk -v d=$((b1 - b0)) -v tck="$CLK_TCK" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f\n", 100 * d / tck / (t1 - t0) }' |
+        tee -a "$BG_LIST"
+}
+
+# quiet_moment: background_cpu, after waiting up to QUIET_WAIT seconds in all
+# for it to drop below 15 % (on a shared machine, for a moment between others' jobs).
+QUIET_LEFT=$QUIET_WAIT
+quiet_moment() {
+    local bg
+    bg=$(background_cpu)
+    while [ "$bg" -gt 15 ] && [ "$QUIET_LEFT" -gt 0 ]; do
+        sleep 1
+        QUIET_LEFT=$((QUIET_LEFT - 1))
+        sed -i '$d' "$BG_LIST" # only the last sample counts
+        bg=$(background_cpu)
+    done
+    echo "$bg"
+}
+
+# user+sys seconds of this shell's reaped children, from `times` (which must run
+# in this shell, not in a $(...) subshell, whose children are its own).
+children_cpu_s() { awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } print s }' "$1"; }
+
+# run_bg CMD...: run a client to completion in the background and wait for it, so
+# that a signal to this script is handled at once (bash runs traps only after a
+# foreground command ends) and the client is killed with the servers.
+run_bg() {
+    "$@" &
+    local pid=$!
+    LIVE[$pid]=1
+    wait "$pid" || true
+    unset "LIVE[$pid]"
+}
+
+# ---- 1. throughput -------------------------------------------------------------------
+WRK_TSV=$TMP/wrk.tsv
+: >"$WRK_TSV"
+
+# run_wrk NAME MODE ROUND: one timed wrk run against the running server.
+run_wrk() {
+    local name=$1 mode=$2 round=$3 out=$TMP/wrk.$1.$2.$3 script=() extra=()
+    if [ "$mode" = pipelined ]; then
+        script=(-s bench/pipeline.lua)
+        extra=(-- "$DEPTH")
+    fi
+    local u0 s0 m0 w0 t0 u1 s1 m1 w1 t1
+    times >"$TMP/times0"
+    read -r u0 s0 <<<"$(tree_ticks "$SPID")"; m0=$(machine_busy_ticks); t0=$EPOCHREALTIME
+    run_bg timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d"${DURATION}s" --latency \
+        "${script[@]}" "http://127.0.0.1:$PORT/" "${extra[@]}" >"$out" 2>&1
+    t1=$EPOCHREALTIME; read -r u1 s1 <<<"$(tree_ticks "$SPID")"; m1=$(machine_busy_ticks)
+    times >"$TMP/times1"
+    w0=$(children_cpu_s "$TMP/times0"); w1=$(children_cpu_s "$TMP/times1")
+    awk -v name="$name" -v mode="$mode" -v round="$round" -v tck="$CLK_TCK" \
+        -v du=$((u1 - u0)) -v dc=$((u1 - u0 + s1 - s0)) -v dm=$((m1 - m0)) -v w0="$w0" -v w1="$w1" -v t0="$t0" -v t1="$t1" '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        / requests in / { reqs = $1 }
+        /^Requests\/sec:/ { rps = $2 }
+        /Socket errors:/ { gsub(/,/, ""); errs += $4 + $6 + $8 + $10 }
+        /Non-2xx or 3xx responses:/ { errs += $5 }
+        $1 == "99%" { p99 = ms($2) }
+        END {
+            wall = t1 - t0
+            if (reqs == 0) { printf "%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t-\t1\t0\t0\n", name, mode, round; exit }
+            cpu_s = dc / tck
+            srv = 100 * cpu_s / wall; wrk = 100 * (w1 - w0) / wall; mach = 100 * dm / tck / wall
+            others = mach - srv - wrk
+            printf "%s\t%s\t%s\t%.0f\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%s\t%d\t%.2f\t%.0f\n", name, mode, round, rps, reqs,
+                cpu_s * 1e6 / reqs, srv, wrk, mach,
+                (mode == "plain" && p99 != "") ? sprintf("%.2f", p99) : "-", errs, du / tck * 1e6 / reqs, others < 0 ? 0 : others
+        }' "$out" >>"$WRK_TSV"
+    tail -n 1 "$WRK_TSV" | awk -F'\t' '{ printf "  %-6s %-9s round %s: %9s req/s  %6s µs/req (user %s)  server %s%%  wrk %s%%  others %s%%  errors %s\n", $1, $2, $3, $4, $6, $12, $7, $8, $13, $11 }' >&2
+}
+
+# rotate ROUND: the server list rotated by ROUND places.
+rotate() {
+    local r=$1 n=${#SERVER_LIST[@]} i res=()
+    for ((i = 0; i < n; i++)); do res+=("${SERVER_LIST[$(((i + r) % n))]}"); done
+    echo "${res[@]}"
+}
+
+note "throughput: wrk -t1 -c$CONNS -d${DURATION}s, plain and $DEPTH pipelined, $ROUNDS rounds (servers: ${SERVER_LIST[*]})"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for name in $(rotate $((round - 1))); do
+        bg=$(quiet_moment)
+        [ "$bg" -gt 25 ] && note "other processes use ${bg}% of a core right now: expect distorted figures"
+        start_server "$name"
+        # 1 s warm-up per server start, as in the baselines.
+        run_bg timeout 30 taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1
+        run_wrk "$name" plain "$round"
+        run_wrk "$name" pipelined "$round"
+        stop_server "$name"
+    done
+done
+
+# ---- 2. memory per idle keep-alive connection -----------------------------------------
+MEM_TSV=$TMP/mem.tsv
+: >"$MEM_TSV"
+note "memory: $IDLE_N idle keep-alive connections (one request each), $MEM_ROUNDS rounds"
+for ((round = 1; round <= MEM_ROUNDS; round++)); do
+    for name in $(rotate $((round - 1))); do
+        start_server "$name"
+        sleep 0.2
+        rss0=$(tree_rss_kb "$SPID")
+        out=$TMP/idle.$name.$round
+        taskset -c "$CLIENT_CPU" "$IDLE_CONNS" "$PORT" "$IDLE_N" 30 >"$out" 2>&1 &
+        cpid=$!
+        LIVE[$cpid]=1
+        wait_for "grep -qs '^ready' '$out'" 25 || true
+        # ferry's default keep-alive timeout is 5 s: sample well before it.
+        sleep 0.5
+        rss1=$(tree_rss_kb "$SPID")
+        kill -TERM "$cpid" 2>/dev/null || true
+        wait "$cpid" 2>/dev/null || true
+        unset "LIVE[$cpid]"
+        read -r _ ok _ <<<"$(grep '^ready' "$out" || echo "ready 0 0")"
+        read -r _ closed _ <<<"$(grep '^closed' "$out" || echo "closed ? 0")"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$ok" "$rss0" "$rss1" "$closed" >>"$MEM_TSV"
+        awk -F'\t' -v n="$IDLE_N" 'END { printf "  %-6s round %s: %s ready, RSS %.1f -> %.1f MiB, %.0f bytes/conn, %s closed by the server while held\n", $1, $2, $3, $4 / 1024, $5 / 1024, ($5 - $4) * 1024 / n, $6 }' "$MEM_TSV" >&2
+        stop_server "$name"
+    done
+done
+
+# ---- 3. graceful close with idle connections --------------------------------------------
+CLOSE_TSV=$TMP/close.tsv
+: >"$CLOSE_TSV"
+
+# run_close VARIANT CLIENT_MODE ROUND: CLOSE_N idle connections, the stop signal,
+# the time until the server process is gone. CLIENT_MODE is idle_conns' mode:
+# `req` closes its end as soon as the server's FIN arrives, `lazy` does not.
+run_close() {
+    local variant=$1 mode=$2 round=$3 name=${1%%-*} out cpid t0 t1 ok closed first last inproc
+    quiet_moment >/dev/null
+    start_server "$name"
+    out=$TMP/close.$variant.$mode.$round
+    taskset -c "$CLIENT_CPU" "$IDLE_CONNS" "$PORT" "$CLOSE_N" 20 "$mode" >"$out" 2>&1 &
+    cpid=$!
+    LIVE[$cpid]=1
+    wait_for "grep -qs '^ready' '$out'" 25 || true
+    sleep 0.3
+    t0=$EPOCHREALTIME
+    case $variant in
+    ferry | node) kill -TERM "$SPID" ;;
+    nginx) kill -QUIT "$SPID" ;;
+    nginx-s-quit) "$NGINX" -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" -s quit ;;
+    esac
+    wait_exit "$SPID" 15
+    t1=$EPOCHREALTIME
+    # A `req` client leaves once every connection is closed; a lazy one is told to.
+    [ "$mode" = lazy ] && kill -TERM "$cpid" 2>/dev/null
+    wait_for "! alive $cpid" 3 || kill -TERM "$cpid" 2>/dev/null || true
+    wait "$cpid" 2>/dev/null || true
+    unset "LIVE[$cpid]"
+    read -r _ ok _ <<<"$(grep '^ready' "$out" || echo "ready 0 0")"
+    read -r _ closed _ first last <<<"$(grep '^closed' "$out" || echo "closed 0 0 0 0")"
+    inproc=$(awk '/^close_ms/ { print $2 }' "$TMP/$name.out")
+    [ "$mode" = lazy ] && variant=$variant/lazy
+    awk -v v="$variant" -v r="$round" -v ok="$ok" -v t0="$t0" -v t1="$t1" -v cl="$closed" -v f="$first" \
+        -v l="$last" -v st="$EXIT_STATUS" -v k="$KILLED" -v ip="${inproc:--}" 'BEGIN {
+        printf "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\n", v, r, ok, (t1 - t0) * 1000,
+            (f > 0 ? sprintf("%.2f", (f / 1e6 - t0) * 1000) : "-"),
+            (l > 0 ? sprintf("%.2f", (l / 1e6 - t0) * 1000) : "-"), cl, st, k, ip }' >>"$CLOSE_TSV"
+    tail -n 1 "$CLOSE_TSV" | awk -F'\t' '{ printf "  %-18s round %s: %s idle, exit after %s ms (client saw all closed at %s ms, %s closed)%s%s\n", $1, $2, $3, $4, $6, $7, ($8 != 0 ? ", exit status " $8 : ""), ($9 == 1 ? ", KILLED by the watchdog" : "") }' >&2
+}
+
+close_variants=()
+lazy_variants=()
+for name in "${SERVER_LIST[@]}"; do
+    case $name in
+    nginx) close_variants+=(nginx nginx-s-quit) ;;
+    *) close_variants+=("$name") ;;
+    esac
+    lazy_variants+=("$name")
+done
+note "graceful close: $CLOSE_N idle keep-alive connections, $CLOSE_ROUNDS rounds"
+for ((round = 1; round <= CLOSE_ROUNDS; round++)); do
+    n=${#close_variants[@]}
+    for ((i = 0; i < n; i++)); do
+        run_close "${close_variants[$(((i + round - 1) % n))]}" req "$round"
+    done
+done
+note "graceful close, lazy client (leaves its end open after the server's FIN): $LAZY_ROUNDS rounds"
+for ((round = 1; round <= LAZY_ROUNDS; round++)); do
+    n=${#lazy_variants[@]}
+    for ((i = 0; i < n; i++)); do
+        run_close "${lazy_variants[$(((i + round - 1) % n))]}" lazy "$round"
+    done
+done
+
+# ---- summary ---------------------------------------------------------------------------
+summary() {
+    echo "## ferry server benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), kernel $(uname -r)."
+    local versions
+    versions="nginx $("$NGINX" -v 2>&1 | sed 's/.*version: nginx\///') (1 worker)"
+    want node && versions+=", node $("$NODE" --version)"
+    echo "ferry: \`$FERRY_SERVER_CMD PORT\`; $versions."
+    echo "Servers on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU. Figures: median (min–max) of $ROUNDS rounds."
+    [ -n "$NODE_NOTE" ] && echo && echo "Note: $NODE_NOTE."
+    if [ -s "$BG_LIST" ] || [ -s "$WRK_TSV" ]; then
+        echo
+        { sort -n "$BG_LIST"; echo "--"; cut -f13 "$WRK_TSV" | sort -n; } | awk '
+            $1 == "--" { part = 2; next }
+            part != 2 { b[++nb] = $1 } part == 2 { w[++nw] = $1 }
+            END {
+                if (nb) printf "Other processes before each server start: median %d%%, max %d%% of one core. ", b[int((nb + 1) / 2)], b[nb]
+                if (nw) printf "During the wrk runs: median %d%%, max %d%%.", w[int((nw + 1) / 2)], w[nw]
+                if ((nb && b[int((nb + 1) / 2)] > 10) || (nw && w[int((nw + 1) / 2)] > 15))
+                    printf " **The machine was busy: these figures are distorted; rerun on a quiet machine.**"
+                print "" }'
+    fi
+    echo
+    : >"$TMP/medians"
+    awk -F'\t' -v medfile="$TMP/medians" -v conns="$CONNS" -v dur="$DURATION" -v depth="$DEPTH" '
+        function sortn(a, n,   i, j, t) { for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t } }
+        function med(key, col,   n, a, i, parts) {
+            n = split(vals[key, col], parts, " "); for (i = 1; i <= n; i++) a[i] = parts[i] + 0; sortn(a, n)
+            return n == 0 ? 0 : (n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2)
+        }
+        function rng(key, col, fmt,   n, a, i, parts) {
+            n = split(vals[key, col], parts, " "); for (i = 1; i <= n; i++) a[i] = parts[i] + 0; sortn(a, n)
+            return sprintf(fmt " (" fmt "–" fmt ")", med(key, col), a[1], a[n])
+        }
+        function comma(x,   s, out) {
+            s = sprintf("%.0f", x); out = ""
+            while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+            return s out
+        }
+        function crng(key, col,   n, a, i, parts) {
+            n = split(vals[key, col], parts, " "); for (i = 1; i <= n; i++) a[i] = parts[i] + 0; sortn(a, n)
+            return comma(med(key, col)) " (" comma(a[1]) "–" comma(a[n]) ")"
+        }
+        {
+            key = $1 SUBSEP $2
+            if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
+            for (c = 4; c <= 13; c++) if ($c != "-") vals[key, c] = vals[key, c] " " $c
+        }
+        END {
+            for (m = 1; m <= 2; m++) {
+                mode = m == 1 ? "plain" : "pipelined"
+                printf "### Throughput: wrk -t1 -c%d -d%ds%s\n\n", conns, dur, m == 1 ? "" : sprintf(", %d requests pipelined per write", depth)
+                printf "| server | req/s | server CPU µs/req | of which user µs/req | server CPU %% | wrk CPU %% | other processes CPU %% |%s errors |\n", m == 1 ? " p99 ms |" : ""
+                printf "|---|---|---|---|---|---|---|%s---|\n", m == 1 ? "---|" : ""
+                for (i = 1; i <= nk; i++) {
+                    split(order[i], kk, SUBSEP); if (kk[2] != mode) continue
+                    printf "| %s | %s | %s | %s | %s | %s | %s |%s %d |\n", kk[1], crng(order[i], 4), rng(order[i], 6, "%.2f"), rng(order[i], 12, "%.2f"),
+                        rng(order[i], 7, "%.0f"), rng(order[i], 8, "%.0f"), rng(order[i], 13, "%.0f"),
+                        m == 1 ? " " rng(order[i], 10, "%.2f") " |" : "", med(order[i], 11)
+                    rps[kk[1], mode] = med(order[i], 4); us[kk[1], mode] = med(order[i], 6)
+                }
+                print ""
+            }
+            # Ratios of the medians: ferry against each peer.
+            print "### Ratios (medians)\n"
+            print "| | ferry/nginx | ferry/node |"
+            print "|---|---|---|"
+            split("plain pipelined", modes, " ")
+            for (m = 1; m <= 2; m++) {
+                mode = modes[m]
+                printf "| req/s, %s | %s | %s |\n", mode,
+                    ((("ferry", mode) in rps) && rps["nginx", mode] > 0) ? sprintf("%.2f", rps["ferry", mode] / rps["nginx", mode]) : "–",
+                    ((("ferry", mode) in rps) && rps["node", mode] > 0) ? sprintf("%.2f", rps["ferry", mode] / rps["node", mode]) : "–"
+                printf "| server CPU µs/req, %s | %s | %s |\n", mode,
+                    ((("ferry", mode) in us) && us["nginx", mode] > 0) ? sprintf("%.2f", us["ferry", mode] / us["nginx", mode]) : "–",
+                    ((("ferry", mode) in us) && us["node", mode] > 0) ? sprintf("%.2f", us["ferry", mode] / us["node", mode]) : "–"
+            }
+            print ""
+            for (k in rps) { split(k, kk, SUBSEP); print "RPS", kk[1], kk[2], rps[k], us[k] >> medfile }
+        }' "$WRK_TSV"
+
+    echo "### Memory: $IDLE_N idle keep-alive connections (one request each), $MEM_ROUNDS rounds"
+    echo
+    echo "| server | connections ready | RSS before (MiB) | RSS with the connections (MiB) | user-space bytes/conn | closed by the server while held |"
+    echo "|---|---|---|---|---|---|"
+    awk -F'\t' -v medfile="$TMP/medians" -v n="$IDLE_N" '
+        function sortn(a, k,   i, j, t) { for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t } }
+        { if (!($1 in cnt)) order[++ns] = $1; c = ++cnt[$1]; ready[$1, c] = $3; r0[$1, c] = $4; r1[$1, c] = $5; b[$1, c] = ($5 - $4) * 1024 / n; cl[$1, c] = $6 }
+        END {
+            for (i = 1; i <= ns; i++) {
+                s = order[i]; k = cnt[s]
+                for (j = 1; j <= k; j++) { x[j] = b[s, j] } sortn(x, k); lo = x[1]; hi = x[k]; md = x[int((k + 1) / 2)]
+                # report the round whose bytes/conn is the median
+                m = 1; for (j = 1; j <= k; j++) if (b[s, j] == md) m = j
+                printf "| %s | %s | %.1f | %.1f | %.0f (%.0f–%.0f) | %s |\n", s, ready[s, m], r0[s, m] / 1024, r1[s, m] / 1024, md, lo, hi, cl[s, m]
+                print "MEM", s, md >> medfile
+            }
+        }' "$MEM_TSV"
+    echo
+
+    echo "### Graceful close with $CLOSE_N idle keep-alive connections, $CLOSE_ROUNDS rounds ($LAZY_ROUNDS with the lazy client)"
+    echo
+    echo "| server, stop signal | signal → process exit ms | → client saw first close ms | → client saw all closed ms | closed | in-process close() → callback ms | notes |"
+    echo "|---|---|---|---|---|---|---|"
+    awk -F'\t' -v medfile="$TMP/medians" -v n="$CLOSE_N" '
+        function sortn(a, k,   i, j, t) { for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t } }
+        function stat(s, col,   k, j, x, parts) {
+            k = split(v[s, col], parts, " "); if (k == 0) return "–"
+            for (j = 1; j <= k; j++) x[j] = parts[j] + 0; sortn(x, k)
+            return sprintf("%.1f (%.1f–%.1f)", k % 2 ? x[(k + 1) / 2] : (x[k / 2] + x[k / 2 + 1]) / 2, x[1], x[k])
+        }
+        {
+            if (!($1 in cnt)) order[++ns] = $1; cnt[$1]++
+            for (c = 4; c <= 6; c++) if ($c != "-") v[$1, c] = v[$1, c] " " $c
+            if ($10 != "-") v[$1, 10] = v[$1, 10] " " $10
+            cl[$1] = cl[$1] (cl[$1] == "" ? "" : ",") $7
+            if ($3 != n) short[$1]++
+            if ($8 != 0) bad[$1]++
+            if ($9 == 1) killed[$1]++
+        }
+        END {
+            label["ferry"] = "ferry, SIGTERM"; label["nginx"] = "nginx, SIGQUIT to the master"
+            label["nginx-s-quit"] = "nginx, `nginx -s quit` (includes the command start)"; label["node"] = "node, SIGTERM → server.close()"
+            label["ferry/lazy"] = "ferry, SIGTERM, lazy client"; label["nginx/lazy"] = "nginx, SIGQUIT, lazy client"
+            label["node/lazy"] = "node, SIGTERM → server.close(), lazy client"
+            for (i = 1; i <= ns; i++) {
+                s = order[i]; notes = ""
+                if (short[s]) notes = notes sprintf("%d rounds had fewer than %d connections ready; ", short[s], n)
+                if (bad[s]) notes = notes sprintf("%d rounds exited non-zero; ", bad[s])
+                if (killed[s]) notes = notes sprintf("%d rounds killed after 15 s; ", killed[s])
+                split(stat(s, 4), m4, " ")
+                printf "| %s | %s | %s | %s | %s | %s | %s |\n", (s in label) ? label[s] : s, stat(s, 4), stat(s, 5), stat(s, 6), cl[s], stat(s, 10), notes
+                print "CLOSE", s, m4[1] >> medfile
+            }
+        }' "$CLOSE_TSV"
+    echo
+
+    echo "### Targets (ferry)"
+    echo
+    awk '
+        $1 == "RPS" { rps[$2, $3] = $4; us[$2, $3] = $5 }
+        $1 == "MEM" { mem[$2] = $3 }
+        $1 == "CLOSE" { cl[$2] = $3 }
+        function verdict(ok) { return ok ? "met" : "**missed**" }
+        END {
+            print "| target | figure | |"
+            print "|---|---|---|"
+            if ((("ferry", "plain") in us) && us["nginx", "plain"] > 0) {
+                r = us["ferry", "plain"] / us["nginx", "plain"]
+                printf "| server CPU per request ≤ 0.8× nginx (wrk c64) | %.2f µs vs %.2f µs = %.3f× | %s |\n", us["ferry", "plain"], us["nginx", "plain"], r, verdict(r <= 0.8)
+            }
+            if ((("ferry", "pipelined") in rps) && rps["nginx", "pipelined"] > 0) {
+                r = rps["ferry", "pipelined"] / rps["nginx", "pipelined"]
+                printf "| pipelined throughput ≥ 3× nginx | %.0f vs %.0f req/s = %.3f× | %s |\n", rps["ferry", "pipelined"], rps["nginx", "pipelined"], r, verdict(r >= 3)
+            }
+            if ("ferry" in mem) printf "| ≤ 450 user-space bytes per idle connection | %.0f bytes | %s |\n", mem["ferry"], verdict(mem["ferry"] <= 450)
+            if ("ferry" in cl) printf "| graceful close with idle connections < 20 ms | %.1f ms | %s |\n", cl["ferry"], verdict(cl["ferry"] < 20)
+            if ("ferry/lazy" in cl) printf "| the same, lazy client | %.1f ms | %s |\n", cl["ferry/lazy"], verdict(cl["ferry/lazy"] < 20)
+        }' "$TMP/medians"
+}
+
+mkdir -p "$(dirname "$RESULTS")"
+summary | tee "$RESULTS"
+note "summary also written to $RESULTS"
