@@ -188,6 +188,16 @@ static inline unsigned char lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char) (c | 0x20) : c;
 }
 
+bool parse_is_token(const char *s, size_t n)
+{
+    if (!n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!CLASS(s[i], CH_TOKEN))
+            return false;
+    return true;
+}
+
 const parse_field *parse_find_field(const parse_head *h, const char *name, size_t name_len)
 {
     for (uint32_t i = 0; i < h->nfields; i++) {

@@ -121,6 +121,10 @@ int parse_request(parse_head *h, const char *buf, size_t len, const parse_limits
 int parse_response(parse_head *h, const char *buf, size_t len, const parse_limits *lim,
                    unsigned req);
 
+/* Whether s[0..n) is a non-empty token (RFC 9110 §5.6.2): a valid field name
+ * or method. The server checks header names a handler sets with it. */
+bool parse_is_token(const char *s, size_t n);
+
 /* Case-insensitive lookup of a field by name; NULL if absent. */
 const parse_field *parse_find_field(const parse_head *h, const char *name, size_t name_len);
 

@@ -82,6 +82,10 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
         s->opt.backlog = 511;
     if (s->opt.max_body_bytes == 0)
         s->opt.max_body_bytes = UINT64_MAX; /* 0 = no limit */
+    if (s->opt.keep_alive_timeout_ms) /* announced on every keep-alive response: build once */
+        s->ka_line_len = (uint8_t) snprintf(s->ka_line, sizeof(s->ka_line),
+                                            "Keep-Alive: timeout=%llu\r\n",
+                                            (unsigned long long) (s->opt.keep_alive_timeout_ms / 1000));
     s->on_request = on_request;
     s->data = data;
     s->listen_fd = -1;
@@ -283,7 +287,7 @@ int ferry_server_listen_unix(ferry_server *s, const char *path)
 
 /* ---- the Date header ---- */
 
-const char *server_date(ferry_server *s)
+const char *server_date_line(ferry_server *s)
 {
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -293,12 +297,13 @@ const char *server_date(ferry_server *s)
         struct tm tm;
         gmtime_r(&now, &tm);
         /* by hand, not strftime: %a/%b follow the process locale */
-        snprintf(s->date, sizeof(s->date), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
+        snprintf(s->date_line, sizeof(s->date_line), "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                 days[tm.tm_wday],
                  tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
                  tm.tm_sec);
         s->date_sec = (int64_t) now;
     }
-    return s->date;
+    return s->date_line;
 }
 
 /* ---- shutdown ---- */

@@ -522,6 +522,29 @@ static const char *reason_phrase(int status)
     }
 }
 
+/* The status line for the statuses most responses use, ready to copy. */
+static const char *common_status_line(int status, size_t *len)
+{
+#define LINE(s)                                                                                    \
+    do {                                                                                           \
+        *len = sizeof(s) - 1;                                                                      \
+        return s;                                                                                  \
+    } while (0)
+    switch (status) {
+    case 200: LINE("HTTP/1.1 200 OK\r\n");
+    case 201: LINE("HTTP/1.1 201 Created\r\n");
+    case 204: LINE("HTTP/1.1 204 No Content\r\n");
+    case 301: LINE("HTTP/1.1 301 Moved Permanently\r\n");
+    case 302: LINE("HTTP/1.1 302 Found\r\n");
+    case 304: LINE("HTTP/1.1 304 Not Modified\r\n");
+    case 400: LINE("HTTP/1.1 400 Bad Request\r\n");
+    case 404: LINE("HTTP/1.1 404 Not Found\r\n");
+    case 500: LINE("HTTP/1.1 500 Internal Server Error\r\n");
+    default: return NULL;
+    }
+#undef LINE
+}
+
 /* Whether this response can leave the connection open for another request. */
 static bool decide_keep_alive(server_conn *c, exchange *ex)
 {
@@ -546,11 +569,11 @@ static bool decide_keep_alive(server_conn *c, exchange *ex)
 /* Queue the status line and headers. `total` is the whole body's length when
  * the response is ended at the same time (ferry_res_send / end without
  * writes), or UINT64_MAX when the body will be streamed. */
-static int queue_head(server_conn *c, exchange *ex, uint64_t total)
+static int queue_head(server_conn *c, exchange *ex, uint64_t total, const char *ctype,
+                      size_t ctype_len)
 {
     ferry_server *s = ex->server;
     int st = ex->status;
-    const char *reason = reason_phrase(st);
     if (ex->head.method_id == PARSE_M_HEAD || st < 200 || st == 204 || st == 304)
         ex->rflags |= RF_NO_BODY;
     bool framed = st >= 200 && st != 204 && st != 304;
@@ -558,21 +581,30 @@ static int queue_head(server_conn *c, exchange *ex, uint64_t total)
         ex->head.version_minor == 0 && ex->head.method_id != PARSE_M_HEAD)
         ex->rflags |= RF_CLOSE_DELIM; /* HTTP/1.0 has no chunked */
     ex->keep_alive = decide_keep_alive(c, ex);
-    int rc = out_reserve(ex, 320 + strlen(reason) + ex->hdrs_len);
+    int rc = out_reserve(ex, 360 + ex->hdrs_len + ctype_len);
     if (rc < 0)
         return rc;
-    out_put(ex, "HTTP/1.1 ", 9);
-    out_u64(ex, (uint64_t) st);
-    out_put(ex, " ", 1);
-    out_str(ex, reason);
-    out_put(ex, "\r\n", 2);
-    if (!(ex->rflags & RF_HAS_DATE)) {
-        out_put(ex, "Date: ", 6);
-        out_put(ex, server_date(s), 29);
+    size_t sl;
+    const char *line = common_status_line(st, &sl);
+    if (line) {
+        out_put(ex, line, sl);
+    } else {
+        out_put(ex, "HTTP/1.1 ", 9);
+        out_u64(ex, (uint64_t) st);
+        out_put(ex, " ", 1);
+        const char *reason = reason_phrase(st); /* at most 31 bytes */
+        out_put(ex, reason, strlen(reason));
         out_put(ex, "\r\n", 2);
     }
+    if (!(ex->rflags & RF_HAS_DATE))
+        out_put(ex, server_date_line(s), SERVER_DATE_LINE_LEN);
     if (ex->hdrs_len)
         out_put(ex, ex->hdrs, ex->hdrs_len);
+    if (ctype_len) {
+        out_put(ex, "Content-Type: ", 14);
+        out_put(ex, ctype, ctype_len);
+        out_put(ex, "\r\n", 2);
+    }
     if (framed) {
         if (ex->rflags & RF_HAS_CL) {
             out_put(ex, "Content-Length: ", 16);
@@ -592,11 +624,7 @@ static int queue_head(server_conn *c, exchange *ex, uint64_t total)
     } else {
         if (ex->head.version_minor == 0)
             out_put(ex, "Connection: keep-alive\r\n", 24);
-        if (s->opt.keep_alive_timeout_ms) {
-            out_put(ex, "Keep-Alive: timeout=", 20);
-            out_u64(ex, s->opt.keep_alive_timeout_ms / 1000);
-            out_put(ex, "\r\n", 2);
-        }
+        out_put(ex, s->ka_line, s->ka_line_len);
     }
     out_put(ex, "\r\n", 2);
     ex->rflags |= RF_HEAD_SENT;
@@ -646,7 +674,7 @@ static void conn_error_response(server_conn *c, int status, int err)
             memcpy(ex->hdrs, ct, sizeof(ct) - 1);
             ex->hdrs_len = sizeof(ct) - 1;
         }
-        if (queue_head(c, ex, (uint64_t) n) == 0 && ex->head.method_id != PARSE_M_HEAD)
+        if (queue_head(c, ex, (uint64_t) n, NULL, 0) == 0 && ex->head.method_id != PARSE_M_HEAD)
             out_put(ex, body, (size_t) n);
     }
     conn_shutdown(c);
@@ -821,9 +849,28 @@ static bool conn_begin_request(server_conn *c)
         c->ex->conn = c;
         c->ex->conn_done = false;
     }
-    timeout_entry_init(&c->ex->t_request, on_request_timeout);
-    timeout_arm(&c->server->t_request, &c->ex->t_request);
+    timeout_entry_init(&c->ex->t_request, on_request_timeout); /* armed by conn_arm_timers */
     return true;
+}
+
+/* Arm the headers and request clocks only for a request that did not arrive
+ * whole in one read: most never need them, and arming reads the clock. The
+ * deadline then runs from the end of the read that brought the first byte
+ * (microseconds after it), and is not pushed back by later bytes. */
+static void conn_arm_timers(server_conn *c)
+{
+    exchange *ex = c->ex;
+    ferry_server *s = c->server;
+    if (!ex)
+        return;
+    if (c->state == C_HEAD) {
+        if (!timeout_is_armed(&c->tmo))
+            timeout_arm(&s->t_headers, &c->tmo);
+        if (!timeout_is_armed(&ex->t_request))
+            timeout_arm(&s->t_request, &ex->t_request);
+    } else if (c->state == C_BUSY && !ex->body_done && !timeout_is_armed(&ex->t_request)) {
+        timeout_arm(&s->t_request, &ex->t_request);
+    }
 }
 
 /* Parse the head; on completion, hand it to the handler. Returns true if the
@@ -902,7 +949,7 @@ static bool conn_after_exchange(server_conn *c)
             return false; /* let the client read first */
         exchange_reset(ex);
         c->state = C_HEAD;
-        timeout_arm(&c->server->t_headers, &c->tmo);
+        timeout_disarm(&c->tmo); /* conn_arm_timers starts the headers clock if needed */
         if (!conn_begin_request(c))
             return false;
         return true;
@@ -978,8 +1025,10 @@ static void conn_process(server_conn *c)
     conn_flush(c);
     if (c->state == C_FLUSHING && !out_pending(c))
         conn_after_exchange(c);
-    if (c->state != C_CLOSED)
+    if (c->state != C_CLOSED) {
+        conn_arm_timers(c);
         conn_update_reading(c);
+    }
 }
 
 /* ---- reading ---- */
@@ -1038,7 +1087,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         if (c->state == C_IDLE) {
             s->nidle--;
             c->idle_counted = false;
-            timeout_arm(&s->t_headers, &c->tmo); /* later requests: clock from first byte */
+            timeout_disarm(&c->tmo); /* keep-alive over; a headers clock only if needed */
         }
         c->state = C_HEAD;
         if (!conn_begin_request(c))
@@ -1234,12 +1283,9 @@ void server_conn_close_idle(server_conn *c)
         conn_shutdown(c); /* a partial head: the client is mid-send, so linger */
         return;
     }
-    /* Nothing pending: FIN and close now, as nginx and Node do for idle
-     * connections; lingering here would only wait on clients that never
-     * read. */
-    uv_os_fd_t fd;
-    if (!c->peer_eof && uv_fileno(&c->io.h, &fd) == 0)
-        shutdown(fd, SHUT_WR);
+    /* Nothing pending: close now, as nginx and Node do for idle connections
+     * (with nothing unread, close() sends a FIN, not a RST); lingering here
+     * would only wait on clients that never read. */
     conn_destroy(c, 0);
 }
 
@@ -1522,10 +1568,9 @@ int ferry_res_set_status(ferry_res *res, int status)
     return 0;
 }
 
-static bool name_is(const char *name, size_t n, const char *lit)
+/* Case-insensitive name comparison with a lowercase literal of length n. */
+static bool name_is(const char *name, const char *lit, size_t n)
 {
-    if (strlen(lit) != n)
-        return false;
     for (size_t i = 0; i < n; i++)
         if ((name[i] | 0x20) != lit[i])
             return false;
@@ -1554,6 +1599,44 @@ static void hdrs_remove(exchange *ex, const char *name, size_t n)
     }
 }
 
+/* Fields ferry writes itself, recognised by length first. Returns 1 if the
+ * field was consumed here (not to be stored), 0 to store it, or an error. */
+static int header_special(exchange *ex, const char *name, size_t n, const char *value, size_t v)
+{
+    switch (n) {
+    case 4:
+        if (name_is(name, "date", 4))
+            ex->rflags |= RF_HAS_DATE;
+        return 0;
+    case 10:
+        if (name_is(name, "connection", 10)) {
+            for (size_t i = 0; i + 5 <= v; i++)
+                if (name_is(value + i, "close", 5))
+                    ex->rflags |= RF_CONN_CLOSE;
+            return 1;
+        }
+        return name_is(name, "keep-alive", 10) ? FERRY_EINVAL : 0;
+    case 14:
+        if (name_is(name, "content-length", 14)) {
+            uint64_t cl = 0;
+            if (v == 0 || v > 19)
+                return FERRY_EINVAL;
+            for (size_t i = 0; i < v; i++) {
+                if (value[i] < '0' || value[i] > '9')
+                    return FERRY_EINVAL;
+                cl = cl * 10 + (uint64_t) (value[i] - '0');
+            }
+            ex->res_cl = cl;
+            ex->rflags |= RF_HAS_CL;
+            return 1;
+        }
+        return 0;
+    case 17:
+        return name_is(name, "transfer-encoding", 17) ? FERRY_EINVAL : 0;
+    default: return 0;
+    }
+}
+
 static int header_common(ferry_res *res, const char *name, const char *value, bool replace)
 {
     exchange *ex = res->req;
@@ -1562,43 +1645,17 @@ static int header_common(ferry_res *res, const char *name, const char *value, bo
     if (ex->rflags & RF_HEAD_SENT || ex->handler_done)
         return FERRY_EALREADY;
     size_t n = strlen(name), v = strlen(value);
-    if (n == 0)
+    if (!parse_is_token(name, n))
         return FERRY_EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char) name[i];
-        if (ch <= 32 || ch >= 127 || strchr("\"(),/:;<=>?@[\\]{}", ch))
-            return FERRY_EINVAL;
-    }
     for (size_t i = 0; i < v; i++) {
         unsigned char ch = (unsigned char) value[i];
         if ((ch < 32 && ch != '\t') || ch == 127)
             return FERRY_EINVAL; /* no CR/LF: no response splitting */
     }
-    /* Framing and connection fields are ferry's to write. */
-    if (name_is(name, n, "content-length")) {
-        uint64_t cl = 0;
-        if (v == 0 || v > 19)
-            return FERRY_EINVAL;
-        for (size_t i = 0; i < v; i++) {
-            if (value[i] < '0' || value[i] > '9')
-                return FERRY_EINVAL;
-            cl = cl * 10 + (uint64_t) (value[i] - '0');
-        }
-        ex->res_cl = cl;
-        ex->rflags |= RF_HAS_CL;
-        return 0;
-    }
-    if (name_is(name, n, "transfer-encoding") || name_is(name, n, "keep-alive"))
-        return FERRY_EINVAL;
-    if (name_is(name, n, "connection")) {
-        for (size_t i = 0; i + 5 <= v; i++)
-            if (name_is(value + i, 5, "close"))
-                ex->rflags |= RF_CONN_CLOSE;
-        return 0;
-    }
-    if (name_is(name, n, "date"))
-        ex->rflags |= RF_HAS_DATE;
-    if (replace)
+    int rc = header_special(ex, name, n, value, v);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if (replace && ex->hdrs_len)
         hdrs_remove(ex, name, n);
     size_t need = ex->hdrs_len + n + v + 4;
     if (need > ex->hdrs_cap) {
@@ -1664,7 +1721,7 @@ int ferry_res_write(ferry_res *res, const void *buf, size_t len, ferry_write_cb 
     if (!c || c->state == C_CLOSED || (ex->rflags & RF_TAKEN))
         return FERRY_ECONNRESET;
     if (!(ex->rflags & RF_HEAD_SENT)) {
-        int rc = queue_head(c, ex, UINT64_MAX);
+        int rc = queue_head(c, ex, UINT64_MAX, NULL, 0);
         if (rc < 0)
             return rc;
     }
@@ -1718,7 +1775,7 @@ int ferry_res_end(ferry_res *res)
     if (c && c->state != C_CLOSED && !(ex->rflags & RF_TAKEN)) {
         int rc = 0;
         if (!(ex->rflags & RF_HEAD_SENT))
-            rc = queue_head(c, ex, 0);
+            rc = queue_head(c, ex, 0, NULL, 0);
         else if (ex->rflags & RF_CHUNKED)
             rc = out_reserve(ex, 5) == 0 ? (out_put(ex, "0\r\n\r\n", 5), 0) : FERRY_ENOMEM;
         if (rc < 0) {
@@ -1750,11 +1807,23 @@ int ferry_res_send(ferry_res *res, int status, const char *content_type, const v
         return FERRY_EALREADY;
     }
     int rc = ferry_res_set_status(res, status);
-    if (rc == 0 && content_type)
-        rc = ferry_res_set_header(res, "Content-Type", content_type);
+    size_t ctype_len = 0;
+    if (rc == 0 && content_type) {
+        /* The usual case, no other headers yet: straight into the head. */
+        ctype_len = strlen(content_type);
+        for (size_t i = 0; i < ctype_len && rc == 0; i++) {
+            unsigned char ch = (unsigned char) content_type[i];
+            if ((ch < 32 && ch != '\t') || ch == 127)
+                rc = FERRY_EINVAL;
+        }
+        if (rc == 0 && ex->hdrs_len) {
+            rc = ferry_res_set_header(res, "Content-Type", content_type);
+            ctype_len = 0;
+        }
+    }
     ex->rflags &= (uint8_t) ~RF_HAS_CL;
     if (rc == 0)
-        rc = queue_head(c, ex, len);
+        rc = queue_head(c, ex, len, content_type, ctype_len);
     if (rc == 0)
         rc = queue_body(ex, body, len);
     if (rc < 0) {

@@ -78,8 +78,10 @@ struct ferry_server {
     uint32_t nidle;
 
     /* the Date header, formatted once a second */
-    char date[40];
+    char date_line[48];    /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n", once a second */
     int64_t date_sec;
+    char ka_line[48];      /* "Keep-Alive: timeout=5\r\n", or empty */
+    uint8_t ka_line_len;
 
     /* shutdown */
     bool closing, destroyed, close_cb_fired, handles_closing;
@@ -98,7 +100,8 @@ struct ferry_server {
 /* server.c */
 void server_conn_closed(ferry_server *s, server_conn *c);
 void server_exchange_released(ferry_server *s);
-const char *server_date(ferry_server *s); /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+#define SERVER_DATE_LINE_LEN 37
+const char *server_date_line(ferry_server *s); /* "Date: ...GMT\r\n", SERVER_DATE_LINE_LEN bytes */
 
 /* server_conn.c */
 int server_conn_accept(ferry_server *s, uv_os_sock_t fd, bool is_pipe);
