@@ -507,7 +507,8 @@ static int check_target(const char *t, size_t n, parse_method m)
 /* "HTTP/1.x" at p. Returns 1 and sets *minor, 0 if more bytes are needed,
  * FERRY_EVERSION for a well-formed other version (HTTP/2.0, HTTP/0.9), or
  * FERRY_EBADVERSION. HTTP-name is case-sensitive (RFC 9112 §2.3). */
-static int read_version(const char *p, const char *end, int *minor)
+static inline __attribute__((always_inline)) int read_version(const char *p, const char *end,
+                                                              int *minor)
 {
     static const char lit[] = "HTTP/1.";
     size_t have = (size_t) (end - p);
@@ -579,7 +580,7 @@ void parse_head_init(parse_head *h, parse_field *fields)
     h->nfields = h->flags = h->keep_alive_timeout_s = 0;
     h->content_length = 0;
     h->_base = 0;
-    h->_pos = h->_mark = h->_name = h->_name_len = 0;
+    h->_pos = h->_mark = 0; /* _name, _name_len: written before they are read */
     h->_stage = h->_hosts = 0;
     h->_seen = 0;
 }
@@ -621,6 +622,8 @@ static int parse_head_bytes(parse_head *h, const char *buf, size_t len, const pa
     enum stage st;
     int r;
 
+    if (likely(h->_stage == ST_START)) /* a first call: no dispatch */
+        goto start;
     switch ((enum stage) h->_stage) {
     case ST_START: goto start;
     case ST_METHOD: goto method;
@@ -701,6 +704,10 @@ version:
         goto more;
     }
     p += 8;
+    if (likely(end - p >= 2 && p[0] == '\r' && p[1] == '\n')) {
+        p += 2;
+        goto field;
+    }
     if (p == end) {
         st = ST_VERSION;
         goto more;
@@ -767,7 +774,9 @@ field:
         goto more;
     }
     if (*p == '\r' || *p == '\n') {
-        if ((r = line_end(p, end, lenient, 0)) <= 0) {
+        if (likely(end - p >= 2 && p[0] == '\r' && p[1] == '\n')) {
+            r = 2;
+        } else if ((r = line_end(p, end, lenient, 0)) <= 0) {
             if (r < 0)
                 return r;
             st = ST_FIELD;
