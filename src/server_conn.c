@@ -660,23 +660,10 @@ static void conn_error_response(server_conn *c, int status, int err)
     char body[160];
     int n = snprintf(body, sizeof(body), "%d %s: %s\n", status, reason_phrase(status),
                      ferry_strerror(err));
-    if (out_reserve(ex, 256 + (size_t) n) == 0) {
-        ex->hdrs_len = 0;
-        static const char ct[] = "Content-Type: text/plain; charset=utf-8\r\n";
-        if (ex->hdrs_cap < sizeof(ct)) {
-            char *h = realloc(ex->hdrs, sizeof(ct));
-            if (h) {
-                ex->hdrs = h;
-                ex->hdrs_cap = sizeof(ct);
-            }
-        }
-        if (ex->hdrs_cap >= sizeof(ct)) {
-            memcpy(ex->hdrs, ct, sizeof(ct) - 1);
-            ex->hdrs_len = sizeof(ct) - 1;
-        }
-        if (queue_head(c, ex, (uint64_t) n, NULL, 0) == 0 && ex->head.method_id != PARSE_M_HEAD)
-            out_put(ex, body, (size_t) n);
-    }
+    static const char ct[] = "text/plain; charset=utf-8";
+    if (queue_head(c, ex, (uint64_t) n, ct, sizeof(ct) - 1) == 0 &&
+        ex->head.method_id != PARSE_M_HEAD && out_reserve(ex, (size_t) n) == 0)
+        out_put(ex, body, (size_t) n);
     conn_shutdown(c);
 }
 
