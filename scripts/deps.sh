@@ -10,7 +10,7 @@
 # prints the one command to run. Elsewhere it names the packages to install.
 set -euo pipefail
 
-pkgs=(cmake make gcc pkg-config libuv1-dev libssl-dev libcmocka-dev clang curl python3)
+pkgs=(cmake make gcc pkg-config libuv1-dev libssl-dev libcmocka-dev libpsl-dev clang curl python3)
 want_bench=0
 for arg in "$@"; do
     case "$arg" in
@@ -23,12 +23,12 @@ done
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
     # Not Debian-like: check what we can and name the packages.
     missing=()
-    for m in libuv openssl cmocka; do
+    for m in libuv openssl cmocka libpsl; do
         pkg-config --exists "$m" 2>/dev/null || missing+=("$m")
     done
     for c in cmake cc clang; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
     if [ "${#missing[@]}" -gt 0 ]; then
-        echo "ferry: missing ${missing[*]}; install libuv (>= 1.44), OpenSSL 3, cmocka, cmake (>= 3.20)," \
+        echo "ferry: missing ${missing[*]}; install libuv (>= 1.44), OpenSSL 3, cmocka, libpsl, cmake (>= 3.20)," \
              "pkg-config and clang with your package manager" >&2
         exit 1
     fi
