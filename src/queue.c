@@ -64,10 +64,13 @@
  * that calls ferry_queue_task_done inside its own callback only frees its
  * slot and returns; the pass's loop then starts the next one, so any number
  * of tasks that finish synchronously run iteratively, at constant stack
- * depth. A pass stops after max_starts_per_turn starts (and cancellations);
- * the next pass then waits for the check phase, i.e. after the loop has
- * polled for I/O, so a long queue of instant tasks cannot starve the
- * loop's sockets.
+ * depth. Starts (and cancellation callbacks) are counted from one check
+ * phase to the next, and a pass stops when max_starts_per_turn is used up:
+ * at most that many happen between two polls for I/O, so a long queue of
+ * instant tasks cannot starve the loop's sockets. (An idle-phase pass uses
+ * what the previous check phase left; after a long quiet spell that may be
+ * little, which costs at most one non-blocking poll before the check phase
+ * refills it.)
  *
  * Closing: push refuses (FERRY_ECLOSING); DRAIN lets queued tasks run,
  * CANCEL moves them to the cancelled list. Once nothing is queued, running
@@ -129,9 +132,9 @@ static void list_remove(qlink *n)
 typedef struct qkey {
     struct qkey *hnext; /* next in its bucket's chain */
     uint64_t hash;
-    qlink waiting;      /* its queued tasks (klink), in push order */
+    qlink waiting; /* its queued tasks (klink), in push order */
     size_t nwaiting;
-    bool running;       /* one of its tasks is running */
+    bool running; /* one of its tasks is running */
     size_t len;
     unsigned char bytes[]; /* the queue's copy of the key */
 } qkey;
@@ -140,13 +143,13 @@ typedef enum { T_QUEUED, T_RUNNING, T_CANCELLED } task_state;
 
 struct ferry_queue_task {
     ferry_queue *q;
-    qkey *key;   /* NULL: no key (and once cancelled) */
+    qkey *key; /* NULL: no key (and once cancelled) */
     ferry_task_cb cb;
     void *data;
     qlink klink; /* in key->waiting while queued under a key */
     qlink rlink; /* in q->ready while runnable; in q->cancelled once cancelled */
     uint8_t state;
-    bool ready;  /* rlink is in q->ready */
+    bool ready; /* rlink is in q->ready */
 };
 
 typedef enum { Q_OPEN, Q_CLOSING, Q_HANDLES_CLOSING, Q_CLOSED } queue_state;
@@ -170,9 +173,9 @@ struct ferry_queue {
     /* state */
     queue_state state;
     int handles_open;
-    bool armed;       /* idle and check started */
-    bool dispatching; /* inside a pass: done/cancel/push/close leave the re-arming to it */
-    bool yield;       /* the last pass hit its budget: skip the idle phase, poll first */
+    bool armed;         /* idle and check started */
+    bool dispatching;   /* inside a pass: done/cancel/push/close leave the re-arming to it */
+    uint32_t turn_left; /* starts left before the next poll (reset in the check phase) */
     ferry_queue_close_cb close_cb;
     void *close_data;
 };
@@ -187,8 +190,7 @@ static uint64_t key_hash(const ferry_queue *q, const void *key, size_t len)
 static qkey *key_find(const ferry_queue *q, const void *key, size_t len, uint64_t hash)
 {
     for (qkey *k = q->buckets[hash & q->mask]; k != NULL; k = k->hnext) {
-        if (k->hash == hash && k->len == len && memcmp(k->bytes, key, len) == 0)
-            return k;
+        if (k->hash == hash && k->len == len && memcmp(k->bytes, key, len) == 0) return k;
     }
     return NULL;
 }
@@ -198,8 +200,7 @@ static qkey *key_find(const ferry_queue *q, const void *key, size_t len, uint64_
 static void keytab_resize(ferry_queue *q, size_t nbuckets)
 {
     qkey **nb = calloc(nbuckets, sizeof(*nb));
-    if (nb == NULL)
-        return;
+    if (nb == NULL) return;
     for (size_t i = 0; i <= q->mask; i++) {
         qkey *k = q->buckets[i];
         while (k != NULL) {
@@ -218,15 +219,13 @@ static void keytab_resize(ferry_queue *q, size_t nbuckets)
 static qkey *key_create(ferry_queue *q, const void *key, size_t len, uint64_t hash)
 {
     qkey *k = malloc(sizeof(*k) + len);
-    if (k == NULL)
-        return NULL;
+    if (k == NULL) return NULL;
     k->hash = hash;
     list_init(&k->waiting);
     k->nwaiting = 0;
     k->running = false;
     k->len = len;
-    if (len > 0)
-        memcpy(k->bytes, key, len);
+    if (len > 0) memcpy(k->bytes, key, len);
     size_t i = (size_t) (hash & q->mask);
     k->hnext = q->buckets[i];
     q->buckets[i] = k;
@@ -239,8 +238,7 @@ static qkey *key_create(ferry_queue *q, const void *key, size_t len, uint64_t ha
 /* Free `k` if nothing is queued or running under it. */
 static void key_release(ferry_queue *q, qkey *k, bool may_shrink)
 {
-    if (k->running || k->nwaiting > 0)
-        return;
+    if (k->running || k->nwaiting > 0) return;
     qkey **pp = &q->buckets[k->hash & q->mask];
     while (*pp != k)
         pp = &(*pp)->hnext;
@@ -285,8 +283,7 @@ static void on_handle_closed(uv_handle_t *h);
 
 static void handles_arm(ferry_queue *q)
 {
-    if (q->armed)
-        return;
+    if (q->armed) return;
     q->armed = true;
     uv_idle_start(&q->idle, on_idle);
     uv_check_start(&q->check, on_check);
@@ -294,8 +291,7 @@ static void handles_arm(ferry_queue *q)
 
 static void handles_disarm(ferry_queue *q)
 {
-    if (!q->armed)
-        return;
+    if (!q->armed) return;
     q->armed = false;
     uv_idle_stop(&q->idle);
     uv_check_stop(&q->check);
@@ -307,8 +303,7 @@ static void handles_disarm(ferry_queue *q)
  * its way out. */
 static void queue_kick(ferry_queue *q)
 {
-    if (q->dispatching || q->state >= Q_HANDLES_CLOSING)
-        return;
+    if (q->dispatching || q->state >= Q_HANDLES_CLOSING) return;
     if (has_work(q)) {
         handles_arm(q);
         return;
@@ -350,48 +345,47 @@ static void cancelled_deliver(ferry_queue *q)
 }
 
 /* One pass: deliver cancellations, then start runnable tasks while there are
- * free slots, up to the per-turn budget. Iterative: a task finishing inside
- * its own callback just frees a slot for the next round of this loop. */
+ * free slots and turn_left allows. Iterative: a task finishing inside its own
+ * callback just frees a slot for the next round of this loop. */
 static void queue_pass(ferry_queue *q)
 {
-    uint32_t budget = q->opt.max_starts_per_turn ? q->opt.max_starts_per_turn : UINT32_MAX;
+    bool unlimited = q->opt.max_starts_per_turn == 0;
     q->dispatching = true;
-    q->yield = false;
-    for (; budget > 0; budget--) {
+    while (q->turn_left > 0) {
         if (!list_empty(&q->cancelled))
             cancelled_deliver(q);
         else if (can_start(q))
             task_start(q);
         else
             break;
+        if (!unlimited) q->turn_left--;
     }
     q->dispatching = false;
-    if (budget == 0 && has_work(q))
-        q->yield = true;
-    queue_kick(q);
+    queue_kick(q); /* out of budget with work left: stays armed for the check phase */
 }
 
+/* The budget counts from one check phase (just after a poll) to the next, so
+ * at most max_starts_per_turn starts happen between two polls. An idle pass
+ * with no budget left does nothing: the idle handle still keeps the poll
+ * from blocking, and the check pass right after it continues. */
 static void on_idle(uv_idle_t *h)
 {
-    ferry_queue *q = h->data;
-    if (q->yield)
-        return; /* the last pass used its budget: let the loop poll first */
-    queue_pass(q);
+    queue_pass(h->data);
 }
 
 static void on_check(uv_check_t *h)
 {
-    queue_pass(h->data);
+    ferry_queue *q = h->data;
+    q->turn_left = q->opt.max_starts_per_turn ? q->opt.max_starts_per_turn : 1;
+    queue_pass(q);
 }
 
 static void on_handle_closed(uv_handle_t *h)
 {
     ferry_queue *q = h->data;
-    if (--q->handles_open > 0)
-        return;
+    if (--q->handles_open > 0) return;
     q->state = Q_CLOSED;
-    if (q->close_cb != NULL)
-        q->close_cb(q, q->close_data); /* may free q: nothing after this */
+    if (q->close_cb != NULL) q->close_cb(q, q->close_data); /* may free q: nothing after this */
 }
 
 /* ---- public API --------------------------------------------------------------- */
@@ -409,19 +403,16 @@ void ferry_queue_options_init(ferry_queue_options *o)
  * ferry_queue_close's callback). */
 int ferry_queue_new(uv_loop_t *loop, const ferry_queue_options *o, ferry_queue **out)
 {
-    if (out == NULL)
-        return FERRY_EINVAL;
+    if (out == NULL) return FERRY_EINVAL;
     *out = NULL;
-    if (loop == NULL)
-        return FERRY_EINVAL;
+    if (loop == NULL) return FERRY_EINVAL;
     ferry_queue_options def;
     if (o == NULL) {
         ferry_queue_options_init(&def);
         o = &def;
     }
     ferry_queue *q = calloc(1, sizeof(*q));
-    if (q == NULL)
-        return FERRY_ENOMEM;
+    if (q == NULL) return FERRY_ENOMEM;
     q->buckets = calloc(KEYTAB_MIN_BUCKETS, sizeof(*q->buckets));
     if (q->buckets == NULL) {
         free(q);
@@ -437,6 +428,7 @@ int ferry_queue_new(uv_loop_t *loop, const ferry_queue_options *o, ferry_queue *
     }
     q->loop = loop;
     q->opt = *o;
+    q->turn_left = o->max_starts_per_turn ? o->max_starts_per_turn : 1;
     list_init(&q->ready);
     list_init(&q->cancelled);
     uv_idle_init(loop, &q->idle);
@@ -449,16 +441,14 @@ int ferry_queue_new(uv_loop_t *loop, const ferry_queue_options *o, ferry_queue *
     return 0;
 }
 
-int ferry_queue_push(ferry_queue *q, const void *key, size_t key_len, ferry_task_cb cb,
-                     void *data, ferry_queue_task **out)
+int ferry_queue_push(ferry_queue *q, const void *key, size_t key_len, ferry_task_cb cb, void *data,
+                     ferry_queue_task **out)
 {
-    if (out != NULL)
-        *out = NULL;
+    if (out != NULL) *out = NULL;
     if (q == NULL || cb == NULL || (key == NULL && key_len != 0) ||
         key_len > SIZE_MAX - sizeof(qkey))
         return FERRY_EINVAL;
-    if (q->state != Q_OPEN)
-        return FERRY_ECLOSING;
+    if (q->state != Q_OPEN) return FERRY_ECLOSING;
     if (q->opt.max_queued != 0 && q->queued >= q->opt.max_queued) {
         q->rejected++;
         return FERRY_EQUEUEFULL;
@@ -475,8 +465,7 @@ int ferry_queue_push(ferry_queue *q, const void *key, size_t key_len, ferry_task
         }
     }
     ferry_queue_task *t = malloc(sizeof(*t));
-    if (t == NULL)
-        return FERRY_ENOMEM;
+    if (t == NULL) return FERRY_ENOMEM;
     if (key != NULL && k == NULL) {
         k = key_create(q, key, key_len, hash);
         if (k == NULL) {
@@ -497,15 +486,13 @@ int ferry_queue_push(ferry_queue *q, const void *key, size_t key_len, ferry_task
         bool first = !k->running && k->nwaiting == 0;
         list_insert_before(&k->waiting, &t->klink);
         k->nwaiting++;
-        if (first)
-            ready_append(q, t);
+        if (first) ready_append(q, t);
     } else {
         ready_append(q, t);
     }
     q->queued++;
     q->pushed++;
-    if (out != NULL)
-        *out = t;
+    if (out != NULL) *out = t;
     queue_kick(q);
     return 0;
 }
@@ -557,12 +544,9 @@ static void task_cancel(ferry_queue *q, ferry_queue_task *t, bool may_shrink)
 
 int ferry_queue_task_cancel(ferry_queue_task *t)
 {
-    if (t == NULL)
-        return FERRY_EINVAL;
-    if (t->state == T_RUNNING)
-        return FERRY_EBUSY;
-    if (t->state == T_CANCELLED)
-        return FERRY_EALREADY;
+    if (t == NULL) return FERRY_EINVAL;
+    if (t->state == T_RUNNING) return FERRY_EBUSY;
+    if (t->state == T_CANCELLED) return FERRY_EALREADY;
     ferry_queue *q = t->q;
     task_cancel(q, t, true);
     queue_kick(q);
@@ -588,33 +572,27 @@ static void cancel_all(ferry_queue *q)
     while (q->mask + 1 > KEYTAB_MIN_BUCKETS && q->nkeys < (q->mask + 1) / 8) {
         size_t before = q->mask;
         keytab_resize(q, (q->mask + 1) / 2);
-        if (q->mask == before)
-            break; /* out of memory: keep the larger table */
+        if (q->mask == before) break; /* out of memory: keep the larger table */
     }
 }
 
 void ferry_queue_close(ferry_queue *q, ferry_queue_close_mode mode, ferry_queue_close_cb cb,
                        void *data)
 {
-    if (q == NULL || q->state == Q_CLOSED)
-        return;
+    if (q == NULL || q->state == Q_CLOSED) return;
     if (cb != NULL && q->close_cb == NULL) {
         q->close_cb = cb;
         q->close_data = data;
     }
-    if (q->state == Q_OPEN)
-        q->state = Q_CLOSING;
-    if (mode == FERRY_QUEUE_CANCEL)
-        cancel_all(q);
+    if (q->state == Q_OPEN) q->state = Q_CLOSING;
+    if (mode == FERRY_QUEUE_CANCEL) cancel_all(q);
     queue_kick(q);
 }
 
 int ferry_queue_free(ferry_queue *q)
 {
-    if (q == NULL)
-        return 0;
-    if (q->state != Q_CLOSED)
-        return FERRY_EBUSY;
+    if (q == NULL) return 0;
+    if (q->state != Q_CLOSED) return FERRY_EBUSY;
     free(q->buckets);
     free(q);
     return 0;

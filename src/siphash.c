@@ -13,9 +13,9 @@
 
 static uint64_t load_le64(const uint8_t *p)
 {
-    return (uint64_t) p[0] | (uint64_t) p[1] << 8 | (uint64_t) p[2] << 16 |
-           (uint64_t) p[3] << 24 | (uint64_t) p[4] << 32 | (uint64_t) p[5] << 40 |
-           (uint64_t) p[6] << 48 | (uint64_t) p[7] << 56;
+    return (uint64_t) p[0] | (uint64_t) p[1] << 8 | (uint64_t) p[2] << 16 | (uint64_t) p[3] << 24 |
+           (uint64_t) p[4] << 32 | (uint64_t) p[5] << 40 | (uint64_t) p[6] << 48 |
+           (uint64_t) p[7] << 56;
 }
 
 typedef struct sip_state {
@@ -48,8 +48,8 @@ static inline void sip_absorb(sip_state *s, uint64_t m, int c_rounds)
     s->v0 ^= m;
 }
 
-static inline uint64_t siphash_cd(const uint8_t key[16], const void *data, size_t len,
-                                  int c_rounds, int d_rounds)
+static inline uint64_t siphash_cd(const uint8_t key[16], const void *data, size_t len, int c_rounds,
+                                  int d_rounds)
 {
     const uint8_t *p = data;
     uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);

@@ -40,8 +40,8 @@ typedef struct job {
 
 static struct {
     uv_loop_t *loop;
-    int in_call;      /* > 0 while the test is inside a ferry_queue_* call */
-    int running;      /* started, not finished */
+    int in_call; /* > 0 while the test is inside a ferry_queue_* call */
+    int running; /* started, not finished */
     int max_running;
     int key_running[MAXKEYS];
     int key_next_seq[MAXKEYS];
@@ -49,8 +49,8 @@ static struct {
     size_t norder;
     int cancel_order[MAXORDER];
     size_t ncancel;
-    int closed;       /* close callbacks seen */
-    uint64_t iterations; /* uv_prepare ticks: one per loop iteration, before the poll */
+    int closed;               /* close callbacks seen */
+    uint64_t iterations;      /* uv_prepare ticks: one per loop iteration, before the poll */
     void (*on_start)(job *j); /* extra behaviour when a job starts */
 } R;
 
@@ -70,8 +70,7 @@ static void finish_loop(uv_loop_t *loop)
 static void job_finish(job *j)
 {
     R.running--;
-    if (j->key >= 0)
-        R.key_running[j->key] = 0;
+    if (j->key >= 0) R.key_running[j->key] = 0;
     j->finished++;
     R.in_call++;
     ferry_queue_task_done(j->task);
@@ -105,18 +104,15 @@ static void job_cb(ferry_queue_task *t, int status, void *data)
     assert_ptr_equal(t, j->task);
     j->started++;
     R.running++;
-    if (R.running > R.max_running)
-        R.max_running = R.running;
+    if (R.running > R.max_running) R.max_running = R.running;
     if (j->key >= 0) {
         assert_int_equal(R.key_running[j->key], 0); /* never two of one key at once */
         R.key_running[j->key] = 1;
         assert_int_equal(j->seq, R.key_next_seq[j->key]); /* push order within a key */
         R.key_next_seq[j->key]++;
     }
-    if (R.norder < MAXORDER)
-        R.order[R.norder++] = j->id;
-    if (R.on_start != NULL)
-        R.on_start(j);
+    if (R.norder < MAXORDER) R.order[R.norder++] = j->id;
+    if (R.on_start != NULL) R.on_start(j);
     if (j->delay_ms == SYNC) {
         job_finish(j);
     } else if (j->delay_ms >= 0) {
@@ -132,8 +128,7 @@ static int push_job(ferry_queue *q, job *j)
 {
     char buf[32];
     int n = 0;
-    if (j->key >= 0)
-        n = snprintf(buf, sizeof(buf), "user-%d", j->key);
+    if (j->key >= 0) n = snprintf(buf, sizeof(buf), "user-%d", j->key);
     R.in_call++;
     int rc = ferry_queue_push(q, j->key >= 0 ? buf : NULL, (size_t) n, job_cb, j, &j->task);
     R.in_call--;
@@ -154,8 +149,7 @@ static void number_jobs(job *jobs, size_t n)
 {
     int seq[MAXKEYS] = {0};
     for (size_t i = 0; i < n; i++)
-        if (jobs[i].key >= 0)
-            jobs[i].seq = seq[jobs[i].key]++;
+        if (jobs[i].key >= 0) jobs[i].seq = seq[jobs[i].key]++;
 }
 
 static void on_closed(ferry_queue *q, void *data)
@@ -616,8 +610,7 @@ static job *victim;
 
 static void cancel_victim_on_start(job *j)
 {
-    if (j->id != 0)
-        return;
+    if (j->id != 0) return;
     R.in_call++;
     assert_int_equal(ferry_queue_task_cancel(victim->task), 0);
     R.in_call--;
@@ -642,6 +635,42 @@ static void test_cancel_from_callback(void **state)
     expect_order((const int[]){0, 2}, 2);
     assert_int_equal(jobs[1].cancelled, 1);
     close_and_finish(q, &loop);
+}
+
+/* The per-turn budget applies to cancellation callbacks too: 100 cancelled
+ * with a budget of 10 are not delivered at once: at most 10 between two
+ * polls, so one loop iteration (an idle pass with what the check phase left,
+ * then a check pass with a fresh 10) delivers 10 to 20. */
+static void test_cancel_budget(void **state)
+{
+    (void) state;
+    enum { N = 101 };
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    R.loop = &loop;
+    ferry_queue_options o;
+    ferry_queue_options_init(&o);
+    o.concurrency = 1;
+    o.max_starts_per_turn = 10;
+    ferry_queue *q;
+    assert_int_equal(ferry_queue_new(&loop, &o, &q), 0);
+    job jobs[N];
+    for (int i = 0; i < N; i++) {
+        job_init(&jobs[i], i, -1, i == 0 ? HOLD : SYNC);
+        assert_int_equal(push_job(q, &jobs[i]), 0);
+    }
+    assert_int_equal(uv_run(&loop, UV_RUN_NOWAIT), 0);
+    assert_int_equal(R.running, 1);
+    ferry_queue_close(q, FERRY_QUEUE_CANCEL, on_closed, &R);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_true(R.ncancel >= 10 && R.ncancel <= 20);
+    job_finish(&jobs[0]);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(R.ncancel, N - 1);
+    for (int i = 1; i < N; i++)
+        assert_int_equal(R.cancel_order[i - 1], i); /* no keys: push order */
+    assert_int_equal(R.closed, 1);
+    finish_loop(&loop);
 }
 
 /* ---- close ---------------------------------------------------------------------- */
@@ -731,10 +760,8 @@ static void test_close_cancel(void **state)
     assert_int_equal(R.running, 2);
     int pos2 = -1, pos3 = -1;
     for (int i = 0; i < 4; i++) {
-        if (R.cancel_order[i] == 2)
-            pos2 = i;
-        if (R.cancel_order[i] == 3)
-            pos3 = i;
+        if (R.cancel_order[i] == 2) pos2 = i;
+        if (R.cancel_order[i] == 3) pos3 = i;
     }
     assert_true(pos2 >= 0 && pos3 > pos2);
     assert_int_equal(R.closed, 0);
@@ -765,7 +792,7 @@ static void test_close_drain_then_cancel(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(push_job(q, &jobs[i]), 0);
     ferry_queue_close(q, FERRY_QUEUE_DRAIN, NULL, NULL);
-    assert_int_equal(uv_run(&loop, UV_RUN_NOWAIT), 1); /* job 0 runs */
+    assert_int_equal(uv_run(&loop, UV_RUN_NOWAIT), 1);       /* job 0 runs */
     ferry_queue_close(q, FERRY_QUEUE_CANCEL, on_closed, &R); /* adds the callback */
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(R.closed, 1);
@@ -791,8 +818,7 @@ static ferry_queue *self_close_q;
 
 static void close_on_start(job *j)
 {
-    if (j->id != 0)
-        return;
+    if (j->id != 0) return;
     R.in_call++;
     ferry_queue_close(self_close_q, FERRY_QUEUE_DRAIN, on_closed, &R);
     R.in_call--;
@@ -831,10 +857,8 @@ static uint64_t sync_runs;
 static void note_stack(void)
 {
     uintptr_t p = (uintptr_t) __builtin_frame_address(0);
-    if (stack_lo == 0 || p < stack_lo)
-        stack_lo = p;
-    if (p > stack_hi)
-        stack_hi = p;
+    if (stack_lo == 0 || p < stack_lo) stack_lo = p;
+    if (p > stack_hi) stack_hi = p;
 }
 
 static void sync_cb(ferry_queue_task *t, int status, void *data)
@@ -890,8 +914,7 @@ static void run_sync(uint32_t budget, int key_mode)
     ferry_queue_stats_get(q, &st);
     assert_int_equal(st.completed, N);
     assert_int_equal(st.keys, 0);
-    if (budget != 0)
-        assert_true(R.iterations >= N / budget); /* the loop polled between batches */
+    if (budget != 0) assert_true(R.iterations >= N / budget); /* the loop polled between batches */
     uv_close((uv_handle_t *) &tick, NULL);
     close_and_finish(q, &loop);
 }
@@ -958,8 +981,8 @@ static void test_chain_from_callbacks(void **state)
 static uint64_t pushed_at, started_at;
 static ferry_queue *phase_q;
 static uv_async_t phase_async;
-static uv_timer_t phase_marker;   /* a 0 ms timer started next to the push */
-static int marker_before_start;   /* it fired before the task started */
+static uv_timer_t phase_marker; /* a 0 ms timer started next to the push */
+static int marker_before_start; /* it fired before the task started */
 
 static void phase_cb(ferry_queue_task *t, int status, void *data)
 {
@@ -1139,6 +1162,7 @@ int main(void)
         cmocka_unit_test_setup(test_cancel, setup),
         cmocka_unit_test_setup(test_cancel_releases_key, setup),
         cmocka_unit_test_setup(test_cancel_from_callback, setup),
+        cmocka_unit_test_setup(test_cancel_budget, setup),
         cmocka_unit_test_setup(test_close_drain, setup),
         cmocka_unit_test_setup(test_close_cancel, setup),
         cmocka_unit_test_setup(test_close_drain_then_cancel, setup),
