@@ -334,7 +334,7 @@ int ferry_res_offload(ferry_res *res, ferry_work_cb work_cb, ferry_after_work_cb
  *   FERRY_QUEUE_CANCEL) → cb(t, FERRY_ECANCELED, data) → gone, no done call.
  * ferry_queue_task_done may be called from any callback on the loop's thread,
  * including from inside cb itself (work that finishes at once); 100,000 such
- * tasks in a row use no stack depth.
+ * tasks in a row run at a constant stack depth (no recursion).
  *
  * Callbacks never run inside the call that caused them (libuv's rule): push,
  * done, cancel and close always return first. Tasks start, and cancellations
@@ -413,7 +413,8 @@ typedef enum ferry_queue_close_mode {
 void ferry_queue_close(ferry_queue *q, ferry_queue_close_mode mode, ferry_queue_close_cb cb,
                        void *data);
 
-/* Release the queue after its close callback ran; FERRY_EBUSY before. */
+/* Release the queue once its close has completed (its callback ran, or would
+ * have, when none was given); FERRY_EBUSY before. */
 int ferry_queue_free(ferry_queue *q);
 
 typedef struct ferry_queue_stats {
