@@ -314,6 +314,122 @@ typedef void (*ferry_after_work_cb)(ferry_res *res, int status, void *data);
 int ferry_res_offload(ferry_res *res, ferry_work_cb work_cb, ferry_after_work_cb after_cb,
                       void *data);
 
+/* ---- Task queue ------------------------------------------------------------
+ *
+ * ferry_queue runs asynchronous tasks under a global concurrency limit and,
+ * optionally, per-key serialisation: tasks pushed with the same key run one
+ * at a time, in push order; tasks of different keys run in parallel up to the
+ * limit; tasks without a key obey only the limit. Typical use: a server
+ * handler pushes the work of a request under the user's id, so one user's
+ * requests are applied in order while other users' proceed. See docs/queue.md.
+ *
+ * Handles: ferry_queue (long-lived: new → push ... → close(cb) → free) and
+ * ferry_queue_task (a request: it completes through exactly one call of its
+ * ferry_task_cb). One loop, one thread: call everything on the loop's thread.
+ *
+ * A task's life:
+ *   push → queued → cb(t, 0, data) starts it → the task calls
+ *   ferry_queue_task_done(t) when its work is finished → gone;
+ *   or push → queued → cancelled (ferry_queue_task_cancel, or a close with
+ *   FERRY_QUEUE_CANCEL) → cb(t, FERRY_ECANCELED, data) → gone, no done call.
+ * ferry_queue_task_done may be called from any callback on the loop's thread,
+ * including from inside cb itself (work that finishes at once); 100,000 such
+ * tasks in a row run at a constant stack depth (no recursion).
+ *
+ * Callbacks never run inside the call that caused them (libuv's rule): push,
+ * done, cancel and close always return first. Tasks start, and cancellations
+ * are delivered, in the loop's next idle or check phase — in the same loop
+ * iteration when the call was made from an I/O or timer callback, without an
+ * extra poll. At most max_starts_per_turn starts happen between two polls
+ * for I/O, so a long queue of instant tasks cannot starve the server.
+ *
+ * Order: a task is *runnable* when it has no key, or it is the oldest queued
+ * task of its key and no task of that key is running. When a slot is free,
+ * the task that has been runnable the longest starts (FIFO, O(1)). A task
+ * pushed to an idle key is runnable at once, so without contention tasks
+ * start in push order; when a key's task finishes, its next task becomes
+ * runnable then and waits behind the tasks already runnable — a key with a
+ * backlog gets one turn per round and cannot hold the front of the queue.
+ */
+typedef struct ferry_queue ferry_queue;
+typedef struct ferry_queue_task ferry_queue_task;
+
+/* status 0: start the work; call ferry_queue_task_done(t) once it is
+ * finished (t stays valid until then). status FERRY_ECANCELED: the task was
+ * cancelled before it started; release data; t is gone when cb returns. */
+typedef void (*ferry_task_cb)(ferry_queue_task *t, int status, void *data);
+typedef void (*ferry_queue_close_cb)(ferry_queue *q, void *data);
+
+typedef struct ferry_queue_options {
+    uint32_t concurrency;         /* tasks running at once, all keys together; 16;
+                                     0 = no limit (only per-key serialisation) */
+    uint32_t max_queued;          /* tasks waiting to start, all keys; a push beyond fails
+                                     with FERRY_EQUEUEFULL; 10000; 0 = no limit */
+    uint32_t max_queued_per_key;  /* tasks waiting to start under one key; a push beyond
+                                     fails with FERRY_EQUEUEFULL; 0 = only max_queued (default) */
+    uint32_t max_starts_per_turn; /* task starts plus cancellations delivered between two
+                                     polls for I/O; 1024; 0 = no limit */
+} ferry_queue_options;
+
+void ferry_queue_options_init(ferry_queue_options *o);
+
+/* Create a queue on `loop` (o NULL: defaults). The caller owns it: close it,
+ * then free it after the close callback ran. It initialises two libuv
+ * handles, so it must be closed before the loop is. */
+int ferry_queue_new(uv_loop_t *loop, const ferry_queue_options *o, ferry_queue **out);
+
+/* Queue a task. key: key_len bytes, copied (the queue owns the copy; the
+ * caller's buffer may be reused at once); NULL (with key_len 0) = no key; a
+ * non-NULL key of length 0 is the empty key, a key like any other. cb runs
+ * later, never inside this call. out (may be NULL) receives the task handle,
+ * for ferry_queue_task_cancel. Returns 0; FERRY_EQUEUEFULL beyond max_queued
+ * or max_queued_per_key; FERRY_ECLOSING once ferry_queue_close was called;
+ * FERRY_EINVAL; FERRY_ENOMEM. On error cb will never run. */
+int ferry_queue_push(ferry_queue *q, const void *key, size_t key_len, ferry_task_cb cb,
+                     void *data, ferry_queue_task **out);
+
+/* The task's work is finished: its slot and its key are free for the next
+ * task. Exactly once per started task; t is gone when this returns. */
+void ferry_queue_task_done(ferry_queue_task *t);
+
+/* Cancel a task that has not started: it leaves the queue at once (the next
+ * task of its key takes its place in line) and its cb runs later, from the
+ * loop, with FERRY_ECANCELED. Returns 0; FERRY_EBUSY if it is running (let it
+ * finish); FERRY_EALREADY if it is already cancelled. t must be valid: not
+ * yet done, and not past its cancellation callback. */
+int ferry_queue_task_cancel(ferry_queue_task *t);
+
+typedef enum ferry_queue_close_mode {
+    FERRY_QUEUE_DRAIN = 0,  /* queued tasks still run, in order */
+    FERRY_QUEUE_CANCEL = 1, /* queued tasks get FERRY_ECANCELED */
+} ferry_queue_close_mode;
+
+/* Stop accepting tasks (push returns FERRY_ECLOSING) and, per mode, let the
+ * queued tasks run or cancel them; running tasks always finish. cb(q, data)
+ * (may be NULL) runs from the loop once no task is queued or running and the
+ * queue's handles are closed — never inside this call, even when the queue
+ * is empty. A second call may turn DRAIN into CANCEL, and sets cb only if
+ * none was given. ferry_queue_free may be called from inside cb. */
+void ferry_queue_close(ferry_queue *q, ferry_queue_close_mode mode, ferry_queue_close_cb cb,
+                       void *data);
+
+/* Release the queue once its close has completed (its callback ran, or would
+ * have, when none was given); FERRY_EBUSY before. */
+int ferry_queue_free(ferry_queue *q);
+
+typedef struct ferry_queue_stats {
+    uint64_t running;   /* started, not yet done */
+    uint64_t queued;    /* waiting to start (cancelled tasks excluded) */
+    uint64_t keys;      /* keys with a task queued or running (per-key queues alive) */
+    uint64_t pushed;    /* tasks accepted by ferry_queue_push, ever */
+    uint64_t completed; /* ferry_queue_task_done calls, ever */
+    uint64_t cancelled; /* tasks cancelled before they started, ever */
+    uint64_t rejected;  /* pushes refused with FERRY_EQUEUEFULL, ever */
+    int closing;        /* 1 once ferry_queue_close was called */
+} ferry_queue_stats;
+
+void ferry_queue_stats_get(const ferry_queue *q, ferry_queue_stats *st);
+
 #ifdef __cplusplus
 }
 #endif
