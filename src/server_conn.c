@@ -1157,9 +1157,12 @@ static void conn_destroy(server_conn *c, int err)
         uv_close(&c->io.h, on_conn_closed);
 }
 
-/* Graceful close: write what is queued, send FIN, then read and discard
- * until the peer's FIN (or the linger timeout) so no RST is ever sent for
- * bytes the client already sent. */
+/* Graceful close: write what is queued, send FIN, then — if the client may
+ * still be sending — read and discard until its FIN (or the linger timeout),
+ * so no RST is ever sent for bytes it already sent: a RST can destroy the
+ * response still unread in its receive buffer. A client whose request was
+ * read whole and that has sent nothing more needs no linger (nginx's rule
+ * too): then the close is immediate. */
 static void conn_shutdown(server_conn *c)
 {
     if (c->state == C_CLOSED || c->state == C_CLOSING)
@@ -1169,6 +1172,14 @@ static void conn_shutdown(server_conn *c)
         conn_flush(c);
         if (c->state != C_SHUTTING || out_pending(c))
             return;
+    }
+    bool may_send = (c->rbuf && c->rbuf->len) || (c->ex && !c->ex->body_done) ||
+                    c->state == C_HEAD || c->state == C_NEW;
+    if (!may_send && !c->peer_eof) {
+        char b;
+        uv_os_fd_t pfd;
+        may_send = uv_fileno(&c->io.h, &pfd) == 0 &&
+                   recv(pfd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0; /* bytes already waiting */
     }
     conn_detach_exchange(c);
     buf_block *b = c->rbuf;
@@ -1184,11 +1195,11 @@ static void conn_shutdown(server_conn *c)
         conn_destroy(c, 0);
         return;
     }
-    shutdown(fd, SHUT_WR);
-    if (!c->server->opt.linger_timeout_ms) {
-        conn_destroy(c, 0); /* linger 0: FIN, then close at once */
+    if (!may_send || !c->server->opt.linger_timeout_ms) {
+        conn_destroy(c, 0); /* nothing unread: close() sends the FIN */
         return;
     }
+    shutdown(fd, SHUT_WR);
     c->state = C_CLOSING;
     timeout_arm(&c->server->t_linger, &c->tmo); /* on_conn_timeout closes it */
     if (!c->reading && uv_read_start(&c->io.s, on_alloc, on_read) == 0)
