@@ -305,20 +305,27 @@ static void conn_detach_exchange(server_conn *c)
 
 /* ---- output ---- */
 
-/* Make room for n more bytes in ex->out; FERRY_ENOMEM on failure. */
-static int out_reserve(exchange *ex, size_t n)
+/* Grow a byte buffer owned by an exchange to hold `need` bytes, doubling
+ * from `first`; FERRY_ENOMEM leaves it as it was. */
+static int grow(char **buf, size_t *cap, size_t need, size_t first)
 {
-    if (ex->out_cap - ex->out_len >= n)
+    if (need <= *cap)
         return 0;
-    size_t cap = ex->out_cap ? ex->out_cap : 4096;
-    while (cap - ex->out_len < n)
-        cap *= 2;
-    char *p = realloc(ex->out, cap);
+    size_t c = *cap ? *cap : first;
+    while (c < need)
+        c *= 2;
+    char *p = realloc(*buf, c);
     if (!p)
         return FERRY_ENOMEM;
-    ex->out = p;
-    ex->out_cap = cap;
+    *buf = p;
+    *cap = c;
     return 0;
+}
+
+/* Make room for n more bytes in ex->out. */
+static int out_reserve(exchange *ex, size_t n)
+{
+    return grow(&ex->out, &ex->out_cap, ex->out_len + n, 4096);
 }
 
 static inline void out_put(exchange *ex, const void *p, size_t n)
@@ -1656,16 +1663,8 @@ static int header_common(ferry_res *res, const char *name, const char *value, bo
     if (replace && ex->hdrs_len)
         hdrs_remove(ex, name, n);
     size_t need = ex->hdrs_len + n + v + 4;
-    if (need > ex->hdrs_cap) {
-        size_t cap = ex->hdrs_cap ? ex->hdrs_cap * 2 : 256;
-        while (cap < need)
-            cap *= 2;
-        char *h = realloc(ex->hdrs, cap);
-        if (!h)
-            return FERRY_ENOMEM;
-        ex->hdrs = h;
-        ex->hdrs_cap = cap;
-    }
+    if (grow(&ex->hdrs, &ex->hdrs_cap, need, 256) < 0)
+        return FERRY_ENOMEM;
     char *p = ex->hdrs + ex->hdrs_len;
     memcpy(p, name, n);
     p[n] = ':';
