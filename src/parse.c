@@ -25,16 +25,17 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 /* char_class bits: CH_TOKEN tchar (RFC 9110 §5.6.2); CH_VALUE field-vchar, SP,
- * HTAB or obs-text; CH_HOST characters of uri-host [":" port] (no ','); CH_HEX. */
-enum { CH_TOKEN = 1, CH_VALUE = 2, CH_HOST = 4, CH_HEX = 8 };
+ * HTAB or obs-text; CH_HOST characters of uri-host [":" port] (no ','). Hex
+ * digits have their own table, hex_val. */
+enum { CH_TOKEN = 1, CH_VALUE = 2, CH_HOST = 4 };
 static const uint8_t char_class[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     2, 7, 2, 3, 7, 7, 7, 7, 6, 6, 7, 7, 2, 7, 7, 2,
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 6, 2, 6, 2, 2,
-    2, 15, 15, 15, 15, 15, 15, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 2, 6, 2, 2,
+    2, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
     7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 2, 6, 3, 7,
-    3, 15, 15, 15, 15, 15, 15, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    3, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
     7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 2, 3, 2, 7, 0,
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
@@ -961,21 +962,20 @@ int parse_chunked(parse_chunked_state *c, char *buf, size_t len, size_t *data_le
         }
         switch ((enum chunk_state) st) {
         case C_SIZE0:
-            if (!CLASS(ch, CH_HEX)) {
+            if (hex_val[ch] < 0) {
                 err = FERRY_EBADCHUNK;
                 goto fail;
             }
-            rem = (uint64_t) (ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+            rem = (uint64_t) hex_val[ch];
             st = C_SIZE;
             break;
         case C_SIZE:
-            if (CLASS(ch, CH_HEX)) {
+            if (hex_val[ch] >= 0) {
                 if (rem > (INT64_MAX >> 4)) {
                     err = FERRY_ECHUNKOVERFLOW;
                     goto fail;
                 }
-                rem = (rem << 4) |
-                               (uint64_t) (ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+                rem = (rem << 4) | (uint64_t) hex_val[ch];
             } else if (ch == ';') {
                 st = C_EXT;
             } else if (ch == ' ' || ch == '\t') {

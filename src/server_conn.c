@@ -335,11 +335,6 @@ static inline void out_put(exchange *ex, const void *p, size_t n)
     ex->queued_total += n;
 }
 
-static inline void out_str(exchange *ex, const char *s)
-{
-    out_put(ex, s, strlen(s));
-}
-
 static size_t fmt_u64(char *buf, uint64_t v)
 {
     char tmp[24];
