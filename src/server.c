@@ -90,7 +90,7 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
     s->data = data;
     s->listen_fd = -1;
     s->date_sec = -1;
-    link_init(&s->conns);
+    list_init(&s->conns);
     /* The block holds the head plus room for body bytes behind it, so a head
      * at the limit never forces the buffer to move (its slices stay valid). */
     size_t block = o->read_buffer_bytes;
@@ -388,9 +388,9 @@ static void stop_listening(ferry_server *s)
 
 void ferry_server_close_idle(ferry_server *s)
 {
-    conn_link *l = s->conns.next;
+    list_link *l = s->conns.next;
     while (l != &s->conns) {
-        conn_link *next = l->next; /* closing may unlink this one */
+        list_link *next = l->next; /* closing may unlink this one */
         server_conn *c = server_conn_from_link(l);
         if (server_conn_is_idle(c))
             server_conn_close_idle(c);
@@ -428,9 +428,9 @@ void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_c
     s->closing = true;
     s->stats.closing = 1;
     stop_listening(s);
-    conn_link *l = s->conns.next;
+    list_link *l = s->conns.next;
     while (l != &s->conns) {
-        conn_link *next = l->next;
+        list_link *next = l->next;
         server_conn *c = server_conn_from_link(l);
         if (server_conn_is_idle(c))
             server_conn_close_idle(c);
@@ -455,9 +455,9 @@ void ferry_server_destroy(ferry_server *s)
     s->destroyed = true;
     if (s->listening)
         uv_timer_stop(&s->grace_timer);
-    conn_link *l = s->conns.next;
+    list_link *l = s->conns.next;
     while (l != &s->conns) {
-        conn_link *next = l->next;
+        list_link *next = l->next;
         server_conn_destroy(server_conn_from_link(l));
         l = next;
     }

@@ -73,7 +73,7 @@ struct server_conn {
         uv_pipe_t pipe;
     } io;
     ferry_server *server;
-    conn_link link;
+    list_link link;
     timeout_entry tmo;
     exchange *ex;
     buf_block *rbuf;
@@ -154,7 +154,7 @@ static void conn_destroy(server_conn *c, int err);
 static void conn_update_reading(server_conn *c);
 static void exchange_maybe_release(exchange *ex);
 
-server_conn *server_conn_from_link(conn_link *l)
+server_conn *server_conn_from_link(list_link *l)
 {
     return container_of(l, server_conn, link);
 }
@@ -1114,7 +1114,7 @@ static void on_conn_closed(uv_handle_t *h)
 {
     server_conn *c = h->data;
     ferry_server *s = c->server;
-    link_remove(&c->link);
+    list_remove(&c->link);
     if (c->idle_counted)
         s->nidle--;
     buf_block *b = c->rbuf;
@@ -1347,8 +1347,8 @@ int server_conn_accept(ferry_server *s, uv_os_sock_t fd, bool is_pipe)
     c->io.h.data = c;
     c->server = s;
     c->is_pipe = is_pipe;
-    link_init(&c->link);
-    link_push(&s->conns, &c->link);
+    list_init(&c->link);
+    list_append(&s->conns, &c->link);
     s->nconns++;
     if (rc < 0) {
         /* the handle exists: close it properly, and the fd with it */

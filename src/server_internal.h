@@ -17,33 +17,11 @@
 #include "buf.h"
 #include "ferry.h"
 #include "parse.h"
+#include "list.h"
 #include "timeouts.h"
 
 typedef struct server_conn server_conn;
 typedef struct ferry_req exchange; /* a request and its response */
-
-/* Intrusive doubly-linked list with a sentinel. */
-typedef struct conn_link {
-    struct conn_link *prev, *next;
-} conn_link;
-
-static inline void link_init(conn_link *l)
-{
-    l->prev = l->next = l;
-}
-static inline void link_remove(conn_link *l)
-{
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-    l->prev = l->next = l;
-}
-static inline void link_push(conn_link *head, conn_link *l)
-{
-    l->prev = head->prev;
-    l->next = head;
-    head->prev->next = l;
-    head->prev = l;
-}
 
 struct ferry_server {
     uv_loop_t *loop;
@@ -73,7 +51,7 @@ struct ferry_server {
     uint32_t free_ex_count;
     uint32_t ex_outstanding; /* exchanges not yet released */
 
-    conn_link conns;       /* every open connection */
+    list_link conns;       /* every open connection */
     uint32_t nconns;
     uint32_t nidle;
 
@@ -113,7 +91,7 @@ void server_conn_close_idle(server_conn *c);
 /* Server is closing: finish the current exchange with Connection: close. */
 void server_conn_begin_shutdown(server_conn *c);
 void server_conn_destroy(server_conn *c);
-server_conn *server_conn_from_link(conn_link *l);
+server_conn *server_conn_from_link(list_link *l);
 void exchange_cache_clear(ferry_server *s);
 void server_on_defer(uv_idle_t *h);
 

@@ -12,33 +12,6 @@
 
 #include "ferry.h"
 
-static void link_init(timeout_link *sentinel)
-{
-    sentinel->prev = sentinel;
-    sentinel->next = sentinel;
-}
-
-static bool link_empty(const timeout_link *sentinel)
-{
-    return sentinel->next == sentinel;
-}
-
-static void link_remove(timeout_link *l)
-{
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-    l->prev = NULL;
-    l->next = NULL;
-}
-
-static void link_append(timeout_link *sentinel, timeout_link *l)
-{
-    l->prev = sentinel->prev;
-    l->next = sentinel;
-    sentinel->prev->next = l;
-    sentinel->prev = l;
-}
-
 static timeout_entry *entry_of(timeout_link *l)
 {
     return container_of(l, timeout_entry, _link);
@@ -47,7 +20,7 @@ static timeout_entry *entry_of(timeout_link *l)
 /* Take `entry` off its list without touching the list's timer. */
 static void entry_unlink(timeout_entry *entry)
 {
-    link_remove(&entry->_link);
+    list_remove(&entry->_link);
     entry->_list->_count--;
     entry->_list = NULL;
 }
@@ -56,7 +29,7 @@ static void entry_unlink(timeout_entry *entry)
  * flag flips, cheap enough for every transition to and from empty. */
 static void list_update_ref(timeout_list *list)
 {
-    if (link_empty(&list->_armed))
+    if (list_empty(&list->_armed))
         uv_unref((uv_handle_t *) &list->_timer);
     else
         uv_ref((uv_handle_t *) &list->_timer);
@@ -87,7 +60,7 @@ static void on_timer(uv_timer_t *timer)
     uv_update_time(timer->loop);
     uint64_t now = uv_now(timer->loop);
 
-    while (!link_empty(&list->_armed)) {
+    while (!list_empty(&list->_armed)) {
         timeout_entry *entry = entry_of(list->_armed.next);
         if (entry->_deadline > now) break;
         entry_unlink(entry);
@@ -96,7 +69,7 @@ static void on_timer(uv_timer_t *timer)
     if (list->_closing) return;
     /* Woken early (the head was re-armed or disarmed) or entries remain:
      * sleep until the new head. An empty list leaves the timer idle. */
-    if (!link_empty(&list->_armed) && !uv_is_active((uv_handle_t *) timer)) list_start_timer(list);
+    if (!list_empty(&list->_armed) && !uv_is_active((uv_handle_t *) timer)) list_start_timer(list);
     list_update_ref(list);
 }
 
@@ -105,7 +78,7 @@ int timeout_list_init(uv_loop_t *loop, timeout_list *list, uint64_t duration_ms)
     if (duration_ms > TIMEOUT_MAX_MS) return FERRY_EINVAL;
     int rc = uv_timer_init(loop, &list->_timer);
     if (rc != 0) return rc;
-    link_init(&list->_armed);
+    list_init(&list->_armed);
     list->_duration = duration_ms;
     list->_count = 0;
     list->_close_cb = NULL;
@@ -126,7 +99,7 @@ void timeout_list_close(timeout_list *list, timeout_close_cb close_cb)
     if (list->_closing) return;
     list->_closing = true;
     list->_close_cb = close_cb;
-    while (!link_empty(&list->_armed))
+    while (!list_empty(&list->_armed))
         entry_unlink(entry_of(list->_armed.next));
     uv_close((uv_handle_t *) &list->_timer, on_timer_closed);
 }
@@ -167,8 +140,8 @@ void timeout_arm(timeout_list *list, timeout_entry *entry)
     uv_loop_t *loop = list->_timer.loop;
     uv_update_time(loop);
     entry->_deadline = uv_now(loop) + list->_duration + TIMEOUT_SLACK_MS;
-    bool was_empty = link_empty(&list->_armed);
-    link_append(&list->_armed, &entry->_link);
+    bool was_empty = list_empty(&list->_armed);
+    list_append(&list->_armed, &entry->_link);
     entry->_list = list;
     list->_count++;
     if (was_empty) {
@@ -182,7 +155,7 @@ void timeout_disarm(timeout_entry *entry)
     timeout_list *list = entry->_list;
     if (list == NULL) return;
     entry_unlink(entry);
-    if (link_empty(&list->_armed)) uv_unref((uv_handle_t *) &list->_timer);
+    if (list_empty(&list->_armed)) uv_unref((uv_handle_t *) &list->_timer);
 }
 
 bool timeout_is_armed(const timeout_entry *entry)

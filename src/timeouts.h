@@ -56,6 +56,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "list.h"
+
 #ifndef container_of
 /* The struct of type `type` whose field `member` is at `ptr`. */
 // clang-format off
@@ -83,10 +85,7 @@ typedef void (*timeout_cb)(timeout_entry *entry);
  * released from here on. */
 typedef void (*timeout_close_cb)(timeout_list *list);
 
-typedef struct timeout_link {
-    struct timeout_link *prev;
-    struct timeout_link *next;
-} timeout_link;
+typedef list_link timeout_link;
 
 /* Embed in the owner's struct. All fields are private to timeouts.c. */
 struct timeout_entry {
