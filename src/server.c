@@ -516,9 +516,8 @@ void ferry_server_stats_get(const ferry_server *s, ferry_server_stats *st)
 
 /* ---- called by connections ---- */
 
-void server_conn_closed(ferry_server *s, server_conn *c)
+void server_conn_closed(ferry_server *s)
 {
-    (void) c;
     s->nconns--;
     if (s->accept_paused && s->opt.max_connections && s->nconns < s->opt.max_connections &&
         !uv_is_active((uv_handle_t *) &s->accept_retry))

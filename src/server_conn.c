@@ -1122,7 +1122,7 @@ static void on_conn_closed(uv_handle_t *h)
     if (b)
         buf_pool_put(&s->rbufs, b);
     free(c);
-    server_conn_closed(s, NULL);
+    server_conn_closed(s);
 }
 
 /* Close now. err < 0 aborts the exchange (the handler sees it through

@@ -76,7 +76,7 @@ struct ferry_server {
 };
 
 /* server.c */
-void server_conn_closed(ferry_server *s, server_conn *c);
+void server_conn_closed(ferry_server *s); /* a connection's handle has closed */
 void server_exchange_released(ferry_server *s);
 #define SERVER_DATE_LINE_LEN 37
 const char *server_date_line(ferry_server *s); /* "Date: ...GMT\r\n", SERVER_DATE_LINE_LEN bytes */
