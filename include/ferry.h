@@ -101,7 +101,13 @@ const char *ferry_version_string(void);
     XX(EQUEUEFULL, -30043, 0, "queue is full")                                                     \
     XX(EPOOLFULL, -30044, 0, "connection limit reached")                                           \
     XX(EABORTED, -30045, 0, "aborted by the caller")                                               \
-    XX(ECLOSING, -30046, 0, "server or agent is closing")
+    XX(ECLOSING, -30046, 0, "server or agent is closing")                                        \
+    /* client requests */                                                                          \
+    XX(ECONNECTTIMEOUT, -30050, 0, "timed out connecting")                                         \
+    XX(EBODYTIMEOUT, -30051, 0, "response body stalled for too long")                              \
+    XX(EQUEUETIMEOUT, -30052, 0, "timed out waiting for a free socket")                            \
+    XX(EDEADLINE, -30053, 0, "request deadline passed")                                            \
+    XX(EINCOMPLETE, -30054, 0, "connection closed before the message was complete")
 
 /* FERRY_EOF, FERRY_ETIMEDOUT, ..., FERRY_EBADREQLINE, ... */
 typedef enum {
@@ -313,6 +319,224 @@ typedef void (*ferry_work_cb)(void *data);
 typedef void (*ferry_after_work_cb)(ferry_res *res, int status, void *data);
 int ferry_res_offload(ferry_res *res, ferry_work_cb work_cb, ferry_after_work_cb after_cb,
                       void *data);
+
+/* ---- Client ----------------------------------------------------------------
+ *
+ * Handles: ferry_agent (long-lived: new → requests ... → close(cb) → free),
+ * one pool of kept-alive sockets per origin (scheme, host, port); and per
+ * request a ferry_client_req, valid from ferry_request()/ferry_fetch() until
+ * its completion callback returns. One loop, one thread. See docs/client.md.
+ *
+ * What the agent guarantees:
+ * - a response body nobody reads is drained and the socket goes back to the
+ *   pool at once (the pool cannot stall);
+ * - sockets beyond max_sockets_per_origin / max_total_sockets are not opened:
+ *   requests wait in a FIFO queue (max_queue long; beyond, FERRY_EQUEUEFULL),
+ *   so 2000 requests at once never meet EMFILE;
+ * - every phase has a timeout (connect, response head, body inactivity,
+ *   queue wait, and a total deadline over queueing and retries);
+ * - an idle socket is retired before the server's advertised
+ *   Keep-Alive: timeout, checked for a pending FIN/RST before reuse, and a
+ *   request that fails on a reused socket before any response byte arrived is
+ *   retried on a fresh socket (the keep-alive race is never seen);
+ * - idempotent requests are retried on connect errors, resets and
+ *   502/503/504/429 (honouring Retry-After) with exponential backoff and full
+ *   jitter, within the total deadline.
+ */
+typedef struct ferry_agent ferry_agent;
+typedef struct ferry_client_req ferry_client_req;
+
+/* A header field as two slices (request options: the caller's; responses:
+ * the agent's, valid as documented where they are handed out). */
+typedef struct ferry_header {
+    ferry_str name;
+    ferry_str value;
+} ferry_header;
+
+/* Request option value meaning "use the agent's default" (timeouts, retries). */
+#define FERRY_AGENT_DEFAULT UINT64_MAX
+
+typedef struct ferry_agent_options {
+    uint32_t max_sockets_per_origin;  /* open sockets to one origin; 256 */
+    uint32_t max_total_sockets;       /* all origins; 0 (default) = RLIMIT_NOFILE's soft limit
+                                         minus a reserve of 64, at least 16 */
+    uint32_t max_idle_per_origin;     /* kept-alive idle sockets per origin; beyond, a freed
+                                         socket closes; 256; 0 = no keep-alive */
+    uint32_t max_queue;               /* requests waiting for a socket, all origins; beyond,
+                                         FERRY_EQUEUEFULL; 10000; 0 = no limit */
+    uint32_t max_requests_per_socket; /* a socket closes after this many; 0 = no limit */
+    uint32_t pipelining;              /* requests in flight per socket; 1 (no pipelining) */
+    uint64_t idle_timeout_ms;         /* an idle socket closes after; 4000; and always
+                                         keep_alive_margin_ms before the server's
+                                         Keep-Alive: timeout=N (not pooled if that is <= 0) */
+    uint64_t keep_alive_margin_ms;    /* 1000 */
+    uint32_t max_header_bytes;        /* response head → FERRY_EHEADTOOBIG; 65536 */
+    uint32_t max_headers;             /* response header fields; 200 */
+    int cookies;                      /* 1: keep an RFC 6265 cookie jar for this agent; 0 */
+    /* defaults for requests (ferry_request_options fields left at FERRY_AGENT_DEFAULT) */
+    uint64_t connect_timeout_ms;      /* DNS + TCP connect, per attempt; 10000 */
+    uint64_t headers_timeout_ms;      /* request written → response head complete; 60000 */
+    uint64_t body_timeout_ms;         /* inactivity while the body arrives (paused
+                                         or not); 60000 */
+    uint64_t queue_timeout_ms;        /* waiting for a socket; 0 = only the total deadline */
+    uint64_t total_timeout_ms;        /* the whole request, retries included; 0 = none */
+    uint32_t retries;                 /* for idempotent requests; 2 */
+    uint64_t retry_base_ms;           /* backoff: full jitter over base * 2^attempt; 100 */
+    uint64_t retry_max_delay_ms;      /* cap on one backoff and on Retry-After; 10000 */
+    uint64_t dns_ttl_ms;              /* how long a resolved name is reused; 30000 */
+} ferry_agent_options;
+
+void ferry_agent_options_init(ferry_agent_options *o);
+
+/* Create an agent on `loop` (o NULL: defaults). Free it with
+ * ferry_agent_free() after its close callback ran. */
+int ferry_agent_new(uv_loop_t *loop, const ferry_agent_options *o, ferry_agent **out);
+
+typedef void (*ferry_agent_close_cb)(ferry_agent *a, void *data);
+/* Stop taking requests (FERRY_ECLOSING), close idle sockets at once, and
+ * either let active and queued requests finish (abort_active 0) or end them
+ * all with FERRY_ECLOSING (1). cb (may be NULL) runs from the loop once the
+ * last socket is closed — never inside this call. Idempotent; a second call
+ * may turn a graceful close into an abort. */
+void ferry_agent_close(ferry_agent *a, int abort_active, ferry_agent_close_cb cb, void *data);
+/* Release the agent once its close completed; FERRY_EBUSY before. */
+int ferry_agent_free(ferry_agent *a);
+
+typedef struct ferry_agent_stats {
+    uint64_t sockets_active;     /* open sockets carrying a request (or connecting) */
+    uint64_t sockets_idle;       /* open sockets in the pool */
+    uint64_t queued;             /* requests waiting for a socket */
+    uint64_t origins;            /* origins with a socket or a queued request */
+    uint64_t connections_opened; /* TCP connections established, ever */
+    uint64_t sockets_reused;     /* requests sent on a socket that served one before */
+    uint64_t requests;           /* requests accepted by ferry_request/ferry_fetch */
+    uint64_t completed;          /* requests done with a response (any status) */
+    uint64_t failed;             /* requests done with an error */
+    uint64_t retries;            /* attempts beyond the first */
+    uint64_t stale_retries;      /* of which after a reused socket failed before a byte */
+    uint64_t timeouts_connect, timeouts_headers, timeouts_body, timeouts_queue, timeouts_total;
+    uint64_t idle_closed;        /* idle sockets retired (timeout, server hint, limit) */
+    uint64_t stale_detected;     /* idle sockets found closed by the server before reuse */
+    uint64_t dns_lookups;        /* getaddrinfo calls */
+    uint64_t dns_cache_hits;
+    uint64_t queue_rejected;     /* FERRY_EQUEUEFULL */
+    uint64_t bytes_out, bytes_in;
+    int closing;
+} ferry_agent_stats;
+
+void ferry_agent_stats_get(const ferry_agent *a, ferry_agent_stats *st);
+
+typedef struct ferry_agent_origin_stats {
+    uint32_t active, idle, queued;
+    uint64_t connections_opened, sockets_reused, requests;
+} ferry_agent_origin_stats;
+
+/* Stats of the origin of `url` (any URL of that origin); all zero for an
+ * origin the agent does not know. FERRY_EINVAL for a bad URL. */
+int ferry_agent_origin_stats_get(const ferry_agent *a, const char *url,
+                                 ferry_agent_origin_stats *st);
+
+/* ---- One request ---- */
+typedef struct ferry_request_options {
+    const char *method;            /* "GET" (default), "POST", ... any token */
+    const char *url;               /* absolute http:// URL: IPv4, [IPv6] or a name;
+                                      https:// → FERRY_ENOTSUP (no TLS yet) */
+    const ferry_header *headers;   /* extra fields, copied; Host, Content-Length,
+                                      Transfer-Encoding and Connection are ferry's */
+    size_t header_count;
+    const void *body;              /* request body, copied; NULL with body_len 0: none */
+    size_t body_len;
+    int stream_body;               /* 1: the body comes through on_body_ready and
+                                      ferry_client_req_write / _end (body is ignored) */
+    int64_t stream_body_length;    /* with stream_body: its length, or -1 (default):
+                                      unknown, sent chunked */
+    const char *content_type;      /* Content-Type, or NULL */
+    uint64_t connect_timeout_ms;   /* each FERRY_AGENT_DEFAULT (default) → the agent's */
+    uint64_t headers_timeout_ms;
+    uint64_t body_timeout_ms;
+    uint64_t queue_timeout_ms;
+    uint64_t total_timeout_ms;
+    uint64_t retries;              /* FERRY_AGENT_DEFAULT: the agent's for idempotent
+                                      requests, 0 otherwise */
+    int idempotent;                /* 1: retry even if the method is not GET, HEAD,
+                                      OPTIONS, PUT, DELETE or TRACE */
+    int expect_continue;           /* 1: send Expect: 100-continue and the body only
+                                      after 100 (or 1 s without an answer) */
+} ferry_request_options;
+
+void ferry_request_options_init(ferry_request_options *o);
+
+/* A response head (and, for ferry_fetch, its body). */
+typedef struct ferry_response {
+    int status;                  /* 100..599 */
+    int version_minor;           /* 0 or 1 */
+    ferry_str reason;
+    const ferry_header *headers; /* header_count fields, in arrival order */
+    size_t header_count;
+    ferry_str body;              /* ferry_fetch only; {NULL,0} for streamed responses */
+    int reused_socket;           /* 1: answered on a socket that served a request before */
+    uint32_t attempts;           /* 1 + retries it took */
+} ferry_response;
+
+/* First field with this name, case-insensitive; {NULL,0} if absent. */
+ferry_str ferry_response_header(const ferry_response *r, const char *name);
+
+/* Streaming callbacks. Each gets the request and the data passed to
+ * ferry_request. on_response runs once, with the final response head (1xx
+ * skipped; r valid until it returns); retries happen before it, never after.
+ * on_data (may be NULL: the body is drained and dropped) gets body pieces,
+ * valid until it returns. on_done runs exactly once, last, with 0 after the
+ * whole body or a negative code (the request is gone when it returns).
+ * on_body_ready (stream_body only) runs when the request may write its body
+ * with ferry_client_req_write / ferry_client_req_end_body — once per attempt
+ * that reaches the socket; a streamed body is not retried after it started. */
+typedef struct ferry_request_callbacks {
+    void (*on_response)(ferry_client_req *req, const ferry_response *r, void *data);
+    void (*on_data)(ferry_client_req *req, const char *buf, size_t len, void *data);
+    void (*on_done)(ferry_client_req *req, int status, void *data);
+    void (*on_body_ready)(ferry_client_req *req, void *data);
+} ferry_request_callbacks;
+
+/* Start a request. Returns 0 (on_done will run, never inside this call) or
+ * a negative code (FERRY_EINVAL bad URL/method/header, FERRY_ENOTSUP https,
+ * FERRY_EQUEUEFULL, FERRY_ECLOSING, FERRY_ENOMEM; no callback runs).
+ * out (may be NULL) receives the handle, valid until on_done returns. */
+int ferry_request(ferry_agent *a, const ferry_request_options *o, const ferry_request_callbacks *cb,
+                  void *data, ferry_client_req **out);
+
+/* Buffered: cb(req, status, r, data) once. status 0: r holds the whole
+ * response, body included (at most max_body_bytes, else FERRY_EBODYTOOBIG;
+ * 0 = 64 MiB). status < 0: r is the head if one arrived, else NULL. r and
+ * its bytes are valid until cb returns. Returns as ferry_request. */
+typedef void (*ferry_fetch_cb)(ferry_client_req *req, int status, const ferry_response *r,
+                               void *data);
+int ferry_fetch(ferry_agent *a, const ferry_request_options *o, uint64_t max_body_bytes,
+                ferry_fetch_cb cb, void *data, ferry_client_req **out);
+
+/* End the request now: on_done (or the fetch cb) runs with FERRY_EABORTED
+ * from the loop, never inside this call; its socket is closed unless the
+ * request had not reached one. Safe from any callback; a second call, or one
+ * after completion was decided, does nothing. */
+void ferry_request_abort(ferry_client_req *req);
+
+/* Backpressure on the response body: while paused, on_data does not run and
+ * the socket is not read (body_timeout_ms still runs). */
+void ferry_client_req_pause(ferry_client_req *req);
+void ferry_client_req_resume(ferry_client_req *req);
+
+/* Streamed request body: copy len bytes out; cb (may be NULL) runs once they
+ * reached the kernel (status 0) or the request failed — wait for it before
+ * writing more. Then ferry_client_req_end_body. FERRY_EINVAL if the request
+ * has no streamed body, or it is already ended. */
+typedef void (*ferry_client_write_cb)(ferry_client_req *req, int status, void *data);
+int ferry_client_req_write(ferry_client_req *req, const void *buf, size_t len,
+                           ferry_client_write_cb cb, void *data);
+int ferry_client_req_end_body(ferry_client_req *req);
+
+/* application/x-www-form-urlencoded from 2 * npairs strings (key, value,
+ * ...), WHATWG rules. *out is malloc'd (the caller frees it) and
+ * NUL-terminated; *out_len excludes the NUL. */
+int ferry_form_encode(const char *const *pairs, size_t npairs, char **out, size_t *out_len);
 
 /* ---- Task queue ------------------------------------------------------------
  *
