@@ -526,12 +526,12 @@ static void on_progress(uv_timer_t *t)
     uint64_t now = uv_hrtime();
     double el = (double) (now - b->t_start) / 1e9;
     double measured = el - (double) c->warmup_ns / 1e9;
-    char line[160], n[32];
+    char line[160], n[32], r[32];
     if (measured <= 0)
         snprintf(line, sizeof line, "%.1fs  warming up", el);
     else
-        snprintf(line, sizeof line, "%.1fs  %s requests  %.0f req/s  errors %" PRIu64, el,
-                 fmt_count(n, done), (double) done / measured, failed);
+        snprintf(line, sizeof line, "%.1fs  %s requests  %s req/s  errors %" PRIu64, el,
+                 fmt_count(n, done), fmt_count(r, (uint64_t) ((double) done / measured)), failed);
     progress_show(line);
 }
 
@@ -601,8 +601,8 @@ static void print_summary(bench *b, const run_stats *st, const ferry_agent_stats
     if (c->max_per_conn)
         fprintf(f, ", %" PRIu64 " requests per connection", c->max_per_conn);
     fprintf(f, "%s\n", b->interrupted ? " (interrupted)" : "");
-    fprintf(f, "  %-13s %s in %.3f s: %.0f req/s\n", "requests", fmt_count(x, st->requests),
-            elapsed, rps);
+    fprintf(f, "  %-13s %s in %.3f s: %s req/s\n", "requests", fmt_count(x, st->requests),
+            elapsed, fmt_count(y, (uint64_t) (rps + 0.5)));
     fprintf(f, "  %-13s %s read (%s/s), %s written\n", "transfer", fmt_bytes(x, (double) bytes_in),
             fmt_bytes(y, bps), fmt_bytes(z, (double) bytes_out));
     report_text_latency(f, &st->latency);

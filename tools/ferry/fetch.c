@@ -644,8 +644,9 @@ static void print_summary(fetch_app *app)
     /* With -o - the bodies own stdout; the summary goes to stderr. */
     FILE *f = app->out == OUT_STDOUT ? stderr : stdout;
     char a[32], b[32], c[32];
-    fprintf(f, "ferry fetch: %s requests to %zu URL%s in %.3f s (%.0f req/s)%s\n",
-            fmt_count(a, st->requests), app->cfg->nurls, app->cfg->nurls == 1 ? "" : "s", el, rps,
+    fprintf(f, "ferry fetch: %s request%s to %zu URL%s in %.3f s (%s req/s)%s\n",
+            fmt_count(a, st->requests), st->requests == 1 ? "" : "s", app->cfg->nurls,
+            app->cfg->nurls == 1 ? "" : "s", el, fmt_count(b, (uint64_t) (rps + 0.5)),
             app->interrupted ? ", interrupted" : "");
     fprintf(f, "  %-13s %s\n", "succeeded", fmt_count(a, st->requests - st->failed));
     fprintf(f, "  %-13s %s\n", "failed", fmt_count(a, st->failed));
