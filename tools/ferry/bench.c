@@ -65,6 +65,7 @@ typedef struct bench bench;
 typedef struct bslot {
     worker *w;
     uint64_t start_ns; /* closed: when ferry_request was called; open: the intended start */
+    uint64_t sent_ns;  /* when ferry_request was called */
     int status;
 } bslot;
 
@@ -96,6 +97,7 @@ struct worker {
     int fatal;            /* a request the agent refused at once */
     int init_err;
     run_stats *st;
+    hist *uncorrected; /* open model: latency from the actual send, as wrk2's --u_latency */
     ferry_agent_stats as0, as1;
     uint64_t unsent;      /* open model: due by the end, never started */
     atomic_uint_fast64_t progress_done, progress_failed;
@@ -295,6 +297,7 @@ static void issue(worker *w, uint64_t start_ns)
 {
     bslot *s = w->free_slots[--w->nfree];
     s->start_ns = start_ns;
+    s->sent_ns = w->open_model ? uv_hrtime() : start_ns;
     s->status = 0;
     w->issued++;
     w->inflight++;
@@ -351,9 +354,11 @@ static void on_done(ferry_client_req *req, int status, void *data)
         return;
     uint64_t now = uv_hrtime();
     if (w->measuring && s->start_ns >= w->t_measure && (!w->t_end || now <= w->t_end)) {
-        if (status == 0)
+        if (status == 0) {
             run_stats_response(w->st, s->status, now > s->start_ns ? (now - s->start_ns) / 1000u : 0);
-        else
+            if (w->open_model)
+                hist_record(w->uncorrected, now > s->sent_ns ? (now - s->sent_ns) / 1000u : 0);
+        } else
             run_stats_error(w->st, status);
         w->t_last = now;
         atomic_store_explicit(&w->progress_done, w->st->requests, memory_order_relaxed);
@@ -550,10 +555,21 @@ static void on_worker_done(uv_async_t *a)
     uv_close((uv_handle_t *) &b->done_async, NULL);
 }
 
-static void print_summary(bench *b, const run_stats *st, const ferry_agent_stats *as,
-                          uint64_t bytes_in, uint64_t bytes_out, double elapsed, uint64_t unsent,
-                          double cpu_s)
+/* The merged results of all workers. */
+typedef struct totals {
+    run_stats *st;
+    hist *uncorrected;
+    ferry_agent_stats as; /* connections_opened, sockets_reused, retries: summed */
+    uint64_t bytes_in, bytes_out, unsent;
+    double elapsed, cpu_s;
+} totals;
+
+static void print_summary(bench *b, const totals *t)
 {
+    const run_stats *st = t->st;
+    const ferry_agent_stats *as = &t->as;
+    uint64_t bytes_in = t->bytes_in, bytes_out = t->bytes_out, unsent = t->unsent;
+    double elapsed = t->elapsed, cpu_s = t->cpu_s;
     const bench_config *c = b->cfg;
     double rps = elapsed > 0 ? (double) st->requests / elapsed : 0;
     double bps = elapsed > 0 ? (double) bytes_in / elapsed : 0;
@@ -570,7 +586,9 @@ static void print_summary(bench *b, const run_stats *st, const ferry_agent_stats
         json_u64(&j, "bytes", bytes_in);
         json_double(&j, "bytes_per_second", bps, 1);
         json_u64(&j, "bytes_out", bytes_out);
-        report_json_latency(&j, &st->latency);
+        report_json_latency(&j, "latency_us", &st->latency);
+        if (c->rate > 0)
+            report_json_latency(&j, "latency_uncorrected_us", t->uncorrected);
         json_u64(&j, "connections_opened", as->connections_opened);
         json_u64(&j, "sockets_reused", as->sockets_reused);
         json_u64(&j, "retries", as->retries);
@@ -605,7 +623,9 @@ static void print_summary(bench *b, const run_stats *st, const ferry_agent_stats
             elapsed, fmt_count(y, (uint64_t) (rps + 0.5)));
     fprintf(f, "  %-13s %s read (%s/s), %s written\n", "transfer", fmt_bytes(x, (double) bytes_in),
             fmt_bytes(y, bps), fmt_bytes(z, (double) bytes_out));
-    report_text_latency(f, &st->latency);
+    report_text_latency(f, "latency", &st->latency);
+    if (c->rate > 0)
+        report_text_latency(f, "uncorrected", t->uncorrected);
     report_text_outcomes(f, st);
     fprintf(f, "  %-13s %s\n", "non-2xx", fmt_count(x, st->non_2xx));
     if (c->rate > 0)
@@ -656,7 +676,8 @@ int cmd_bench(int argc, char **argv)
     bench b = {.cfg = &cfg, .nworkers = (size_t) cfg.threads};
     b.workers = calloc(b.nworkers, sizeof *b.workers);
     run_stats *total = malloc(sizeof *total);
-    int ok = b.workers && total;
+    hist *uncorrected = malloc(sizeof *uncorrected);
+    int ok = b.workers && total && uncorrected;
     for (size_t i = 0; ok && i < b.nworkers; i++) {
         worker *w = &b.workers[i];
         w->b = &b;
@@ -668,15 +689,18 @@ int cmd_bench(int argc, char **argv)
         w->open_model = cfg.rate > 0;
         w->rate = cfg.rate * (double) w->conns / (double) cfg.conns;
         w->st = malloc(sizeof *w->st);
+        w->uncorrected = malloc(sizeof *w->uncorrected);
         w->slots = calloc(w->cap, sizeof *w->slots);
         w->free_slots = calloc(w->cap, sizeof *w->free_slots);
         w->async_closed = 1;
-        if (!w->st || !w->slots || !w->free_slots || uv_mutex_init(&w->lock) != 0) {
+        if (!w->st || !w->uncorrected || !w->slots || !w->free_slots ||
+            uv_mutex_init(&w->lock) != 0) {
             ok = 0;
             break;
         }
         w->lock_ready = 1;
         run_stats_init(w->st);
+        hist_init(w->uncorrected);
         for (uint64_t k = 0; k < w->cap; k++) {
             w->slots[k].w = w;
             w->free_slots[w->nfree++] = &w->slots[w->cap - 1 - k];
@@ -729,9 +753,8 @@ int cmd_bench(int argc, char **argv)
 
     /* Merge. */
     run_stats_init(total);
-    ferry_agent_stats as = {0};
-    uint64_t bytes_in = 0, bytes_out = 0, unsent = 0;
-    double elapsed = 0;
+    hist_init(uncorrected);
+    totals t = {.st = total, .uncorrected = uncorrected, .cpu_s = cpu_s};
     int fatal = 0, init_err = 0;
     for (size_t i = 0; i < b.nworkers; i++) {
         worker *w = &b.workers[i];
@@ -742,18 +765,19 @@ int cmd_bench(int argc, char **argv)
         if (w->fatal)
             fatal = w->fatal;
         run_stats_merge(total, w->st);
-        as.connections_opened += w->as1.connections_opened;
-        as.sockets_reused += w->as1.sockets_reused;
-        as.retries += w->as1.retries;
-        bytes_in += w->as1.bytes_in - w->as0.bytes_in;
-        bytes_out += w->as1.bytes_out - w->as0.bytes_out;
-        unsent += w->unsent;
+        hist_merge(uncorrected, w->uncorrected);
+        t.as.connections_opened += w->as1.connections_opened;
+        t.as.sockets_reused += w->as1.sockets_reused;
+        t.as.retries += w->as1.retries;
+        t.bytes_in += w->as1.bytes_in - w->as0.bytes_in;
+        t.bytes_out += w->as1.bytes_out - w->as0.bytes_out;
+        t.unsent += w->unsent;
         uint64_t end = w->t_end && !b.interrupted ? w->t_end
                        : cfg.requests && w->t_last ? w->t_last
                                                    : w->t_stop;
         double el = end > w->t_measure ? (double) (end - w->t_measure) / 1e9 : 0;
-        if (el > elapsed)
-            elapsed = el;
+        if (el > t.elapsed)
+            t.elapsed = el;
     }
     if (init_err < 0) {
         fprintf(stderr, "ferry bench: cannot start: %s\n", ferry_strerror(init_err));
@@ -765,7 +789,7 @@ int cmd_bench(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    print_summary(&b, total, &as, bytes_in, bytes_out, elapsed, unsent, cpu_s);
+    print_summary(&b, &t);
     rc = total->failed || b.interrupted ? 1 : 0;
 
 out:
@@ -773,6 +797,7 @@ out:
         for (size_t i = 0; i < b.nworkers; i++) {
             worker *w = &b.workers[i];
             free(w->st);
+            free(w->uncorrected);
             free(w->slots);
             free(w->free_slots);
             if (w->lock_ready)
@@ -781,6 +806,7 @@ out:
     }
     free(b.workers);
     free(total);
+    free(uncorrected);
     free(file_body);
     return rc;
 }

@@ -632,7 +632,7 @@ static void print_summary(fetch_app *app)
         json_u64(&j, "retries", as->retries);
         json_double(&j, "elapsed_s", el, 6);
         json_double(&j, "requests_per_second", rps, 1);
-        report_json_latency(&j, &st->latency);
+        report_json_latency(&j, "latency_us", &st->latency);
         json_u64(&j, "urls", app->cfg->nurls);
         json_u64(&j, "concurrency", app->cfg->conc);
         json_u64(&j, "bytes_in", as->bytes_in);
@@ -654,7 +654,7 @@ static void print_summary(fetch_app *app)
     fprintf(f, "  %-13s %s opened, %s requests on reused sockets, %s retries\n", "connections",
             fmt_count(a, as->connections_opened), fmt_count(b, as->sockets_reused),
             fmt_count(c, as->retries));
-    report_text_latency(f, &st->latency);
+    report_text_latency(f, "latency", &st->latency);
     fflush(f);
 }
 

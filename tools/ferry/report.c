@@ -122,9 +122,9 @@ const char *err_kind_name(err_kind k)
     return (unsigned) k < ERRK_COUNT ? names[k] : "other";
 }
 
-void report_json_latency(json *j, const hist *h)
+void report_json_latency(json *j, const char *key, const hist *h)
 {
-    json_obj_begin(j, "latency_us");
+    json_obj_begin(j, key);
     json_u64(j, "p50", hist_percentile(h, 50));
     json_u64(j, "p90", hist_percentile(h, 90));
     json_u64(j, "p99", hist_percentile(h, 99));
@@ -159,14 +159,14 @@ void report_json_outcomes(json *j, const run_stats *s)
     json_obj_end(j);
 }
 
-void report_text_latency(FILE *f, const hist *h)
+void report_text_latency(FILE *f, const char *label, const hist *h)
 {
     char a[32], b[32], c[32], d[32], e[32], m[32];
     if (h->count == 0) {
-        fprintf(f, "  %-13s no responses\n", "latency");
+        fprintf(f, "  %-13s no responses\n", label);
         return;
     }
-    fprintf(f, "  %-13s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (µs; mean %s)\n", "latency",
+    fprintf(f, "  %-13s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (µs; mean %s)\n", label,
             fmt_count(a, hist_percentile(h, 50)), fmt_count(b, hist_percentile(h, 90)),
             fmt_count(c, hist_percentile(h, 99)), fmt_count(d, hist_percentile(h, 99.9)),
             fmt_count(e, h->max), fmt_count(m, (uint64_t) (hist_mean(h) + 0.5)));

@@ -64,15 +64,15 @@ void run_stats_error(run_stats *s, int err);
 err_kind err_kind_of(int err);
 const char *err_kind_name(err_kind k);
 
-/* "latency_us": {"p50":..,"p90":..,"p99":..,"p999":..,"max":..,"min":..,"mean":..} */
-void report_json_latency(json *j, const hist *h);
+/* key: {"p50":..,"p90":..,"p99":..,"p999":..,"max":..,"min":..,"mean":..} */
+void report_json_latency(json *j, const char *key, const hist *h);
 /* "errors": {kind: count, ...} (kinds with a count only), "error_codes":
  * {"ECONNREFUSED": n, ...}, "status": {"200": n, ...}. */
 void report_json_outcomes(json *j, const run_stats *s);
 
 /* Text lines (two-space indent, a label column): latency percentiles,
  * statuses, errors by kind with their codes. */
-void report_text_latency(FILE *f, const hist *h);
+void report_text_latency(FILE *f, const char *label, const hist *h);
 void report_text_outcomes(FILE *f, const run_stats *s);
 
 /* 12345678 → "12,345,678" into buf (at least 32 bytes); returns buf. */
