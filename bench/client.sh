@@ -21,6 +21,8 @@
 #   FERRY [build/ferry]  ROUNDS [3]  DURATION seconds [5]  N [2000]  RUNS [5]
 #   NODE [node]  NPM [npm]  NGINX [nginx]  WRK [wrk]  HYPERFINE [hyperfine]  CURL [curl]
 #   NPM_PREFIX [build-bench/npm]  RESULTS [build/bench/client-results.md]
+#   QUIET_WAIT  seconds, in all, to wait for other processes to go quiet (< 15 % of a
+#               core) before each load run and each hyperfine batch [0]
 # Everything is bounded in time; the server and every client are killed on exit.
 set -euo pipefail
 
@@ -39,6 +41,7 @@ HYPERFINE=${HYPERFINE:-hyperfine}
 CURL=${CURL:-curl}
 NPM_PREFIX=${NPM_PREFIX:-build-bench/npm}
 RESULTS=${RESULTS:-build/bench/client-results.md}
+QUIET_WAIT=${QUIET_WAIT:-0}
 CONNS=64
 PAR=50
 SERVER_CPU=1
@@ -190,6 +193,21 @@ background_cpu() { # % of one core used by others over 0.5 s (the server idles m
         tee -a "$BG_LIST"
 }
 
+# quiet_moment: background_cpu, after waiting up to QUIET_WAIT seconds in all for
+# it to drop below 15 % (on a shared machine, a moment between others' jobs).
+QUIET_LEFT=$QUIET_WAIT
+quiet_moment() {
+    local bg
+    bg=$(background_cpu)
+    while [ "$bg" -gt 15 ] && [ "$QUIET_LEFT" -gt 0 ]; do
+        sleep 1
+        QUIET_LEFT=$((QUIET_LEFT - 1))
+        sed -i '$d' "$BG_LIST" # only the last sample counts
+        bg=$(background_cpu)
+    done
+    echo "$bg"
+}
+
 rotate() { # rotate N WORD...: the words rotated by N places
     local r=$1; shift
     local a=("$@") n=$# i res=()
@@ -214,10 +232,11 @@ run_load() {
     wrk) cmd=("$WRK" -t1 -c"$CONNS" -d"${DURATION}s" "$URL") ;;
     autocannon) cmd=("$NODE" "$AUTOCANNON" -c "$CONNS" -d "$DURATION" -j "$URL") ;;
     esac
+    local m0 m1
     times >"$TMP/times0"
-    s0=$(tree_ticks "$SPID"); t0=$EPOCHREALTIME
+    s0=$(tree_ticks "$SPID"); m0=$(machine_busy_ticks); t0=$EPOCHREALTIME
     run_bg timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" "${cmd[@]}" >"$out" 2>"$out.err" || true
-    t1=$EPOCHREALTIME; s1=$(tree_ticks "$SPID")
+    t1=$EPOCHREALTIME; s1=$(tree_ticks "$SPID"); m1=$(machine_busy_ticks)
     times >"$TMP/times1"
     w0=$(children_cpu_s "$TMP/times0"); w1=$(children_cpu_s "$TMP/times1")
     local parsed
@@ -227,9 +246,13 @@ run_load() {
     autocannon) parsed=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["requests"]["total"]; print(t / d["duration"], t, d["errors"] + d["non2xx"] + d["timeouts"])' "$out" 2>/dev/null || echo "0 0 1") ;;
     esac
     read -r rps reqs errs <<<"$parsed"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$round" "$rps" "$reqs" "$(awk -v a="$w0" -v b="$w1" 'BEGIN { print b - a }')" \
-        $((s1 - s0)) "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$errs" >>"$LOAD_TSV"
-    tail -n 1 "$LOAD_TSV" | awk -F'\t' -v tck="$CLK_TCK" '{ printf "  %-10s round %s: %9.0f req/s  client %.2f µs/req (%.0f%% CPU)  nginx %.0f%% CPU  errors %s\n", $1, $2, $3, $4 ? $5 * 1e6 / $4 : 0, 100 * $5 / $7, 100 * $6 / tck / $7, $8 }' >&2
+    # Columns: tool round req/s requests client_cpu_s server_ticks wall_s errors others_%
+    # (others: machine CPU minus the client and nginx, in % of one core).
+    awk -v tool="$tool" -v round="$round" -v rps="$rps" -v reqs="$reqs" -v w0="$w0" -v w1="$w1" \
+        -v ds=$((s1 - s0)) -v dm=$((m1 - m0)) -v t0="$t0" -v t1="$t1" -v errs="$errs" -v tck="$CLK_TCK" 'BEGIN {
+        wall = t1 - t0; others = 100 * (dm / tck - (w1 - w0) - ds / tck) / wall
+        printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\n", tool, round, rps, reqs, w1 - w0, ds, wall, errs, (others < 0 ? 0 : others) }' >>"$LOAD_TSV"
+    tail -n 1 "$LOAD_TSV" | awk -F'\t' -v tck="$CLK_TCK" '{ printf "  %-10s round %s: %9.0f req/s  client %.2f µs/req (%.0f%% CPU)  nginx %.0f%% CPU  others %s%%  errors %s\n", $1, $2, $3, ($4 ? $5 * 1e6 / $4 : 0), 100 * $5 / $7, 100 * $6 / tck / $7, $9, $8 }' >&2
 }
 
 note "1. load generation: -c$CONNS, ${DURATION} s, $ROUNDS rounds (ferry bench, wrk -t1, autocannon)"
@@ -237,7 +260,8 @@ note "1. load generation: -c$CONNS, ${DURATION} s, $ROUNDS rounds (ferry bench, 
 run_bg timeout 30 taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d1s "$URL" >/dev/null 2>&1 || true
 for ((round = 1; round <= ROUNDS; round++)); do
     for tool in $(rotate $((round - 1)) ferry wrk autocannon); do
-        background_cpu >/dev/null
+        bg=$(quiet_moment)
+        [ "$bg" -gt 25 ] && note "other processes use ${bg}% of a core right now: expect distorted figures"
         run_load "$tool" "$round"
     done
 done
@@ -293,6 +317,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         conc=1
         [ "$part" = par ] && conc=$PAR
         for client in $(rotate $((round - 1)) ferry node-http undici curl); do
+            quiet_moment >/dev/null
             run_wall "$part" "$client" "$conc" "$round"
         done
     done
@@ -306,7 +331,18 @@ summary() {
     echo "Server: nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') (1 worker) on CPU $SERVER_CPU; every client on CPU $CLIENT_CPU."
     echo "Clients: ferry $("$FERRY" version | cut -d' ' -f2), $("$WRK" -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'), autocannon $(npm_version autocannon), node $("$NODE" --version), undici $(npm_version undici), $("$CURL" --version | head -n 1 | awk '{ print $1, $2 }'), $("$HYPERFINE" --version)."
     echo "Figures: median (min–max); $ROUNDS rounds, client order rotated each round."
-    sort -n "$BG_LIST" | awk '{ b[++n] = $1 } END { if (n) printf "\nOther processes before each load run: median %d%%, max %d%% of one core.%s\n", b[int((n + 1) / 2)], b[n], b[int((n + 1) / 2)] > 10 ? " **The machine was busy: these figures are distorted.**" : "" }'
+    if [ -s "$BG_LIST" ]; then
+        echo
+        { sort -n "$BG_LIST"; echo "--"; cut -f9 "$LOAD_TSV" | sort -n; } | awk '
+            $1 == "--" { part = 2; next }
+            part != 2 { b[++nb] = $1 } part == 2 { w[++nw] = $1 }
+            END {
+                printf "Other processes before each load run: median %d%%, max %d%% of one core. ", b[int((nb + 1) / 2)], b[nb]
+                if (nw) printf "During the load runs: median %d%%, max %d%%.", w[int((nw + 1) / 2)], w[nw]
+                if (b[int((nb + 1) / 2)] > 10 || (nw && w[int((nw + 1) / 2)] > 15))
+                    printf " **The machine was busy: these figures are distorted; rerun on a quiet machine (QUIET_WAIT helps).**"
+                print "" }'
+    fi
     echo
     awk -F'\t' -v tck="$CLK_TCK" -v conns="$CONNS" -v dur="$DURATION" -v medfile="$TMP/medians" '
         function sortn(a, n,   i, j, t) { for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t } }
@@ -328,16 +364,17 @@ summary() {
             v[$1, "cpu"] = v[$1, "cpu"] " " 100 * $5 / $7
             v[$1, "srv"] = v[$1, "srv"] " " 100 * $6 / tck / $7
             v[$1, "err"] = v[$1, "err"] " " $8
+            v[$1, "oth"] = v[$1, "oth"] " " $9
         }
         END {
             printf "### 1. Load generation: %d connections, %d s, against nginx\n\n", conns, dur
-            print "| client | req/s | client CPU µs/req | client CPU % | nginx CPU % | errors |"
-            print "|---|---|---|---|---|---|"
+            print "| client | req/s | client CPU µs/req | client CPU % | nginx CPU % | other processes CPU % | errors |"
+            print "|---|---|---|---|---|---|---|"
             for (i = 1; i <= nt; i++) {
                 t = order[i]
                 label = t == "ferry" ? "`ferry bench -c" conns " -d" dur "`" : t == "wrk" ? "`wrk -t1 -c" conns " -d" dur "s`" : "autocannon `-c " conns " -d " dur "`"
-                printf "| %s | %s | %s | %s | %s | %s |\n", label, stat(t SUBSEP "rps", ","), stat(t SUBSEP "us", "%.2f"),
-                    stat(t SUBSEP "cpu", "%.0f"), stat(t SUBSEP "srv", "%.0f"), stat(t SUBSEP "err", "%d")
+                printf "| %s | %s | %s | %s | %s | %s | %s |\n", label, stat(t SUBSEP "rps", ","), stat(t SUBSEP "us", "%.2f"),
+                    stat(t SUBSEP "cpu", "%.0f"), stat(t SUBSEP "srv", "%.0f"), stat(t SUBSEP "oth", "%.0f"), stat(t SUBSEP "err", "%d")
                 print "LOAD", t, med[t SUBSEP "rps"], med[t SUBSEP "us"] >> medfile
             }
             print ""
