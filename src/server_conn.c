@@ -33,6 +33,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server_internal.h"
 #include "transport.h"
@@ -1294,9 +1295,10 @@ int server_conn_accept(ferry_server *s, uv_os_sock_t fd, bool is_pipe)
     s->nconns++;
     if (rc < 0) {
         /* the handle exists: close it properly. The fd uv_*_open refused is
-         * not the handle's and stays open (as it always did): to fix apart. */
+         * not the handle's, so it is closed here. */
         c->state = C_CLOSED;
         transport_close(&c->t, false, on_conn_closed);
+        close(fd);
         return 0;
     }
     s->stats.connections_accepted++;

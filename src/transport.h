@@ -53,7 +53,8 @@ typedef struct transport_out {
 /* Wrap an accepted (or otherwise open) socket: init, open, TCP_NODELAY.
  * On failure after the handle was initialised, *initialised is set and the
  * caller must still transport_close() it. A socket uv_*_open refused was not
- * adopted by the handle: closing the handle does not close it. */
+ * adopted by the handle: closing the handle does not close it; the caller
+ * closes it. */
 int transport_open(uv_loop_t *loop, transport *t, uv_os_sock_t fd, bool is_pipe,
                    bool *initialised);
 
