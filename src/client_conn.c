@@ -237,7 +237,7 @@ static void on_write_done(uv_write_t *wr, int status)
 {
     transport_out *q = container_of(wr, transport_out, wreq);
     client_conn *c = container_of(q, client_conn, out);
-    size_t n = transport_out_written(q);
+    size_t n = transport_out_written(q, status);
     if (c->state == CC_CLOSED)
         return;
     if (status < 0) {
