@@ -23,13 +23,13 @@
  * The main thread only starts the workers, prints progress on a TTY and
  * merges their results.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "cmd.h"
@@ -171,39 +171,14 @@ static void usage(FILE *out)
             "the run could not start, 2 for bad usage.\n");
 }
 
-static int is_tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
 static int add_header(bench_config *c, const char *arg)
 {
-    const char *colon = strchr(arg, ':');
-    if (!colon || colon == arg)
-        return usage_error(CMD, "invalid header '%s': expected 'Name: value'", arg);
-    for (const char *p = arg; p < colon; p++)
-        if (!is_tchar((unsigned char) *p))
-            return usage_error(CMD, "invalid header name in '%s'", arg);
-    const char *v = colon + 1;
-    while (*v == ' ' || *v == '\t')
-        v++;
-    size_t vlen = strlen(v);
-    while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-        vlen--;
-    for (size_t i = 0; i < vlen; i++)
-        if ((unsigned char) v[i] < 0x20 && v[i] != '\t')
-            return usage_error(CMD, "invalid character in the value of header '%s'", arg);
-    size_t nlen = (size_t) (colon - arg);
-    static const char *const ferrys[] = {"host", "content-length", "transfer-encoding",
-                                         "connection"};
-    for (size_t k = 0; k < sizeof ferrys / sizeof ferrys[0]; k++)
-        if (strlen(ferrys[k]) == nlen && strncasecmp(arg, ferrys[k], nlen) == 0)
-            return usage_error(CMD, "header '%.*s' is set by ferry", (int) nlen, arg);
     if (c->nheaders == MAX_HEADERS)
         return usage_error(CMD, "too many -H headers (at most %d)", MAX_HEADERS);
-    c->headers[c->nheaders++] = (ferry_header){{arg, nlen}, {v, vlen}};
-    return 0;
+    int rc = flag_header(CMD, arg, &c->headers[c->nheaders]);
+    if (rc == 0)
+        c->nheaders++;
+    return rc;
 }
 
 static int on_flag(void *ctx, const flag_spec *spec, const flag_value *v)
@@ -222,11 +197,8 @@ static int on_flag(void *ctx, const flag_spec *spec, const flag_value *v)
     case F_M: c->max_per_conn = v->u; break;
     case F_H: return add_header(c, v->str);
     case F_X:
-        if (!v->str[0])
-            return usage_error(CMD, "option '-X' needs a method");
-        for (const char *p = v->str; *p; p++)
-            if (!is_tchar((unsigned char) *p))
-                return usage_error(CMD, "invalid method '%s'", v->str);
+        if (flag_method(CMD, v->str) != 0)
+            return 2;
         c->method = v->str;
         break;
     case F_BODY:
@@ -252,40 +224,9 @@ static int on_arg(void *ctx, const char *arg)
     bench_config *c = ctx;
     if (c->url)
         return usage_error(CMD, "unexpected argument '%s': one URL only", arg);
-    if (strncasecmp(arg, "http://", 7) != 0 && strncasecmp(arg, "https://", 8) != 0)
-        return usage_error(CMD, "'%s' is not an http:// or https:// URL", arg);
+    if (flag_url(CMD, arg) != 0)
+        return 2;
     c->url = arg;
-    return 0;
-}
-
-static int read_file(const char *path, char **out, size_t *out_len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap)
-            break;
-        char *bigger = realloc(buf, cap * 2);
-        if (!bigger) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = bigger;
-        cap *= 2;
-    }
-    int err = ferror(f) || !buf;
-    fclose(f);
-    if (err) {
-        free(buf);
-        return -1;
-    }
-    *out = buf;
-    *out_len = len;
     return 0;
 }
 
@@ -669,8 +610,8 @@ int cmd_bench(int argc, char **argv)
 
     char *file_body = NULL;
     size_t body_len = cfg.body ? strlen(cfg.body) : 0;
-    if (cfg.body_file && read_file(cfg.body_file, &file_body, &body_len) < 0)
-        return usage_error(CMD, "cannot read '%s'", cfg.body_file);
+    if (cfg.body_file && read_whole_file(cfg.body_file, &file_body, &body_len) < 0)
+        return usage_error(CMD, "cannot read '%s': %s", cfg.body_file, strerror(errno));
     int has_body = cfg.body || cfg.body_file;
 
     bench b = {.cfg = &cfg, .nworkers = (size_t) cfg.threads};

@@ -168,8 +168,8 @@ static int keep(fetch_config *c, char *s)
 
 static int add_url(fetch_config *c, const char *url)
 {
-    if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
-        return usage_error(CMD, "'%s' is not an http:// or https:// URL", url);
+    if (flag_url(CMD, url) != 0)
+        return 2;
     if (c->nurls == c->urls_cap) {
         size_t cap = c->urls_cap ? c->urls_cap * 2 : 8;
         const char **p = realloc(c->urls, cap * sizeof *p);
@@ -182,38 +182,16 @@ static int add_url(fetch_config *c, const char *url)
     return 0;
 }
 
-static int is_tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-/* -H 'Name: value': slices into the argument itself (argv outlives the run). */
+/* -H: Content-Type becomes the body's type (so -d cannot add a second one);
+ * other fields are slices into the argument itself (argv outlives the run). */
 static int add_header(fetch_config *c, const char *arg)
 {
-    const char *colon = strchr(arg, ':');
-    if (!colon || colon == arg)
-        return usage_error(CMD, "invalid header '%s': expected 'Name: value'", arg);
-    for (const char *p = arg; p < colon; p++)
-        if (!is_tchar((unsigned char) *p))
-            return usage_error(CMD, "invalid header name in '%s'", arg);
-    const char *v = colon + 1;
-    while (*v == ' ' || *v == '\t')
-        v++;
-    size_t vlen = strlen(v);
-    while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-        vlen--;
-    for (size_t i = 0; i < vlen; i++)
-        if ((unsigned char) v[i] < 0x20 && v[i] != '\t')
-            return usage_error(CMD, "invalid character in the value of header '%s'", arg);
-    size_t nlen = (size_t) (colon - arg);
-    static const char *const ferrys[] = {"host", "content-length", "transfer-encoding",
-                                         "connection"};
-    for (size_t k = 0; k < sizeof ferrys / sizeof ferrys[0]; k++)
-        if (strlen(ferrys[k]) == nlen && strncasecmp(arg, ferrys[k], nlen) == 0)
-            return usage_error(CMD, "header '%.*s' is set by ferry", (int) nlen, arg);
-    if (nlen == 12 && strncasecmp(arg, "content-type", 12) == 0) {
-        char *ct = strndup(v, vlen);
+    ferry_header h;
+    int rc = flag_header(CMD, arg, &h);
+    if (rc != 0)
+        return rc;
+    if (h.name.len == 12 && strncasecmp(h.name.p, "content-type", 12) == 0) {
+        char *ct = strndup(h.value.p, h.value.len);
         if (!ct || keep(c, ct) < 0)
             return usage_error(CMD, "out of memory");
         c->content_type = ct;
@@ -221,7 +199,7 @@ static int add_header(fetch_config *c, const char *arg)
     }
     if (c->nheaders == MAX_HEADERS)
         return usage_error(CMD, "too many -H headers (at most %d)", MAX_HEADERS);
-    c->headers[c->nheaders++] = (ferry_header){{arg, nlen}, {v, vlen}};
+    c->headers[c->nheaders++] = h;
     return 0;
 }
 
@@ -232,11 +210,8 @@ static int on_flag(void *ctx, const flag_spec *spec, const flag_value *v)
     case F_N: c->per_url = v->u; break;
     case F_C: c->conc = v->u; break;
     case F_X:
-        if (!v->str[0])
-            return usage_error(CMD, "option '-X' needs a method");
-        for (const char *p = v->str; *p; p++)
-            if (!is_tchar((unsigned char) *p))
-                return usage_error(CMD, "invalid method '%s'", v->str);
+        if (flag_method(CMD, v->str) != 0)
+            return 2;
         c->method = v->str;
         break;
     case F_H: return add_header(c, v->str);
@@ -319,40 +294,6 @@ static int read_urls_file(fetch_config *c)
     if (f != stdin)
         fclose(f);
     return rc;
-}
-
-/* The whole of a file, malloc'd. */
-static int read_file(const char *path, char **out, size_t *out_len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (len < cap)
-            break;
-        char *bigger = realloc(buf, cap * 2);
-        if (!bigger) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = bigger;
-        cap *= 2;
-    }
-    int err = ferror(f) || !buf;
-    fclose(f);
-    if (err) {
-        free(buf);
-        errno = errno ? errno : ENOMEM;
-        return -1;
-    }
-    *out = buf;
-    *out_len = len;
-    return 0;
 }
 
 static void free_config(fetch_config *c)
@@ -684,7 +625,7 @@ int cmd_fetch(int argc, char **argv)
     char *body = NULL;
     size_t body_len = 0;
     if (rc == 0 && cfg.data_file) {
-        if (read_file(cfg.data_file, &body, &body_len) < 0)
+        if (read_whole_file(cfg.data_file, &body, &body_len) < 0)
             rc = usage_error(CMD, "cannot read '%s': %s", cfg.data_file, strerror(errno));
         else if (!cfg.content_type)
             cfg.content_type = "application/octet-stream";

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -179,5 +180,88 @@ int flags_parse(const char *cmd, int argc, char **argv, const flag_spec *specs, 
         if ((rc = on_flag(ctx, spec, &v)) != 0)
             return rc;
     }
+    return 0;
+}
+
+static int is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+int flag_header(const char *cmd, const char *arg, ferry_header *out)
+{
+    const char *colon = strchr(arg, ':');
+    if (!colon || colon == arg)
+        return usage_error(cmd, "invalid header '%s': expected 'Name: value'", arg);
+    for (const char *p = arg; p < colon; p++)
+        if (!is_tchar((unsigned char) *p))
+            return usage_error(cmd, "invalid header name in '%s'", arg);
+    const char *v = colon + 1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t vlen = strlen(v);
+    while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+        vlen--;
+    for (size_t i = 0; i < vlen; i++)
+        if (((unsigned char) v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
+            return usage_error(cmd, "invalid character in the value of header '%s'", arg);
+    size_t nlen = (size_t) (colon - arg);
+    static const char *const ferrys[] = {"host", "content-length", "transfer-encoding",
+                                         "connection"};
+    for (size_t k = 0; k < sizeof ferrys / sizeof ferrys[0]; k++)
+        if (strlen(ferrys[k]) == nlen && strncasecmp(arg, ferrys[k], nlen) == 0)
+            return usage_error(cmd, "header '%.*s' is set by ferry", (int) nlen, arg);
+    *out = (ferry_header){{arg, nlen}, {v, vlen}};
+    return 0;
+}
+
+int flag_method(const char *cmd, const char *arg)
+{
+    if (!arg[0])
+        return usage_error(cmd, "option '-X' needs a method");
+    for (const char *p = arg; *p; p++)
+        if (!is_tchar((unsigned char) *p))
+            return usage_error(cmd, "invalid method '%s'", arg);
+    return 0;
+}
+
+int flag_url(const char *cmd, const char *arg)
+{
+    if (strncasecmp(arg, "http://", 7) != 0 && strncasecmp(arg, "https://", 8) != 0)
+        return usage_error(cmd, "'%s' is not an http:// or https:// URL", arg);
+    return 0;
+}
+
+int read_whole_file(const char *path, char **out, size_t *out_len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap)
+            break;
+        char *bigger = realloc(buf, cap * 2);
+        if (!bigger) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    int failed = !buf || ferror(f);
+    int saved = buf ? EIO : ENOMEM;
+    fclose(f);
+    if (failed) {
+        free(buf);
+        errno = saved;
+        return -1;
+    }
+    *out = buf;
+    *out_len = len;
     return 0;
 }

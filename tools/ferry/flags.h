@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ferry.h"
+
 typedef enum flag_kind {
     FLAG_BOOL,    /* no value */
     FLAG_STR,     /* any string, not checked here */
@@ -58,5 +60,18 @@ int parse_uint(const char *s, uint64_t max, uint64_t *out);
 /* A plain decimal number ("12", "0.5", ".5", "3.", optional trailing 's' if
  * allow_s): 0 or -1. No sign, exponent, spaces, inf or nan. */
 int parse_decimal(const char *s, int allow_s, double *out);
+
+/* -H 'Name: value': the name a token, the value trimmed and free of control
+ * characters; Host, Content-Length, Transfer-Encoding and Connection are
+ * refused (the library writes them). out points into arg. 0, or 2 after one
+ * line on stderr. */
+int flag_header(const char *cmd, const char *arg, ferry_header *out);
+/* -X METHOD: a non-empty token. 0, or 2 after one line on stderr. */
+int flag_method(const char *cmd, const char *arg);
+/* An absolute http:// or https:// URL (the library checks the rest). 0, or
+ * 2 after one line on stderr. */
+int flag_url(const char *cmd, const char *arg);
+/* The whole of a file, malloc'd (the caller frees it): 0, or -1 with errno. */
+int read_whole_file(const char *path, char **out, size_t *out_len);
 
 #endif /* FERRY_TOOL_FLAGS_H */
