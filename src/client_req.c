@@ -448,6 +448,7 @@ static bool within_deadline(const client_req *r, uint64_t delay_ms)
 static void retry(client_req *r, uint64_t delay_ms)
 {
     r->attempts++;
+    r->reused = false;
     r->agent->stats.retries++;
     r->got_byte = false;
     r->body_started = false;
@@ -459,9 +460,8 @@ static void retry(client_req *r, uint64_t delay_ms)
         agent_schedule_retry(r, delay_ms);
 }
 
-/* An attempt failed with err; r is off its socket already. collateral: r
- * was pipelined behind the request that failed and never got a byte. */
-void client_req_attempt_failed(client_req *r, int err, bool collateral)
+/* An attempt failed with err; r is off its socket already. how: AF_*. */
+void client_req_attempt_failed(client_req *r, int err, int how)
 {
     ferry_agent *a = r->agent;
     if (r->state == RQ_DONE)
@@ -472,10 +472,6 @@ void client_req_attempt_failed(client_req *r, int err, bool collateral)
         return;
     }
     bool replayable = !(r->stream_body && r->body_started);
-    if (collateral && !r->got_byte && replayable) {
-        agent_enqueue(r, true); /* not an attempt of its own */
-        return;
-    }
     if (r->response_delivered || !replayable) {
         client_req_complete(r, err);
         return;
@@ -490,7 +486,7 @@ void client_req_attempt_failed(client_req *r, int err, bool collateral)
         retry(r, 0);
         return;
     }
-    bool nothing_sent = connect_error(err) && !r->reused;
+    bool nothing_sent = how == AF_CONNECT && connect_error(err);
     if (r->retries_left && (nothing_sent || (r->idempotent && reset_error(err)))) {
         uint64_t delay = agent_backoff_ms(a, r->attempts - 1);
         if (within_deadline(r, delay)) {
@@ -500,6 +496,30 @@ void client_req_attempt_failed(client_req *r, int err, bool collateral)
         }
     }
     client_req_complete(r, err);
+}
+
+/* r was pipelined behind a request that failed and never got an answer:
+ * send it again, right behind `lead` (the request before it: in its backoff,
+ * or after it in the queue), so the order holds. Returns r, the next lead. */
+client_req *client_req_replay(client_req *r, client_req *lead)
+{
+    ferry_agent *a = r->agent;
+    if (r->state == RQ_DONE)
+        return lead;
+    r->state = RQ_NEW;
+    if (a->closing_abort || r->got_byte || (r->stream_body && r->body_started)) {
+        client_req_attempt_failed(r, r->got_byte ? FERRY_EINCOMPLETE : FERRY_ECONNRESET,
+                                  AF_SENT);
+        return lead;
+    }
+    if (lead && lead->state == RQ_BACKOFF) {
+        agent_schedule_retry_at(r, lead->retry_at);
+    } else if (lead && lead->state == RQ_WAITING) {
+        agent_enqueue_after(r, lead);
+    } else {
+        agent_enqueue(r, true);
+    }
+    return r;
 }
 
 /* Retry-After (RFC 9110 §10.2.3): seconds, or an HTTP date. Returns ms, or
@@ -571,6 +591,8 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
                               size_t head_len)
 {
     ferry_agent *a = r->agent;
+    if (r->ghost)
+        return;
     if (a->have_jar)
         store_cookies(r, h);
     /* a retryable status: drain this response, then try again */
@@ -616,7 +638,7 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
 /* Body bytes of the response to r. */
 void client_req_body(client_req *r, const char *p, size_t n)
 {
-    if (r->retry_pending || r->state == RQ_DONE)
+    if (r->retry_pending || r->state == RQ_DONE || r->ghost)
         return; /* drained */
     if (r->fetch) {
         if (r->fetch_len + n > r->fetch_max) {
@@ -646,6 +668,10 @@ void client_req_body(client_req *r, const char *p, size_t n)
 /* The response to r ended (r is off its socket): done, or retried. */
 void client_req_message_end(client_req *r)
 {
+    if (r->ghost) {
+        client_req_free_ghost(r);
+        return;
+    }
     if (r->state == RQ_DONE)
         return;
     if (r->retry_pending) {
@@ -661,6 +687,33 @@ void client_req_message_end(client_req *r)
     client_req_deliver_done(r);
 }
 
+/* ---- ghosts ---- */
+
+/* Allocates a ghost for r (owner: r's socket, which frees it when the
+ * response it stands for has been read, or when the socket closes). It
+ * knows only what reading that response needs. NULL without memory. */
+client_req *client_req_ghost(const client_req *r)
+{
+    client_req *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->ghost = true;
+    g->agent = r->agent;
+    g->is_head = r->is_head;
+    g->body_ended = r->body_ended;
+    g->state = RQ_SENT;
+    g->t_headers = r->t_headers;
+    g->t_body = r->t_body;
+    timeout_entry_init(&g->tmo, client_req_on_timeout);
+    return g;
+}
+
+void client_req_free_ghost(client_req *g)
+{
+    timeout_disarm(&g->tmo);
+    free(g);
+}
+
 /* ---- timeouts ---- */
 
 void client_req_on_timeout(timeout_entry *e)
@@ -668,6 +721,11 @@ void client_req_on_timeout(timeout_entry *e)
     client_req *r = container_of(e, client_req, tmo);
     ferry_agent *a = r->agent;
     int err;
+    if (r->ghost) { /* the response nobody waits for never came: the socket is stuck */
+        a->stats.timeouts_headers++;
+        client_conn_close_ex(r->conn, FERRY_EHEADERSTIMEOUT, true);
+        return;
+    }
     if (r->state == RQ_WAITING) {
         a->stats.timeouts_queue++;
         err = FERRY_EQUEUETIMEOUT;
@@ -754,11 +812,14 @@ int ferry_client_req_write(ferry_client_req *r, const void *buf, size_t len,
     client_conn *c = r->conn;
     r->stream_sent += len;
     client_conn_write_body(c, r, buf, len, false);
-    if (cb && r->state == RQ_SENT && r->conn == c) {
+    if (r->state != RQ_SENT || r->conn != c)
+        return FERRY_ENOMEM; /* appending failed and took the socket down */
+    if (cb)
         r->waiters[r->nwaiters++] = (client_waiter){c->out.queued_total, cb, data};
-        if (c->out.flushed_total >= c->out.queued_total)
-            client_conn_schedule(c);
-    }
+    /* the upload is progress: the response clock starts again */
+    if (c->inflight.next == &r->link)
+        agent_arm(r->agent, &r->tmo, r->t_headers, false);
+    client_conn_flush(c); /* a failure here reaches cb through the request's end */
     return 0;
 }
 
@@ -770,8 +831,14 @@ int ferry_client_req_end_body(ferry_client_req *r)
         return FERRY_ENOTCONN;
     if (r->stream_len != UINT64_MAX && r->stream_sent != r->stream_len)
         return FERRY_EINVAL;
+    client_conn *c = r->conn;
     r->body_ended = true;
-    client_conn_write_body(r->conn, r, NULL, 0, true);
+    client_conn_write_body(c, r, NULL, 0, true);
+    if (r->state != RQ_SENT || r->conn != c)
+        return FERRY_ENOMEM;
+    if (c->inflight.next == &r->link)
+        agent_arm(r->agent, &r->tmo, r->t_headers, false);
+    client_conn_flush(c);
     return 0;
 }
 
