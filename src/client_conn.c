@@ -319,6 +319,8 @@ void client_conn_send(client_conn *c, client_req *r)
         return;
     }
     r->force_new = false;
+    if (r->close_after)
+        c->no_reuse_after = true;
     r->state = RQ_SENT;
     r->conn = c;
     list_append(&c->inflight, &r->link);

@@ -175,6 +175,7 @@ struct ferry_client_req {
     bool idempotent, is_head, stream_body, chunked_body, body_ended, body_started;
     bool fetch, paused, aborted, got_byte, reused, stale_retried, response_delivered;
     bool expect_continue, continue_waiting, force_new, retry_pending;
+    bool close_after;         /* the caller sent Connection: close */
     bool ghost;               /* a placeholder for a request that left its socket early */
     client_conn *driving;     /* a socket connecting on this request's behalf */
     uint64_t retry_delay;

@@ -99,6 +99,11 @@ static bool name_is(const ferry_str *s, const char *name)
     return s->len == n && strncasecmp(s->p, name, n) == 0;
 }
 
+static bool value_is(const ferry_str *s, const char *v)
+{
+    return name_is(s, v);
+}
+
 static bool method_idempotent(const char *m)
 {
     static const char *const list[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
@@ -115,14 +120,27 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
     ferry_agent *a = r->agent;
     sbuf b = {0};
     bool has_cookie = false;
+    const ferry_header *host_field = NULL;
     for (size_t i = 0; i < o->header_count; i++) {
         const ferry_header *h = &o->headers[i];
         if (!h->name.p || !parse_is_token(h->name.p, h->name.len) ||
             (h->value.len && !h->value.p) || !value_ok(h->value.p, h->value.len))
             return FERRY_EINVAL;
-        if (name_is(&h->name, "host") || name_is(&h->name, "content-length") ||
-            name_is(&h->name, "transfer-encoding") || name_is(&h->name, "connection"))
-            return FERRY_EINVAL; /* ferry frames the message and manages the socket */
+        if (name_is(&h->name, "content-length") || name_is(&h->name, "transfer-encoding"))
+            return FERRY_EINVAL; /* ferry frames the message */
+        if (name_is(&h->name, "host")) { /* a virtual host on an address: replaces the URL's */
+            if (host_field || !h->value.len)
+                return FERRY_EINVAL;
+            host_field = h;
+        }
+        if (name_is(&h->name, "connection")) {
+            /* close: this socket ends with the response; keep-alive is the
+             * default anyway; anything else (upgrade...) ferry cannot honour */
+            if (value_is(&h->value, "close"))
+                r->close_after = true;
+            else if (!value_is(&h->value, "keep-alive"))
+                return FERRY_EINVAL;
+        }
         if (name_is(&h->name, "cookie"))
             has_cookie = true;
     }
@@ -137,11 +155,15 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
     sb_str(&b, " HTTP/1.1\r\nHost: ");
     char host[URL_HOST_HEADER_MAX];
     size_t hlen;
-    if (url_host_header(&r->url, host, sizeof(host), &hlen) == 0)
+    if (host_field)
+        sb_put(&b, host_field->value.p, host_field->value.len);
+    else if (url_host_header(&r->url, host, sizeof(host), &hlen) == 0)
         sb_put(&b, host, hlen);
     sb_put(&b, "\r\n", 2);
     for (size_t i = 0; i < o->header_count; i++) {
         const ferry_header *h = &o->headers[i];
+        if (h == host_field)
+            continue;
         sb_put(&b, h->name.p, h->name.len);
         sb_put(&b, ": ", 2);
         sb_put(&b, h->value.p, h->value.len);
@@ -172,7 +194,7 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
     }
     if (o->expect_continue && has_body)
         sb_str(&b, "Expect: 100-continue\r\n");
-    if (a->opt.max_idle_per_origin == 0)
+    if (a->opt.max_idle_per_origin == 0 && !r->close_after)
         sb_str(&b, "Connection: close\r\n");
     if (a->have_jar && !has_cookie) {
         size_t need = 0;

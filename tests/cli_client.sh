@@ -51,7 +51,8 @@ usage_error fetch "not a URL" example.com
 usage_error fetch "ftp URL" ftp://example.com/
 usage_error fetch "header without colon" -H 'X-Test' $U
 usage_error fetch "header with a bad name" -H 'X Test: 1' $U
-usage_error fetch "Host header is ferry's" -H 'Host: x' $U
+usage_error fetch "Content-Length header is ferry's" -H 'Content-Length: 5' $U
+usage_error fetch "Connection: upgrade" -H 'Connection: upgrade' $U
 usage_error fetch "-d with --form" -d a --form b=c $U
 usage_error fetch "--form without =" --form abc $U
 usage_error fetch "missing --data-file" --data-file "$tmp/nope" $U

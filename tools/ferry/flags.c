@@ -207,11 +207,14 @@ int flag_header(const char *cmd, const char *arg, ferry_header *out)
         if (((unsigned char) v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
             return usage_error(cmd, "invalid character in the value of header '%s'", arg);
     size_t nlen = (size_t) (colon - arg);
-    static const char *const ferrys[] = {"host", "content-length", "transfer-encoding",
-                                         "connection"};
+    static const char *const ferrys[] = {"content-length", "transfer-encoding"};
     for (size_t k = 0; k < sizeof ferrys / sizeof ferrys[0]; k++)
         if (strlen(ferrys[k]) == nlen && strncasecmp(arg, ferrys[k], nlen) == 0)
             return usage_error(cmd, "header '%.*s' is set by ferry", (int) nlen, arg);
+    if (nlen == 10 && strncasecmp(arg, "connection", 10) == 0 &&
+        !(vlen == 5 && strncasecmp(v, "close", 5) == 0) &&
+        !(vlen == 10 && strncasecmp(v, "keep-alive", 10) == 0))
+        return usage_error(cmd, "header 'Connection' may only be close or keep-alive");
     *out = (ferry_header){{arg, nlen}, {v, vlen}};
     return 0;
 }
