@@ -382,7 +382,8 @@ typedef struct ferry_agent_options {
     uint64_t total_timeout_ms;        /* the whole request, retries included; 0 = none */
     uint32_t retries;                 /* for idempotent requests; 2 */
     uint64_t retry_base_ms;           /* backoff: full jitter over base * 2^attempt; 100 */
-    uint64_t retry_max_delay_ms;      /* cap on one backoff and on Retry-After; 10000 */
+    uint64_t retry_max_delay_ms;      /* cap on one backoff; a longer Retry-After means
+                                         no retry (the caller gets that response); 10000 */
     uint64_t dns_ttl_ms;              /* how long a resolved name is reused; 30000 */
 } ferry_agent_options;
 
@@ -427,8 +428,12 @@ typedef struct ferry_agent_stats {
 void ferry_agent_stats_get(const ferry_agent *a, ferry_agent_stats *st);
 
 typedef struct ferry_agent_origin_stats {
-    uint32_t active, idle, queued;
-    uint64_t connections_opened, sockets_reused, requests;
+    uint32_t active, idle, queued;  /* sockets busy or connecting, sockets pooled, requests
+                                       waiting — now */
+    uint64_t connections_opened;    /* since the origin was first used; an origin with no
+                                       socket and no request is forgotten, counters too */
+    uint64_t sockets_reused;        /* requests sent on a socket that had served one */
+    uint64_t requests;              /* attempts sent to this origin (retries count) */
 } ferry_agent_origin_stats;
 
 /* Stats of the origin of `url` (any URL of that origin); all zero for an
@@ -484,7 +489,7 @@ typedef struct ferry_response {
 ferry_str ferry_response_header(const ferry_response *r, const char *name);
 
 /* Streaming callbacks. Each gets the request and the data passed to
- * ferry_request. on_response runs once, with the final response head (1xx
+ * ferry_request. on_response (may be NULL) runs once, with the final response head (1xx
  * skipped; r valid until it returns); retries happen before it, never after.
  * on_data (may be NULL: the body is drained and dropped) gets body pieces,
  * valid until it returns. on_done runs exactly once, last, with 0 after the
@@ -500,7 +505,8 @@ typedef struct ferry_request_callbacks {
 } ferry_request_callbacks;
 
 /* Start a request. Returns 0 (on_done will run, never inside this call) or
- * a negative code (FERRY_EINVAL bad URL/method/header, FERRY_ENOTSUP https,
+ * a negative code (FERRY_EINVAL bad URL/method/header, FERRY_ENOTSUP https
+ * or another scheme, or user:password@ in the URL,
  * FERRY_EQUEUEFULL, FERRY_ECLOSING, FERRY_ENOMEM; no callback runs).
  * out (may be NULL) receives the handle, valid until on_done returns. */
 int ferry_request(ferry_agent *a, const ferry_request_options *o, const ferry_request_callbacks *cb,

@@ -392,6 +392,18 @@ uint32_t agent_queue_excess(const client_origin *o)
     return o->nwaiting + 1 > room ? o->nwaiting + 1 - room : 0;
 }
 
+/* Whether another origin has requests held back by the total budget. */
+static bool other_origin_starving(const client_origin *o)
+{
+    const ferry_agent *a = o->agent;
+    for (const list_link *l = a->starving.next; l != &a->starving; l = l->next) {
+        const client_origin *s = container_of(l, client_origin, starving_link);
+        if (s != o && s->nwaiting)
+            return true;
+    }
+    return false;
+}
+
 /* A socket finished its last request (or just connected): give it the next
  * queued request, park it as idle, or close it. */
 void agent_conn_available(client_conn *c)
@@ -419,7 +431,7 @@ void agent_conn_available(client_conn *c)
     }
     /* nothing to do here: keep it, unless another origin needs the budget,
      * the pool is full, or the agent is closing */
-    if (a->closing || o->nidle >= a->opt.max_idle_per_origin || !list_empty(&a->starving) ||
+    if (a->closing || o->nidle >= a->opt.max_idle_per_origin || other_origin_starving(o) ||
         c->idle_ms == 0) {
         a->stats.idle_closed++;
         client_conn_close(c, 0);

@@ -490,7 +490,7 @@ static void on_head(client_conn *c, client_req *r, int rc)
     }
     if (!(h->flags & PARSE_F_KEEP_ALIVE))
         c->no_reuse_after = true;
-    if (h->keep_alive_timeout_s) {
+    if (h->flags & PARSE_F_KEEP_ALIVE_HINT) {
         /* retire the socket before the server does (the keep-alive race) */
         uint64_t hint = (uint64_t) h->keep_alive_timeout_s * 1000;
         uint64_t t = hint > a->opt.keep_alive_margin_ms ? hint - a->opt.keep_alive_margin_ms : 0;

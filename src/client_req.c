@@ -284,6 +284,8 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
     if (rc == 0) {
         memcpy(r->url_buf, o->url, ulen + 1);
         rc = url_parse(r->url_buf, ulen, &r->url);
+        if (rc == FERRY_EBADHOST || rc == FERRY_EBADTARGET)
+            rc = FERRY_EINVAL; /* to the caller, a bad URL is a bad argument */
     }
     if (rc == 0 && r->url.https)
         rc = FERRY_ENOTSUP; /* until TLS lands */
@@ -364,7 +366,15 @@ int ferry_fetch(ferry_agent *a, const ferry_request_options *o, uint64_t max_bod
 static void req_leave(client_req *r, int err)
 {
     switch (r->state) {
-    case RQ_WAITING: agent_unqueue(r); break;
+    case RQ_WAITING: {
+        client_conn *c = r->driving;
+        client_origin *o = r->origin;
+        agent_unqueue(r);
+        /* a connect made for r that no other queued request will use */
+        if (c && o->nwaiting < o->nconnecting)
+            client_conn_close(c, 0);
+        break;
+    }
     case RQ_BACKOFF: agent_cancel_retry(r); break;
     case RQ_SENT:
         if (r->conn)
@@ -631,10 +641,6 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
     }
     const char *base = c->rbuf->data;
     if (r->fetch) {
-        if ((h->flags & PARSE_F_CONTENT_LENGTH) && h->content_length > r->fetch_max) {
-            client_req_complete(r, FERRY_EBODYTOOBIG);
-            return;
-        }
         size_t hl = head_len;
         char *copy = malloc(hl ? hl : 1);
         if (!copy || fill_response(r, h, base, copy) < 0) {
@@ -646,6 +652,8 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
         free(r->head_copy);
         r->head_copy = copy;
         r->response_delivered = true;
+        if ((h->flags & PARSE_F_CONTENT_LENGTH) && h->content_length > r->fetch_max)
+            client_req_complete(r, FERRY_EBODYTOOBIG); /* refused before a byte of it */
         return;
     }
     if (fill_response(r, h, base, NULL) < 0) {

@@ -328,9 +328,13 @@ static void note_keep_alive(parse_head *h, const char *p, const char *end)
         if (end - p > 8 && lit_ieq(p, "timeout=", 8)) {
             uint32_t v = 0;
             p += 8;
+            const char *digits = p;
             while (p < end && (unsigned char) (*p - '0') <= 9 && v < 1000000)
                 v = v * 10 + (uint32_t) (*p++ - '0');
-            h->keep_alive_timeout_s = v;
+            if (p > digits) { /* timeout=0 is a hint too: do not pool */
+                h->keep_alive_timeout_s = v;
+                h->flags |= PARSE_F_KEEP_ALIVE_HINT;
+            }
         }
         while (p < end && *p != ',')
             p++;

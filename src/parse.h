@@ -57,6 +57,7 @@ enum {
     PARSE_F_UPGRADE = 1u << 5,         /* Connection: upgrade + Upgrade, CONNECT, or 101 */
     PARSE_F_EXPECT_CONTINUE = 1u << 6, /* Expect: 100-continue */
     PARSE_F_EXPECT_OTHER = 1u << 7,    /* another expectation: a server answers 417 */
+    PARSE_F_KEEP_ALIVE_HINT = 1u << 8, /* response Keep-Alive: timeout=N (N may be 0) */
 };
 
 /* What to tell parse_response() about the request it answers. */
@@ -94,7 +95,8 @@ typedef struct parse_head {
     uint32_t nfields;
     uint32_t flags;          /* PARSE_F_* */
     uint64_t content_length; /* with PARSE_F_CONTENT_LENGTH */
-    uint32_t keep_alive_timeout_s; /* response "Keep-Alive: timeout=N", 0 if absent */
+    uint32_t keep_alive_timeout_s; /* response "Keep-Alive: timeout=N" (with
+                                      PARSE_F_KEEP_ALIVE_HINT; 0 if absent) */
 
     /* resumable state (private) */
     uintptr_t _base;  /* buffer address of the previous call, for rebasing */

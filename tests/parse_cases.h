@@ -256,6 +256,8 @@ static const struct pcase cases[] = {
     RESP("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi", "1.1 200 OK [Connection: close] [Content-Length: 2] cl=2 body=hi"),
     RESP("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=100\r\nContent-Length: 0\r\n\r\n", "1.1 200 OK [Keep-Alive: timeout=5, max=100] [Content-Length: 0] cl=0 ka kat=5 body="),
     RESP("HTTP/1.1 200 OK\r\nKeep-Alive: max=9,TIMEOUT=30\r\nContent-Length: 0\r\n\r\n", "1.1 200 OK [Keep-Alive: max=9,TIMEOUT=30] [Content-Length: 0] cl=0 ka kat=30 body="),
+    RESP("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=0\r\nContent-Length: 0\r\n\r\n", "1.1 200 OK [Keep-Alive: timeout=0] [Content-Length: 0] cl=0 ka kat=0 body="),
+    RESP("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=\r\nContent-Length: 0\r\n\r\n", "1.1 200 OK [Keep-Alive: timeout=] [Content-Length: 0] cl=0 ka body="),
     RESP("HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n", "1.1 200 - [Content-Length: 0] cl=0 ka body="),
     RESP("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", "1.1 200 - [Content-Length: 0] cl=0 ka body="),
     RESP("HTTP/1.1 999 Whatever it is\r\nContent-Length: 0\r\n\r\n", "1.1 999 Whatever it is [Content-Length: 0] cl=0 ka body="),

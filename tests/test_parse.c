@@ -197,7 +197,7 @@ static void describe(const struct pcase *c, size_t hfirst, size_t hstep, size_t 
         putf(out, " 100c");
     if (f & PARSE_F_EXPECT_OTHER)
         putf(out, " expect");
-    if (h.keep_alive_timeout_s)
+    if (h.flags & PARSE_F_KEEP_ALIVE_HINT)
         putf(out, " kat=%u", h.keep_alive_timeout_s);
 
     const char *body = c->raw + r;
