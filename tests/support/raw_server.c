@@ -82,6 +82,7 @@ struct rconn {
     timer_purpose tp;
     uint32_t responses;
     char line[RAW_LINE]; /* "METHOD target" of the request being read */
+    bool is_head;        /* that request is a HEAD: the response has no body */
 
     /* input */
     char *buf;
@@ -231,11 +232,11 @@ static void respond(rconn *c, bool error)
         n += snprintf(head + n, sizeof(head) - (size_t) n, "Retry-After: %s\r\n",
                       s->opts.retry_after);
     n += snprintf(head + n, sizeof(head) - (size_t) n, "\r\n");
-    size_t total = (size_t) n + blen;
+    size_t total = (size_t) n + (c->is_head ? 0 : blen);
     char *msg = malloc(total);
     assert_non_null(msg);
     memcpy(msg, head, (size_t) n);
-    memcpy(msg + n, body, blen);
+    memcpy(msg + n, body, total - (size_t) n);
     send_bytes(c, msg, total);
     free(msg);
 }
@@ -334,6 +335,7 @@ static void process(rconn *c)
                 return;
             }
             stat_add(s, &s->st.heads, 1);
+            c->is_head = c->head.method_id == PARSE_M_HEAD;
             snprintf(c->line, sizeof(c->line), "%.*s %.*s", (int) c->head.method_len,
                      c->head.method, (int) (c->head.target_len > 100 ? 100 : c->head.target_len),
                      c->head.target);
