@@ -28,6 +28,15 @@ static inline void list_append(list_link *sentinel, list_link *l)
     sentinel->prev = l;
 }
 
+/* Put l right after `at` (a sentinel: at the front). */
+static inline void list_insert_after(list_link *at, list_link *l)
+{
+    l->prev = at;
+    l->next = at->next;
+    at->next->prev = l;
+    at->next = l;
+}
+
 /* Unlink l; it is left pointing at itself, so removing it again is harmless. */
 static inline void list_remove(list_link *l)
 {

@@ -29,7 +29,7 @@ static void entry_unlink(timeout_entry *entry)
  * flag flips, cheap enough for every transition to and from empty. */
 static void list_update_ref(timeout_list *list)
 {
-    if (list_empty(&list->_armed))
+    if (list_empty(&list->_armed) || list->_weak)
         uv_unref((uv_handle_t *) &list->_timer);
     else
         uv_ref((uv_handle_t *) &list->_timer);
@@ -83,6 +83,7 @@ int timeout_list_init(uv_loop_t *loop, timeout_list *list, uint64_t duration_ms)
     list->_count = 0;
     list->_close_cb = NULL;
     list->_closing = false;
+    list->_weak = false;
     list->data = NULL;
     list_update_ref(list); /* empty: does not keep the loop alive */
     return 0;
@@ -102,6 +103,12 @@ void timeout_list_close(timeout_list *list, timeout_close_cb close_cb)
     while (!list_empty(&list->_armed))
         entry_unlink(entry_of(list->_armed.next));
     uv_close((uv_handle_t *) &list->_timer, on_timer_closed);
+}
+
+void timeout_list_set_weak(timeout_list *list)
+{
+    list->_weak = true;
+    uv_unref((uv_handle_t *) &list->_timer);
 }
 
 uint64_t timeout_list_duration(const timeout_list *list)
@@ -146,7 +153,7 @@ void timeout_arm(timeout_list *list, timeout_entry *entry)
     list->_count++;
     if (was_empty) {
         if (!uv_is_active((uv_handle_t *) &list->_timer)) list_start_timer(list);
-        uv_ref((uv_handle_t *) &list->_timer);
+        if (!list->_weak) uv_ref((uv_handle_t *) &list->_timer);
     }
 }
 

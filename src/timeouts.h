@@ -106,6 +106,7 @@ struct timeout_list {
     size_t _count;       /* armed entries */
     timeout_close_cb _close_cb;
     bool _closing;
+    bool _weak;          /* never keeps the loop alive (timeout_list_set_weak) */
 };
 
 /* Ready `list` for entries that expire `duration_ms` after they are armed
@@ -120,6 +121,10 @@ int timeout_list_init(uv_loop_t *loop, timeout_list *list, uint64_t duration_ms)
  * then may the list's memory be released. Safe from inside any timeout
  * callback, including one of this list's. A second call does nothing. */
 void timeout_list_close(timeout_list *list, timeout_close_cb close_cb);
+
+/* Let the list's armed entries not keep the loop alive, as for a client's
+ * idle pooled sockets: uv_run() may return while they are still pooled. */
+void timeout_list_set_weak(timeout_list *list);
 
 /* The list's duration in ms, as given to timeout_list_init(). */
 uint64_t timeout_list_duration(const timeout_list *list);

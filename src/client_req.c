@@ -1,0 +1,802 @@
+/* client_req.c — one client request: the public calls, its bytes on the
+ * wire (built once, replayed on retry), its timeouts, the retry policy and
+ * its completion.
+ *
+ * Life: ferry_request → queued on its origin → sent on a socket → response
+ * head (on_response, or a retry decision) → body → on_done. Any attempt can
+ * fail; client_req_attempt_failed decides between another attempt and the
+ * end. Retries happen before on_response, never after it.
+ *
+ * Completion runs the user's callback exactly once. After a successful
+ * response it runs at once (we are in the socket's read callback); every
+ * other completion is put on the agent's done list and runs from the kick,
+ * so it never runs inside a public call, and never inside the socket code
+ * that found the error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "client_internal.h"
+
+#define FETCH_DEFAULT_MAX (64u * 1024 * 1024)
+
+void ferry_request_options_init(ferry_request_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->method = "GET";
+    o->stream_body_length = -1;
+    o->connect_timeout_ms = FERRY_AGENT_DEFAULT;
+    o->headers_timeout_ms = FERRY_AGENT_DEFAULT;
+    o->body_timeout_ms = FERRY_AGENT_DEFAULT;
+    o->queue_timeout_ms = FERRY_AGENT_DEFAULT;
+    o->total_timeout_ms = FERRY_AGENT_DEFAULT;
+    o->retries = FERRY_AGENT_DEFAULT;
+}
+
+ferry_str ferry_response_header(const ferry_response *r, const char *name)
+{
+    ferry_str none = {NULL, 0};
+    if (!r || !name)
+        return none;
+    size_t n = strlen(name);
+    for (size_t i = 0; i < r->header_count; i++) {
+        const ferry_header *h = &r->headers[i];
+        if (h->name.len == n && strncasecmp(h->name.p, name, n) == 0)
+            return h->value;
+    }
+    return none;
+}
+
+/* ---- building the request bytes ---- */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int err;
+} sbuf;
+
+static void sb_put(sbuf *b, const void *p, size_t n)
+{
+    if (b->err)
+        return;
+    if (b->len + n > b->cap) {
+        size_t c = b->cap ? b->cap : 256;
+        while (c < b->len + n)
+            c *= 2;
+        char *q = realloc(b->p, c);
+        if (!q) {
+            b->err = FERRY_ENOMEM;
+            return;
+        }
+        b->p = q;
+        b->cap = c;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static void sb_str(sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
+
+static bool value_ok(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char) p[i];
+        if (ch == '\r' || ch == '\n' || ch == '\0')
+            return false;
+    }
+    return true;
+}
+
+static bool name_is(const ferry_str *s, const char *name)
+{
+    size_t n = strlen(name);
+    return s->len == n && strncasecmp(s->p, name, n) == 0;
+}
+
+static bool method_idempotent(const char *m)
+{
+    static const char *const list[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
+    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++)
+        if (strcmp(m, list[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The request's bytes: head, then the in-memory body (owner: the request,
+ * r->wire, freed with it). */
+static int build_wire(client_req *r, const ferry_request_options *o, const char *method)
+{
+    ferry_agent *a = r->agent;
+    sbuf b = {0};
+    bool has_cookie = false;
+    for (size_t i = 0; i < o->header_count; i++) {
+        const ferry_header *h = &o->headers[i];
+        if (!h->name.p || !parse_is_token(h->name.p, h->name.len) ||
+            (h->value.len && !h->value.p) || !value_ok(h->value.p, h->value.len))
+            return FERRY_EINVAL;
+        if (name_is(&h->name, "host") || name_is(&h->name, "content-length") ||
+            name_is(&h->name, "transfer-encoding") || name_is(&h->name, "connection"))
+            return FERRY_EINVAL; /* ferry frames the message and manages the socket */
+        if (name_is(&h->name, "cookie"))
+            has_cookie = true;
+    }
+    if (o->content_type && !value_ok(o->content_type, strlen(o->content_type)))
+        return FERRY_EINVAL;
+
+    sb_str(&b, method);
+    sb_put(&b, " ", 1);
+    sb_put(&b, r->url.path.p, r->url.path.len);
+    if (r->url.query.len)
+        sb_put(&b, r->url.query.p, r->url.query.len);
+    sb_str(&b, " HTTP/1.1\r\nHost: ");
+    char host[URL_HOST_HEADER_MAX];
+    size_t hlen;
+    if (url_host_header(&r->url, host, sizeof(host), &hlen) == 0)
+        sb_put(&b, host, hlen);
+    sb_put(&b, "\r\n", 2);
+    for (size_t i = 0; i < o->header_count; i++) {
+        const ferry_header *h = &o->headers[i];
+        sb_put(&b, h->name.p, h->name.len);
+        sb_put(&b, ": ", 2);
+        sb_put(&b, h->value.p, h->value.len);
+        sb_put(&b, "\r\n", 2);
+    }
+    if (o->content_type) {
+        sb_str(&b, "Content-Type: ");
+        sb_str(&b, o->content_type);
+        sb_put(&b, "\r\n", 2);
+    }
+    char line[64];
+    bool has_body = false;
+    if (o->stream_body) {
+        has_body = true;
+        if (o->stream_body_length >= 0) {
+            int n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n",
+                             (long long) o->stream_body_length);
+            sb_put(&b, line, (size_t) n);
+        } else {
+            sb_str(&b, "Transfer-Encoding: chunked\r\n");
+        }
+    } else if (o->body_len || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+               strcmp(method, "PATCH") == 0) {
+        /* RFC 9110 §8.6: send a length when the method has a body meaning */
+        has_body = o->body_len > 0;
+        int n = snprintf(line, sizeof(line), "Content-Length: %zu\r\n", o->body_len);
+        sb_put(&b, line, (size_t) n);
+    }
+    if (o->expect_continue && has_body)
+        sb_str(&b, "Expect: 100-continue\r\n");
+    if (a->opt.max_idle_per_origin == 0)
+        sb_str(&b, "Connection: close\r\n");
+    if (a->have_jar && !has_cookie) {
+        size_t need = 0;
+        int64_t now = (int64_t) time(NULL);
+        int rc = cookie_jar_header(&a->jar, r->url.host.p, r->url.host.len, r->url.path.p,
+                                   r->url.path.len, 0, now, NULL, 0, &need);
+        if (rc == FERRY_ENOBUFS && need) {
+            char *v = malloc(need + 1);
+            if (v && cookie_jar_header(&a->jar, r->url.host.p, r->url.host.len, r->url.path.p,
+                                       r->url.path.len, 0, now, v, need + 1, &need) == 0) {
+                sb_str(&b, "Cookie: ");
+                sb_put(&b, v, need);
+                sb_put(&b, "\r\n", 2);
+            }
+            free(v);
+        }
+    }
+    sb_put(&b, "\r\n", 2);
+    r->head_len = b.len;
+    if (!o->stream_body && o->body_len)
+        sb_put(&b, o->body, o->body_len);
+    if (b.err) {
+        free(b.p);
+        return b.err;
+    }
+    r->wire = b.p;
+    r->wire_len = b.len;
+    r->expect_continue = o->expect_continue && has_body;
+    return 0;
+}
+
+/* ---- starting ---- */
+
+static uint64_t pick(uint64_t req, uint64_t agent)
+{
+    return req == FERRY_AGENT_DEFAULT ? agent : req;
+}
+
+static void req_free(client_req *r)
+{
+    ferry_agent *a = r->agent;
+    timeout_disarm(&r->tmo);
+    timeout_disarm(&r->t_deadline);
+    timeout_disarm(&r->t_continue);
+    if (r->origin)
+        agent_origin_unref(r->origin);
+    free(r->url_buf);
+    free(r->wire);
+    free(r->hdrs);
+    free(r->head_copy);
+    free(r->fetch_buf);
+    free(r->waiters);
+    free(r);
+    a->live_requests--;
+    agent_maybe_close_done(a);
+}
+
+static void on_continue_timeout(timeout_entry *e);
+
+/* Allocates the request (owner: the caller's callbacks until its
+ * completion callback returns; freed right after it). */
+static int start(ferry_agent *a, const ferry_request_options *o, const ferry_request_callbacks *cb,
+                 ferry_fetch_cb fetch_cb, uint64_t fetch_max, void *data, ferry_client_req **out)
+{
+    if (out)
+        *out = NULL;
+    if (!a || !o || !o->url)
+        return FERRY_EINVAL;
+    if (a->closing)
+        return FERRY_ECLOSING;
+    const char *method = o->method ? o->method : "GET";
+    if (!parse_is_token(method, strlen(method)))
+        return FERRY_EINVAL;
+    if (!o->stream_body && o->body_len && !o->body)
+        return FERRY_EINVAL;
+    client_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return FERRY_ENOMEM;
+    r->agent = a;
+    list_init(&r->link);
+    timeout_entry_init(&r->tmo, client_req_on_timeout);
+    timeout_entry_init(&r->t_deadline, client_req_on_deadline);
+    timeout_entry_init(&r->t_continue, on_continue_timeout);
+    size_t ulen = strlen(o->url);
+    r->url_buf = malloc(ulen + 1);
+    int rc = r->url_buf ? 0 : FERRY_ENOMEM;
+    if (rc == 0) {
+        memcpy(r->url_buf, o->url, ulen + 1);
+        rc = url_parse(r->url_buf, ulen, &r->url);
+    }
+    if (rc == 0 && r->url.https)
+        rc = FERRY_ENOTSUP; /* until TLS lands */
+    if (rc == 0) {
+        r->idempotent = method_idempotent(method) || o->idempotent;
+        r->is_head = strcmp(method, "HEAD") == 0;
+        r->stream_body = o->stream_body != 0;
+        r->chunked_body = r->stream_body && o->stream_body_length < 0;
+        r->stream_len = r->stream_body && o->stream_body_length >= 0
+                            ? (uint64_t) o->stream_body_length
+                            : UINT64_MAX;
+        rc = build_wire(r, o, method);
+    }
+    if (rc == 0)
+        r->origin = agent_origin_for(a, &r->url, &rc);
+    if (rc == 0 && a->opt.max_queue) {
+        /* would this request wait, and is the queue full? (checked now, so
+         * the caller learns it from the return value) */
+        uint32_t excess = agent_queue_excess(r->origin);
+        uint32_t others = a->nqueued - r->origin->nwaiting;
+        if (excess && others + excess > a->opt.max_queue) {
+            a->stats.queue_rejected++;
+            rc = FERRY_EQUEUEFULL;
+        }
+    }
+    if (rc != 0) {
+        a->live_requests++; /* req_free balances it */
+        req_free(r);
+        return rc;
+    }
+    if (cb)
+        r->cb = *cb;
+    r->fetch = fetch_cb != NULL;
+    r->fetch_cb = fetch_cb;
+    r->fetch_max = fetch_max ? fetch_max : FETCH_DEFAULT_MAX;
+    r->data = data;
+    r->t_connect = pick(o->connect_timeout_ms, a->opt.connect_timeout_ms);
+    r->t_headers = pick(o->headers_timeout_ms, a->opt.headers_timeout_ms);
+    r->t_body = pick(o->body_timeout_ms, a->opt.body_timeout_ms);
+    r->t_queue = pick(o->queue_timeout_ms, a->opt.queue_timeout_ms);
+    r->t_total = pick(o->total_timeout_ms, a->opt.total_timeout_ms);
+    uint64_t retries = o->retries == FERRY_AGENT_DEFAULT ? (r->idempotent ? a->opt.retries : 0)
+                                                         : o->retries;
+    r->retries_left = retries > UINT32_MAX ? UINT32_MAX : (uint32_t) retries;
+    r->attempts = 1;
+    a->live_requests++;
+    a->stats.requests++;
+    if (r->t_total) {
+        uv_update_time(a->loop);
+        r->deadline_at = uv_now(a->loop) + r->t_total;
+        agent_arm(a, &r->t_deadline, r->t_total, false);
+    }
+    agent_enqueue(r, false);
+    if (out)
+        *out = r;
+    return 0;
+}
+
+int ferry_request(ferry_agent *a, const ferry_request_options *o, const ferry_request_callbacks *cb,
+                  void *data, ferry_client_req **out)
+{
+    if (!cb || !cb->on_done || (o && o->stream_body && !cb->on_body_ready))
+        return FERRY_EINVAL;
+    return start(a, o, cb, NULL, 0, data, out);
+}
+
+int ferry_fetch(ferry_agent *a, const ferry_request_options *o, uint64_t max_body_bytes,
+                ferry_fetch_cb cb, void *data, ferry_client_req **out)
+{
+    if (!cb || (o && o->stream_body))
+        return FERRY_EINVAL;
+    return start(a, o, NULL, cb, max_body_bytes, data, out);
+}
+
+/* ---- ending ---- */
+
+/* Take r off whatever it is on (queue, socket, backoff). */
+static void req_leave(client_req *r, int err)
+{
+    switch (r->state) {
+    case RQ_WAITING: agent_unqueue(r); break;
+    case RQ_BACKOFF: agent_cancel_retry(r); break;
+    case RQ_SENT:
+        if (r->conn)
+            client_conn_detach(r->conn, r, err);
+        break;
+    default: list_remove(&r->link); break;
+    }
+    timeout_disarm(&r->tmo);
+    timeout_disarm(&r->t_continue);
+}
+
+/* End r with status; the callback runs from the agent's kick. */
+void client_req_complete(client_req *r, int status)
+{
+    if (r->state == RQ_DONE)
+        return;
+    req_leave(r, status < 0 ? status : FERRY_EABORTED);
+    r->state = RQ_DONE;
+    r->final_status = status;
+    timeout_disarm(&r->t_deadline);
+    list_append(&r->agent->done, &r->link);
+    agent_kick(r->agent);
+}
+
+void client_req_fire_waiters(client_req *r, uint64_t flushed)
+{
+    while (r->nwaiters && r->waiters[0].at <= flushed) {
+        client_waiter w = r->waiters[0];
+        memmove(r->waiters, r->waiters + 1, (r->nwaiters - 1) * sizeof(w));
+        r->nwaiters--;
+        if (w.cb)
+            w.cb(r, 0, w.data);
+        if (r->state == RQ_DONE)
+            return;
+    }
+}
+
+/* Run the completion callback, then free r. */
+void client_req_deliver_done(client_req *r)
+{
+    ferry_agent *a = r->agent;
+    int status = r->final_status;
+    while (r->nwaiters) { /* their bytes never made it */
+        client_waiter w = r->waiters[--r->nwaiters];
+        if (w.cb)
+            w.cb(r, status < 0 ? status : FERRY_ECANCELED, w.data);
+    }
+    if (status < 0)
+        a->stats.failed++;
+    else
+        a->stats.completed++;
+    if (r->fetch) {
+        const ferry_response *res = NULL;
+        if (r->response_delivered) {
+            r->res.body.p = r->fetch_buf;
+            r->res.body.len = r->fetch_len;
+            res = &r->res;
+        }
+        r->fetch_cb(r, status, res, r->data);
+    } else if (r->cb.on_done) {
+        r->cb.on_done(r, status, r->data);
+    }
+    req_free(r);
+}
+
+static bool connect_error(int err)
+{
+    switch (err) {
+    case FERRY_ECONNREFUSED:
+    case FERRY_ECONNECTTIMEOUT:
+    case FERRY_EHOSTUNREACH:
+    case FERRY_ENETUNREACH:
+    case FERRY_EADDRNOTAVAIL:
+    case FERRY_EAI_AGAIN:
+    case FERRY_ETIMEDOUT: return true;
+    default: return false;
+    }
+}
+
+static bool reset_error(int err)
+{
+    switch (err) {
+    case FERRY_ECONNRESET:
+    case FERRY_EPIPE:
+    case FERRY_ECONNABORTED:
+    case FERRY_EINCOMPLETE:
+    case FERRY_EOF: return true;
+    default: return false;
+    }
+}
+
+/* Whether a retry after delay_ms still ends before the deadline. */
+static bool within_deadline(const client_req *r, uint64_t delay_ms)
+{
+    if (!r->t_total)
+        return true;
+    uint64_t now = uv_now(r->agent->loop);
+    return now + delay_ms < r->deadline_at;
+}
+
+/* Another attempt after delay_ms: counted, then queued (at the front: this
+ * request has waited its turn already). */
+static void retry(client_req *r, uint64_t delay_ms)
+{
+    r->attempts++;
+    r->agent->stats.retries++;
+    r->got_byte = false;
+    r->body_started = false;
+    r->body_ended = false;
+    r->retry_pending = false;
+    if (delay_ms == 0)
+        agent_enqueue(r, true);
+    else
+        agent_schedule_retry(r, delay_ms);
+}
+
+/* An attempt failed with err; r is off its socket already. collateral: r
+ * was pipelined behind the request that failed and never got a byte. */
+void client_req_attempt_failed(client_req *r, int err, bool collateral)
+{
+    ferry_agent *a = r->agent;
+    if (r->state == RQ_DONE)
+        return;
+    r->state = RQ_NEW;
+    if (a->closing_abort) {
+        client_req_complete(r, FERRY_ECLOSING);
+        return;
+    }
+    bool replayable = !(r->stream_body && r->body_started);
+    if (collateral && !r->got_byte && replayable) {
+        agent_enqueue(r, true); /* not an attempt of its own */
+        return;
+    }
+    if (r->response_delivered || !replayable) {
+        client_req_complete(r, err);
+        return;
+    }
+    /* The keep-alive race: a reused socket the server closed just as we
+     * wrote. The server never saw the request; try once more on a fresh
+     * socket, whatever the method, outside the retry budget. */
+    if (r->reused && !r->got_byte && !r->stale_retried && reset_error(err)) {
+        r->stale_retried = true;
+        r->force_new = true;
+        a->stats.stale_retries++;
+        retry(r, 0);
+        return;
+    }
+    bool nothing_sent = connect_error(err) && !r->reused;
+    if (r->retries_left && (nothing_sent || (r->idempotent && reset_error(err)))) {
+        uint64_t delay = agent_backoff_ms(a, r->attempts - 1);
+        if (within_deadline(r, delay)) {
+            r->retries_left--;
+            retry(r, delay);
+            return;
+        }
+    }
+    client_req_complete(r, err);
+}
+
+/* Retry-After (RFC 9110 §10.2.3): seconds, or an HTTP date. Returns ms, or
+ * -1 when absent or unreadable. */
+static int64_t retry_after_ms(const parse_head *h)
+{
+    const parse_field *f = parse_find_field(h, "retry-after", 11);
+    if (!f || !f->value_len)
+        return -1;
+    uint64_t v = 0;
+    uint32_t i = 0;
+    for (; i < f->value_len && f->value[i] >= '0' && f->value[i] <= '9'; i++) {
+        v = v * 10 + (uint64_t) (f->value[i] - '0');
+        if (v > 86400 * 365)
+            return -1;
+    }
+    if (i == f->value_len)
+        return (int64_t) v * 1000;
+    int64_t when;
+    if (cookie_parse_date(f->value, f->value_len, &when) == 0) {
+        int64_t now = (int64_t) time(NULL);
+        return when > now ? (when - now) * 1000 : 0;
+    }
+    return -1;
+}
+
+/* Fill r->res and r->hdrs from the parsed head. Fields point into `base`
+ * (the read buffer, or the fetch copy at `copy`). */
+static int fill_response(client_req *r, const parse_head *h, const char *base, const char *copy)
+{
+    ferry_header *hs = h->nfields ? realloc(r->hdrs, h->nfields * sizeof(*hs)) : r->hdrs;
+    if (h->nfields && !hs)
+        return FERRY_ENOMEM;
+    r->hdrs = hs;
+    const char *to = copy ? copy : base;
+    for (uint32_t i = 0; i < h->nfields; i++) {
+        hs[i].name.p = to + (h->fields[i].name - base);
+        hs[i].name.len = h->fields[i].name_len;
+        hs[i].value.p = to + (h->fields[i].value - base);
+        hs[i].value.len = h->fields[i].value_len;
+    }
+    r->res.status = h->status;
+    r->res.version_minor = h->version_minor;
+    r->res.reason.p = h->reason ? to + (h->reason - base) : NULL;
+    r->res.reason.len = h->reason_len;
+    r->res.headers = hs;
+    r->res.header_count = h->nfields;
+    r->res.body.p = NULL;
+    r->res.body.len = 0;
+    r->res.reused_socket = r->reused;
+    r->res.attempts = r->attempts;
+    return 0;
+}
+
+static void store_cookies(client_req *r, const parse_head *h)
+{
+    ferry_agent *a = r->agent;
+    int64_t now = (int64_t) time(NULL);
+    for (uint32_t i = 0; i < h->nfields; i++) {
+        const parse_field *f = &h->fields[i];
+        if (f->name_len == 10 && strncasecmp(f->name, "set-cookie", 10) == 0)
+            cookie_jar_set(&a->jar, f->value, f->value_len, r->url.host.p, r->url.host.len,
+                           r->url.path.p, r->url.path.len, 0, now);
+    }
+}
+
+/* A final response head arrived for r on c. */
+void client_req_response_head(client_req *r, client_conn *c, const parse_head *h,
+                              size_t head_len)
+{
+    ferry_agent *a = r->agent;
+    if (a->have_jar)
+        store_cookies(r, h);
+    /* a retryable status: drain this response, then try again */
+    int st = h->status;
+    if ((st == 502 || st == 503 || st == 504 || st == 429) && r->retries_left && r->idempotent &&
+        !(r->stream_body && r->body_started)) {
+        int64_t ra = retry_after_ms(h);
+        uint64_t delay = ra >= 0 ? (uint64_t) ra : agent_backoff_ms(a, r->attempts - 1);
+        if ((ra < 0 || (uint64_t) ra <= a->opt.retry_max_delay_ms) && within_deadline(r, delay)) {
+            r->retry_pending = true;
+            r->retry_delay = delay;
+            return;
+        }
+    }
+    const char *base = c->rbuf->data;
+    if (r->fetch) {
+        if ((h->flags & PARSE_F_CONTENT_LENGTH) && h->content_length > r->fetch_max) {
+            client_req_complete(r, FERRY_EBODYTOOBIG);
+            return;
+        }
+        size_t hl = head_len;
+        char *copy = malloc(hl ? hl : 1);
+        if (!copy || fill_response(r, h, base, copy) < 0) {
+            free(copy);
+            client_req_complete(r, FERRY_ENOMEM);
+            return;
+        }
+        memcpy(copy, base, hl);
+        free(r->head_copy);
+        r->head_copy = copy;
+        r->response_delivered = true;
+        return;
+    }
+    if (fill_response(r, h, base, NULL) < 0) {
+        client_req_complete(r, FERRY_ENOMEM);
+        return;
+    }
+    r->response_delivered = true;
+    if (r->cb.on_response)
+        r->cb.on_response(r, &r->res, r->data);
+}
+
+/* Body bytes of the response to r. */
+void client_req_body(client_req *r, const char *p, size_t n)
+{
+    if (r->retry_pending || r->state == RQ_DONE)
+        return; /* drained */
+    if (r->fetch) {
+        if (r->fetch_len + n > r->fetch_max) {
+            client_req_complete(r, FERRY_EBODYTOOBIG);
+            return;
+        }
+        if (r->fetch_len + n > r->fetch_cap) {
+            size_t c = r->fetch_cap ? r->fetch_cap : 4096;
+            while (c < r->fetch_len + n)
+                c *= 2;
+            char *q = realloc(r->fetch_buf, c);
+            if (!q) {
+                client_req_complete(r, FERRY_ENOMEM);
+                return;
+            }
+            r->fetch_buf = q;
+            r->fetch_cap = c;
+        }
+        memcpy(r->fetch_buf + r->fetch_len, p, n);
+        r->fetch_len += n;
+        return;
+    }
+    if (r->cb.on_data)
+        r->cb.on_data(r, p, n, r->data);
+}
+
+/* The response to r ended (r is off its socket): done, or retried. */
+void client_req_message_end(client_req *r)
+{
+    if (r->state == RQ_DONE)
+        return;
+    if (r->retry_pending) {
+        r->retries_left--;
+        r->state = RQ_NEW;
+        retry(r, r->retry_delay);
+        return;
+    }
+    r->state = RQ_DONE;
+    r->final_status = 0;
+    timeout_disarm(&r->t_deadline);
+    timeout_disarm(&r->t_continue);
+    client_req_deliver_done(r);
+}
+
+/* ---- timeouts ---- */
+
+void client_req_on_timeout(timeout_entry *e)
+{
+    client_req *r = container_of(e, client_req, tmo);
+    ferry_agent *a = r->agent;
+    int err;
+    if (r->state == RQ_WAITING) {
+        a->stats.timeouts_queue++;
+        err = FERRY_EQUEUETIMEOUT;
+    } else if (r->state == RQ_SENT && r->conn) {
+        client_conn *c = r->conn;
+        bool first = c->inflight.next == &r->link;
+        if (first && c->head_done) {
+            a->stats.timeouts_body++;
+            err = FERRY_EBODYTIMEOUT;
+        } else {
+            a->stats.timeouts_headers++;
+            err = FERRY_EHEADERSTIMEOUT;
+        }
+    } else {
+        return;
+    }
+    client_req_complete(r, err);
+}
+
+void client_req_on_deadline(timeout_entry *e)
+{
+    client_req *r = container_of(e, client_req, t_deadline);
+    r->agent->stats.timeouts_total++;
+    client_req_complete(r, FERRY_EDEADLINE);
+}
+
+static void on_continue_timeout(timeout_entry *e)
+{
+    client_req *r = container_of(e, client_req, t_continue);
+    if (r->state == RQ_SENT && r->conn && r->continue_waiting)
+        client_conn_send_body(r->conn, r);
+}
+
+/* ---- public calls on a request ---- */
+
+void ferry_request_abort(ferry_client_req *r)
+{
+    if (!r || r->state == RQ_DONE)
+        return;
+    client_req_complete(r, FERRY_EABORTED);
+}
+
+void ferry_client_req_pause(ferry_client_req *r)
+{
+    if (r)
+        r->paused = true;
+}
+
+void ferry_client_req_resume(ferry_client_req *r)
+{
+    if (!r || !r->paused)
+        return;
+    r->paused = false;
+    if (r->conn && r->state == RQ_SENT)
+        client_conn_resume(r->conn);
+}
+
+/* on_body_ready: this attempt's socket wants the streamed body. */
+void client_req_body_ready(client_req *r)
+{
+    r->body_started = true;
+    r->stream_sent = 0;
+    if (r->cb.on_body_ready)
+        r->cb.on_body_ready(r, r->data);
+}
+
+int ferry_client_req_write(ferry_client_req *r, const void *buf, size_t len,
+                           ferry_client_write_cb cb, void *data)
+{
+    if (!r || !r->stream_body || r->body_ended || (len && !buf))
+        return FERRY_EINVAL;
+    if (r->state != RQ_SENT || !r->conn || !r->body_started)
+        return FERRY_ENOTCONN;
+    if (r->stream_len != UINT64_MAX && r->stream_sent + len > r->stream_len)
+        return FERRY_EINVAL;
+    if (cb && r->nwaiters == r->waiters_cap) {
+        size_t n = r->waiters_cap ? r->waiters_cap * 2 : 4;
+        client_waiter *w = realloc(r->waiters, n * sizeof(*w));
+        if (!w)
+            return FERRY_ENOMEM;
+        r->waiters = w;
+        r->waiters_cap = n;
+    }
+    client_conn *c = r->conn;
+    r->stream_sent += len;
+    client_conn_write_body(c, r, buf, len, false);
+    if (cb && r->state == RQ_SENT && r->conn == c) {
+        r->waiters[r->nwaiters++] = (client_waiter){c->out.queued_total, cb, data};
+        if (c->out.flushed_total >= c->out.queued_total)
+            client_conn_schedule(c);
+    }
+    return 0;
+}
+
+int ferry_client_req_end_body(ferry_client_req *r)
+{
+    if (!r || !r->stream_body || r->body_ended)
+        return FERRY_EINVAL;
+    if (r->state != RQ_SENT || !r->conn || !r->body_started)
+        return FERRY_ENOTCONN;
+    if (r->stream_len != UINT64_MAX && r->stream_sent != r->stream_len)
+        return FERRY_EINVAL;
+    r->body_ended = true;
+    client_conn_write_body(r->conn, r, NULL, 0, true);
+    return 0;
+}
+
+/* ---- forms ---- */
+
+/* Allocates *out (owner: the caller, who frees it). */
+int ferry_form_encode(const char *const *pairs, size_t npairs, char **out, size_t *out_len)
+{
+    if (!out)
+        return FERRY_EINVAL;
+    *out = NULL;
+    size_t need = 0;
+    int rc = url_form_encode(pairs, npairs, NULL, 0, &need);
+    if (rc != 0 && rc != FERRY_ENOBUFS)
+        return rc;
+    char *s = malloc(need + 1);
+    if (!s)
+        return FERRY_ENOMEM;
+    rc = url_form_encode(pairs, npairs, s, need + 1, &need);
+    if (rc != 0) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    if (out_len)
+        *out_len = need;
+    return 0;
+}
