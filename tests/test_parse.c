@@ -36,7 +36,8 @@ static parse_limits limits_for(int kind)
         lim.max_fields = 3;
         lim.max_target_len = 16;
     }
-    if (kind == K_RESP || kind == K_HEAD_RESP || kind == K_CONNECT_RESP) lim.lenient_lf = true;
+    if (kind == K_RESP || kind == K_HEAD_RESP || kind == K_CONNECT_RESP)
+        lim.lenient_lf = true;
     return lim;
 }
 
@@ -58,7 +59,8 @@ typedef struct {
 
 static void put(strbuf *b, const char *p, size_t n)
 {
-    if (n > sizeof(b->s) - 1 - b->n) n = sizeof(b->s) - 1 - b->n;
+    if (n > sizeof(b->s) - 1 - b->n)
+        n = sizeof(b->s) - 1 - b->n;
     memcpy(b->s + b->n, p, n);
     b->n += n;
     b->s[b->n] = 0;
@@ -93,15 +95,18 @@ static int decode_chunked(const char *body, size_t n, size_t first, size_t step,
     int r = 0;
     assert_non_null(tmp);
     while (off < n) {
-        if (piece > n - off) piece = n - off;
+        if (piece > n - off)
+            piece = n - off;
         memcpy(tmp, body + off, piece);
         size_t dl = 0, used = 0;
         r = parse_chunked(&st, tmp, piece, &dl, &used);
         put(data, tmp, dl);
-        if (r < 0) break;
+        if (r < 0)
+            break;
         assert_true(used <= piece);
         off += used;
-        if (r == 1) break;
+        if (r == 1)
+            break;
         assert_int_equal(used, piece); /* "need more" consumes everything */
         piece = step;
     }
@@ -138,8 +143,9 @@ static void describe(const struct pcase *c, size_t hfirst, size_t hstep, size_t 
             buf = fresh;
         }
         r = is_response(c->kind) ? parse_response(&h, buf, upto, &lim, req_flags(c->kind))
-                                 : parse_request(&h, buf, upto, &lim);
-        if (r != 0 || upto == c->len) break;
+                                  : parse_request(&h, buf, upto, &lim);
+        if (r != 0 || upto == c->len)
+            break;
         upto = (c->len - upto > hstep) ? upto + hstep : c->len;
     }
     if (r < 0) {
@@ -175,15 +181,24 @@ static void describe(const struct pcase *c, size_t hfirst, size_t hstep, size_t 
         put(out, "]", 1);
     }
     unsigned f = h.flags;
-    if (f & PARSE_F_CONTENT_LENGTH) putf(out, " cl=%llu", (unsigned long long) h.content_length);
-    if (f & PARSE_F_CHUNKED) putf(out, " chunked");
-    if (f & PARSE_F_UNTIL_CLOSE) putf(out, " until-close");
-    if (f & PARSE_F_NO_BODY) putf(out, " no-body");
-    if (f & PARSE_F_KEEP_ALIVE) putf(out, " ka");
-    if (f & PARSE_F_UPGRADE) putf(out, " upgrade");
-    if (f & PARSE_F_EXPECT_CONTINUE) putf(out, " 100c");
-    if (f & PARSE_F_EXPECT_OTHER) putf(out, " expect");
-    if (h.keep_alive_timeout_s) putf(out, " kat=%u", h.keep_alive_timeout_s);
+    if (f & PARSE_F_CONTENT_LENGTH)
+        putf(out, " cl=%llu", (unsigned long long) h.content_length);
+    if (f & PARSE_F_CHUNKED)
+        putf(out, " chunked");
+    if (f & PARSE_F_UNTIL_CLOSE)
+        putf(out, " until-close");
+    if (f & PARSE_F_NO_BODY)
+        putf(out, " no-body");
+    if (f & PARSE_F_KEEP_ALIVE)
+        putf(out, " ka");
+    if (f & PARSE_F_UPGRADE)
+        putf(out, " upgrade");
+    if (f & PARSE_F_EXPECT_CONTINUE)
+        putf(out, " 100c");
+    if (f & PARSE_F_EXPECT_OTHER)
+        putf(out, " expect");
+    if (h.keep_alive_timeout_s)
+        putf(out, " kat=%u", h.keep_alive_timeout_s);
 
     const char *body = c->raw + r;
     size_t n = c->len - (size_t) r, rest = n;
@@ -215,14 +230,16 @@ static void describe(const struct pcase *c, size_t hfirst, size_t hstep, size_t 
         put(out, body, n);
         rest = 0;
     }
-    if (rest) putf(out, " rest=%zu", rest);
+    if (rest)
+        putf(out, " rest=%zu", rest);
 done:
     free(copy);
 }
 
 static int check(const struct pcase *c, const strbuf *got, const char *how)
 {
-    if (strcmp(got->s, c->expect) == 0) return 0;
+    if (strcmp(got->s, c->expect) == 0)
+        return 0;
     print_message("parse_cases.h:%d (%s)\n  want: %s\n  got:  %s\n", c->line, how, c->expect,
                   got->s);
     return 1;
@@ -272,7 +289,8 @@ static void test_errors_map_to_statuses(void **state)
     (void) state;
     strbuf got;
     for (size_t i = 0; i < NCASES; i++) {
-        if (strncmp(cases[i].expect, "ERR ", 4) != 0 || is_response(cases[i].kind)) continue;
+        if (strncmp(cases[i].expect, "ERR ", 4) != 0 || is_response(cases[i].kind))
+            continue;
         parse_field fields[128];
         parse_head h;
         parse_limits lim = limits_for(cases[i].kind);
@@ -283,8 +301,8 @@ static void test_errors_map_to_statuses(void **state)
         describe(&cases[i], SIZE_MAX, 1, SIZE_MAX, 1, 0, &got);
         int st = ferry_err_http_status(r);
         if (st < 400 || st > 505)
-            print_message("parse_cases.h:%d: %s has status %d\n", cases[i].line, ferry_err_name(r),
-                          st);
+            print_message("parse_cases.h:%d: %s has status %d\n", cases[i].line,
+                          ferry_err_name(r), st);
         assert_true(st >= 400 && st <= 505);
     }
 }
@@ -308,8 +326,8 @@ static void test_resume_does_not_rescan(void **state)
     parse_field fields[100];
     parse_head h;
     parse_limits lim = PARSE_LIMITS_DEFAULT;
-    static const char *prefixes[] = {"GET /",
-                                     "GET / HTTP/1.1\r\nX-Long: ", "GET / HTTP/1.1\r\nX-Long-"};
+    static const char *prefixes[] = {"GET /", "GET / HTTP/1.1\r\nX-Long: ",
+                                     "GET / HTTP/1.1\r\nX-Long-"};
     for (size_t i = 0; i < 3; i++) {
         char *s = repeat(prefixes[i], 'a', 8000, "");
         size_t len = strlen(s);
@@ -443,9 +461,9 @@ static void test_find_field_and_method_ids(void **state)
     static const struct {
         const char *m;
         parse_method id;
-    } ids[] = {{"GET", PARSE_M_GET},     {"HEAD", PARSE_M_HEAD},     {"POST", PARSE_M_POST},
-               {"PUT", PARSE_M_PUT},     {"DELETE", PARSE_M_DELETE}, {"OPTIONS", PARSE_M_OPTIONS},
-               {"TRACE", PARSE_M_TRACE}, {"PATCH", PARSE_M_PATCH},   {"GETX", PARSE_M_OTHER},
+    } ids[] = {{"GET", PARSE_M_GET},         {"HEAD", PARSE_M_HEAD},       {"POST", PARSE_M_POST},
+               {"PUT", PARSE_M_PUT},         {"DELETE", PARSE_M_DELETE},   {"OPTIONS", PARSE_M_OPTIONS},
+               {"TRACE", PARSE_M_TRACE},     {"PATCH", PARSE_M_PATCH},     {"GETX", PARSE_M_OTHER},
                {"get", PARSE_M_OTHER}};
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
         char req[64];

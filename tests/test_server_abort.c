@@ -12,9 +12,9 @@
 
 #include "support/server_harness.h"
 
-static _Atomic int abort_err; /* 0 until the abort callback ran */
+static _Atomic int abort_err;   /* 0 until the abort callback ran */
 static _Atomic int abort_calls;
-static ferry_res *held; /* the held response (loop thread only) */
+static ferry_res *held;         /* the held response (loop thread only) */
 
 static void on_abort(ferry_res *res, int err, void *data)
 {

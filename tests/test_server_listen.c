@@ -52,7 +52,8 @@ static void *client_thread(void *arg)
             j->response[got] = 0;
         }
     }
-    if (fd >= 0) close(fd);
+    if (fd >= 0)
+        close(fd);
     uv_async_send(&j->done);
     return NULL;
 }

@@ -35,15 +35,18 @@ static void write_next(chain *ch)
     ch->in_write = 1;
     int rc = ferry_res_write(ch->res, piece, sizeof(piece), on_piece, ch);
     ch->in_write = 0;
-    if (rc < 0) ferry_res_end(ch->res);
+    if (rc < 0)
+        ferry_res_end(ch->res);
 }
 
 static void on_piece(ferry_res *res, int status, void *data)
 {
     (void) res;
     chain *ch = data;
-    if (ch->in_write) ch->cb_inside_write++;
-    if (++ch->depth > ch->max_depth) ch->max_depth = ch->depth;
+    if (ch->in_write)
+        ch->cb_inside_write++;
+    if (++ch->depth > ch->max_depth)
+        ch->max_depth = ch->depth;
     if (status == 0)
         write_next(ch);
     else
@@ -92,7 +95,8 @@ static void head_handler(ferry_req *req, ferry_res *res, void *data)
     (void) req;
     (void) data;
     ferry_res_set_header(res, "Content-Length", "5");
-    if (ferry_res_write(res, "hello", 5, on_head_write, NULL) < 0) ferry_res_end(res);
+    if (ferry_res_write(res, "hello", 5, on_head_write, NULL) < 0)
+        ferry_res_end(res);
 }
 
 static void test_head_write_callback_fires(void **state)
@@ -140,7 +144,8 @@ static void test_linger_zero_closes_after_fin(void **state)
     double end = now_ms() + 1000;
     do {
         harness_stats(h, &st);
-        if (st.connections_active == 0) break;
+        if (st.connections_active == 0)
+            break;
         sleep_ms(5);
     } while (now_ms() < end);
     assert_int_equal(st.connections_active, 0); /* not waiting for our close */
