@@ -323,11 +323,10 @@ static void one_request(uv_loop_t *loop, ferry_agent *a, const char *url, cs_res
     cs_assert_done(r, 0);
 }
 
-static void test_keep_alive_timeout_1_is_not_pooled(void **state)
+static void not_pooled_case(const char *keep_alive)
 {
-    (void) state;
     raw_options ro = {0};
-    ro.script.keep_alive_hint = 1; /* 1 s - margin 1 s = 0: do not pool */
+    ro.script.keep_alive = keep_alive; /* N s - margin 1 s <= 0: do not pool */
     raw_server *s = raw_start(&ro);
     uv_loop_t *loop = cs_loop_new();
     ferry_agent *a = new_agent(loop, NULL);
@@ -335,7 +334,9 @@ static void test_keep_alive_timeout_1_is_not_pooled(void **state)
     one_request(loop, a, cs_url(raw_port(s), "/"), &r1);
     ferry_agent_stats st;
     ferry_agent_stats_get(a, &st);
-    assert_int_equal(st.sockets_idle, 0);
+    if (st.sockets_idle != 0)
+        fail_msg("Keep-Alive: %s leaves no time to reuse the socket, yet it was pooled",
+                 keep_alive);
     assert_true(cs_run_until_fn(loop, raw_peer_closed, s, 5000)); /* the client closed it */
     ferry_agent_stats_get(a, &st);
     assert_int_equal(st.idle_closed, 1);
@@ -350,6 +351,26 @@ static void test_keep_alive_timeout_1_is_not_pooled(void **state)
     cs_agent_finish(loop, a, 0);
     cs_loop_finish(loop);
     raw_stop(s);
+}
+
+static void test_keep_alive_timeout_1_is_not_pooled(void **state)
+{
+    (void) state;
+    not_pooled_case("timeout=1");
+}
+
+/* timeout=0 is the server saying "I close idle sockets at once" (a ferry
+ * server with keep_alive_timeout_ms under 1000 sends it): not "no hint". */
+static void test_keep_alive_timeout_0_is_not_pooled(void **state)
+{
+    (void) state;
+    not_pooled_case("timeout=0");
+}
+
+static void test_keep_alive_timeout_0_with_max_is_not_pooled(void **state)
+{
+    (void) state;
+    not_pooled_case("timeout=0, max=100");
 }
 
 static void test_keep_alive_hint_minus_margin(void **state)
@@ -469,6 +490,8 @@ int main(void)
         cmocka_unit_test(test_blocked_loop_fin_pending_at_reuse),
         cmocka_unit_test(test_blocked_loop_rst_pending_at_reuse),
         cmocka_unit_test(test_keep_alive_timeout_1_is_not_pooled),
+        cmocka_unit_test(test_keep_alive_timeout_0_is_not_pooled),
+        cmocka_unit_test(test_keep_alive_timeout_0_with_max_is_not_pooled),
         cmocka_unit_test(test_keep_alive_hint_minus_margin),
         cmocka_unit_test(test_idle_timeout_retires_pooled_socket),
         cmocka_unit_test(test_connection_close_response),

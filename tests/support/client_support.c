@@ -57,7 +57,8 @@ typedef struct waiter {
     bool (*pred)(void *arg);
     void *arg;
     bool timed_out;
-    uv_check_t check;
+    uv_prepare_t prepare; /* before the poll: a condition met by a close callback */
+    uv_check_t check;     /* after the poll: a condition met by an I/O callback */
     uv_timer_t poll;
     uv_timer_t watchdog;
 } waiter;
@@ -71,6 +72,12 @@ static void on_wait_check(uv_check_t *c)
 {
     waiter *w = c->data;
     if (waiter_met(w)) uv_stop(c->loop);
+}
+
+static void on_wait_prepare(uv_prepare_t *p)
+{
+    waiter *w = p->data;
+    if (waiter_met(w)) uv_stop(p->loop); /* the poll then does not block */
 }
 
 static void on_wait_poll(uv_timer_t *t)
@@ -93,6 +100,10 @@ static bool run_waiter(uv_loop_t *loop, waiter *w, int timeout_ms)
     w->check.data = w;
     uv_check_start(&w->check, on_wait_check);
     uv_unref((uv_handle_t *) &w->check);
+    uv_prepare_init(loop, &w->prepare);
+    w->prepare.data = w;
+    uv_prepare_start(&w->prepare, on_wait_prepare);
+    uv_unref((uv_handle_t *) &w->prepare);
     uv_timer_init(loop, &w->watchdog);
     w->watchdog.data = w;
     uv_timer_start(&w->watchdog, on_wait_watchdog, (uint64_t) timeout_ms, 0);
@@ -105,6 +116,7 @@ static bool run_waiter(uv_loop_t *loop, waiter *w, int timeout_ms)
     while (!waiter_met(w) && !w->timed_out)
         uv_run(loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *) &w->check, NULL);
+    uv_close((uv_handle_t *) &w->prepare, NULL);
     uv_close((uv_handle_t *) &w->watchdog, NULL);
     if (polling) uv_close((uv_handle_t *) &w->poll, NULL);
     uv_run(loop, UV_RUN_NOWAIT); /* the closes complete before w goes out of scope */

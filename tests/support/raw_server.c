@@ -223,7 +223,9 @@ static void respond(rconn *c, bool error)
     char head[512];
     int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n", status,
                      reason_of(status), blen);
-    if (c->sc.keep_alive_hint)
+    if (c->sc.keep_alive)
+        n += snprintf(head + n, sizeof(head) - (size_t) n, "Keep-Alive: %s\r\n", c->sc.keep_alive);
+    else if (c->sc.keep_alive_hint)
         n += snprintf(head + n, sizeof(head) - (size_t) n, "Keep-Alive: timeout=%u\r\n",
                       c->sc.keep_alive_hint);
     if (c->sc.connection_close)

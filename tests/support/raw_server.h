@@ -46,6 +46,8 @@ typedef struct raw_script {
     uint32_t response_delay_ms; /* RAW_ANSWER: answer this long after the request; 0 = at once */
     uint32_t part_body_bytes;   /* RAW_PART_BODY: body bytes sent before stalling; 0 = 1000 */
     uint32_t keep_alive_hint;   /* > 0: responses carry "Keep-Alive: timeout=N" */
+    const char *keep_alive;     /* non-NULL: responses carry "Keep-Alive: <this>" instead
+                                   (e.g. "timeout=0") */
     int connection_close;       /* 1: responses carry "Connection: close" and the socket
                                    closes after the first one (as close_after = 1) */
     uint32_t close_after;       /* close the connection after this many responses; 0 = never.
