@@ -293,3 +293,80 @@ void cs_print_stats(const char *label, const ferry_agent *a)
                   (unsigned long long) s.idle_closed, (unsigned long long) s.queued,
                   (unsigned long long) s.sockets_active, (unsigned long long) s.sockets_idle);
 }
+
+/* ---- the inspect handler ----------------------------------------------------- */
+
+typedef struct inspect_ctx {
+    char head[2048];
+    size_t n;
+} inspect_ctx;
+
+static void inspect_add(inspect_ctx *x, const char *name, ferry_str v)
+{
+    int w = snprintf(x->head + x->n, sizeof(x->head) - x->n, "%s: %.*s\n", name, (int) v.len,
+                     v.p ? v.p : "");
+    if (w > 0 && x->n + (size_t) w < sizeof(x->head)) x->n += (size_t) w;
+}
+
+static void inspect_body(ferry_req *req, int status, const char *body, size_t len, void *data)
+{
+    inspect_ctx *x = data;
+    ferry_res *res = ferry_req_res(req);
+    if (status < 0) {
+        free(x);
+        if (!ferry_res_aborted(res))
+            ferry_res_send(res, 400, "text/plain", "body error", 10);
+        else
+            ferry_res_end(res);
+        return;
+    }
+    int w = snprintf(x->head + x->n, sizeof(x->head) - x->n, "body: %zu %08x\n", len,
+                     (unsigned) harness_fnv1a(2166136261u, body, len));
+    if (w > 0 && x->n + (size_t) w < sizeof(x->head)) x->n += (size_t) w;
+    ferry_res_send(res, 200, "text/plain", x->head, x->n);
+    free(x);
+}
+
+void cs_inspect_handler(ferry_req *req, ferry_res *res, void *data)
+{
+    (void) data;
+    ferry_str path = ferry_req_path(req);
+    if (!(path.len == 8 && memcmp(path.p, "/inspect", 8) == 0)) {
+        demo_handle(req, res, harness_self());
+        return;
+    }
+    inspect_ctx *x = calloc(1, sizeof(*x));
+    assert_non_null(x);
+    inspect_add(x, "method", ferry_req_method(req));
+    inspect_add(x, "target", ferry_req_target(req));
+    static const char *const names[] = {"host",       "content-length", "transfer-encoding",
+                                        "connection", "cookie",         "content-type",
+                                        "expect",     "x-test"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        inspect_add(x, names[i], ferry_req_header(req, names[i]));
+    int rc = ferry_req_read_body(req, 16u << 20, inspect_body, x);
+    if (rc < 0) {
+        free(x);
+        ferry_res_send(res, 413, "text/plain", "too big", 7);
+    }
+}
+
+const char *cs_inspect_field(const char *answer, const char *name, char *out, size_t out_size)
+{
+    out[0] = '\0';
+    size_t nl = strlen(name);
+    for (const char *p = answer; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t) (eol - p) : strlen(p);
+        if (len > nl + 1 && memcmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ')
+                v++;
+            size_t vl = len - (size_t) (v - p);
+            snprintf(out, out_size, "%.*s", (int) vl, v);
+            return out;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return out;
+}

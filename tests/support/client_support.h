@@ -80,4 +80,17 @@ void cs_assert_done_at(const cs_result *r, int want, const char *file, int line)
 /* Print the agent stats (one line) for the test log. */
 void cs_print_stats(const char *label, const ferry_agent *a);
 
+/* ---- server side: a handler that says what it received ---------------------- */
+
+/* A request callback for harness_start (runs on the server's loop thread).
+ * /inspect reads the whole body (up to 16 MiB) and answers 200 with one
+ * "name: value" line each for method, target, host, content-length,
+ * transfer-encoding, connection, cookie, content-type, expect, x-test (empty
+ * when absent) and "body: <bytes> <fnv1a-32 hex>". Every other path goes to
+ * the harness's demo handlers (server_harness.h). */
+void cs_inspect_handler(ferry_req *req, ferry_res *res, void *data);
+/* The value of line "name: value" in an /inspect answer, copied into out
+ * ("" if absent). */
+const char *cs_inspect_field(const char *answer, const char *name, char *out, size_t out_size);
+
 #endif /* FERRY_TESTS_CLIENT_SUPPORT_H */
