@@ -9,7 +9,7 @@ WERROR      ?= $(if $(CI),ON,OFF)
 CMAKE       := cmake
 CTEST       := ctest --output-on-failure -j $(JOBS)
 
-.PHONY: all build test asan fuzz bench-parse bench-server run format deps deps-bench clean
+.PHONY: all build test asan fuzz bench-parse bench-server bench-client run format deps deps-bench clean
 
 all: build
 
@@ -59,6 +59,12 @@ run: build
 # idle connection, graceful close (about 3 minutes; see docs/benchmarks.md).
 bench-server: build deps-bench
 	@bench/server.sh
+
+# ferry bench and ferry fetch against wrk, autocannon, Node 20 (http.Agent,
+# undici) and curl, all against one nginx (about 2 minutes; see docs/bench.md).
+# undici and autocannon are installed from npm under build-bench/npm.
+bench-client: build deps-bench
+	@bench/client.sh
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -441,8 +441,10 @@ typedef struct ferry_request_options {
     const char *method;            /* "GET" (default), "POST", ... any token */
     const char *url;               /* absolute http:// URL: IPv4, [IPv6] or a name;
                                       https:// → FERRY_ENOTSUP (no TLS yet) */
-    const ferry_header *headers;   /* extra fields, copied; Host, Content-Length,
-                                      Transfer-Encoding and Connection are ferry's */
+    const ferry_header *headers;   /* extra fields, copied. Host replaces the URL's
+                                      (virtual hosts); Connection may be close (the
+                                      socket ends with this response) or keep-alive;
+                                      Content-Length and Transfer-Encoding are ferry's */
     size_t header_count;
     const void *body;              /* request body, copied; NULL with body_len 0: none */
     size_t body_len;

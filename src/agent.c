@@ -299,16 +299,16 @@ void agent_pump(client_origin *o)
     while (undriven && !a->closing_abort) {
         if (!origin_can_open(o)) {
             if (o->nidle && container_of(o->waiting.next, client_req, link)->force_new) {
-                /* a request that must have a fresh socket: make room */
+                /* a request that must have a fresh socket: make room (the
+                 * slot is free once the socket's handle has closed) */
                 client_conn_close(container_of(o->idle.next, client_conn, link), 0);
                 a->stats.idle_closed++;
-            }
-            if (o->nidle + o->nbusy < a->opt.max_sockets_per_origin) {
-                /* held back only by the total budget */
-                if (steal_idle_socket(o))
-                    continue;
+            } else if (o->nidle + o->nbusy < a->opt.max_sockets_per_origin) {
+                /* held back only by the total budget: free one slot at a
+                 * time; the pump runs again when it is free */
                 if (list_empty(&o->starving_link))
                     list_append(&a->starving, &o->starving_link);
+                steal_idle_socket(o);
             }
             break;
         }
@@ -349,6 +349,21 @@ void agent_enqueue(client_req *r, bool front)
     agent_kick(a);
 }
 
+/* Queue r right behind lead, which is queued on the same origin. */
+void agent_enqueue_after(client_req *r, client_req *lead)
+{
+    client_origin *o = r->origin;
+    ferry_agent *a = r->agent;
+    r->state = RQ_WAITING;
+    list_insert_after(&lead->link, &r->link);
+    o->nwaiting++;
+    a->nqueued++;
+    agent_arm(a, &r->tmo, r->t_queue, false);
+    if (list_empty(&o->kick_link))
+        list_append(&a->pump, &o->kick_link);
+    agent_kick(a);
+}
+
 /* The request leaves its origin's queue (it got a socket, or ends). */
 void agent_unqueue(client_req *r)
 {
@@ -356,6 +371,8 @@ void agent_unqueue(client_req *r)
     list_remove(&r->link);
     o->nwaiting--;
     r->agent->nqueued--;
+    if (!o->nwaiting)
+        list_remove(&o->starving_link);
     timeout_disarm(&r->tmo);
     if (r->driving) {
         r->driving->driver = NULL;
@@ -394,6 +411,10 @@ void agent_conn_available(client_conn *c)
             continue;
         agent_unqueue(r);
         client_conn_send(c, r);
+        if (a->opt.pipelining > 1 && o->nwaiting && list_empty(&o->kick_link)) {
+            list_append(&a->pump, &o->kick_link); /* room for more on this socket */
+            agent_kick(a);
+        }
         return;
     }
     /* nothing to do here: keep it, unless another origin needs the budget,
@@ -414,11 +435,14 @@ void agent_conn_freed(ferry_agent *a, client_origin *o)
     if (!list_empty(&o->waiting) && list_empty(&o->kick_link))
         list_append(&a->pump, &o->kick_link);
     /* the origin that waited longest for the total budget goes first */
-    if (!list_empty(&a->starving)) {
+    while (!list_empty(&a->starving)) {
         client_origin *s = container_of(a->starving.next, client_origin, starving_link);
         list_remove(&s->starving_link);
+        if (!s->nwaiting)
+            continue;
         if (list_empty(&s->kick_link))
             list_append(&a->pump, &s->kick_link);
+        break;
     }
     agent_kick(a);
 }
@@ -491,7 +515,14 @@ void agent_schedule_retry(client_req *r, uint64_t delay_ms)
 {
     ferry_agent *a = r->agent;
     uv_update_time(a->loop);
-    r->retry_at = uv_now(a->loop) + delay_ms;
+    agent_schedule_retry_at(r, uv_now(a->loop) + delay_ms);
+}
+
+/* Wait until loop time `at`; among equal times, first come first out. */
+void agent_schedule_retry_at(client_req *r, uint64_t at)
+{
+    ferry_agent *a = r->agent;
+    r->retry_at = at;
     r->state = RQ_BACKOFF;
     list_link *l = a->retry_wait.prev;
     while (l != &a->retry_wait && container_of(l, client_req, link)->retry_at > r->retry_at)
@@ -510,10 +541,18 @@ static void on_retry_timer(uv_timer_t *t)
 {
     ferry_agent *a = t->data;
     uint64_t now = uv_now(a->loop);
+    list_link due;
+    list_init(&due);
     while (!list_empty(&a->retry_wait)) {
         client_req *r = container_of(a->retry_wait.next, client_req, link);
         if (r->retry_at > now)
             break;
+        list_remove(&r->link);
+        list_append(&due, &r->link);
+    }
+    /* the last due first: each goes to the front, so they keep their order */
+    while (!list_empty(&due)) {
+        client_req *r = container_of(due.prev, client_req, link);
         list_remove(&r->link);
         agent_enqueue(r, true);
     }

@@ -198,6 +198,11 @@ void client_conn_make_idle(client_conn *c)
     o->nidle++;
     agent_arm(c->agent, &c->tmo, c->idle_ms, true);
     uv_unref(&c->t.io.h); /* a pooled socket does not keep the program running */
+    /* keep reading: a FIN or RST from the server closes it while idle */
+    if (transport_read_start(&c->t, on_alloc, on_read) < 0) {
+        client_conn_close(c, 0);
+        return;
+    }
     buf_pool_put_if_empty(&c->agent->rbufs, &c->rbuf);
 }
 
@@ -218,7 +223,8 @@ bool client_conn_check_idle(client_conn *c)
  * replays them safely. */
 bool client_conn_can_take(const client_conn *c, const client_req *r)
 {
-    if (c->state != CC_ACTIVE || c->no_reuse || c->ninflight >= c->agent->opt.pipelining)
+    if (c->state != CC_ACTIVE || c->no_reuse || c->no_reuse_after || c->peer_eof ||
+        c->ninflight >= c->agent->opt.pipelining)
         return false;
     if (c->ninflight == 0)
         return true;
@@ -237,7 +243,7 @@ static void on_write_done(uv_write_t *wr, int status)
 {
     transport_out *q = container_of(wr, transport_out, wreq);
     client_conn *c = container_of(q, client_conn, out);
-    size_t n = transport_out_written(q);
+    size_t n = transport_out_written(q, status);
     if (c->state == CC_CLOSED)
         return;
     if (status < 0) {
@@ -307,7 +313,14 @@ void client_conn_send(client_conn *c, client_req *r)
         timeout_disarm(&c->tmo);
     }
     c->state = CC_ACTIVE;
+    if (!c->peer_eof && transport_read_start(&c->t, on_alloc, on_read) < 0) {
+        client_conn_close(c, FERRY_ENOTCONN);
+        agent_enqueue(r, true); /* never sent */
+        return;
+    }
     r->force_new = false;
+    if (r->close_after)
+        c->no_reuse_after = true;
     r->state = RQ_SENT;
     r->conn = c;
     list_append(&c->inflight, &r->link);
@@ -319,7 +332,8 @@ void client_conn_send(client_conn *c, client_req *r)
         o->reused++;
     }
     o->requests++;
-    agent_arm(a, &r->tmo, r->t_headers, false);
+    if (c->ninflight == 1) /* a pipelined request's clock starts when it reaches the front */
+        agent_arm(a, &r->tmo, r->t_headers, false);
     bool body_now = !r->expect_continue;
     append(c, r->wire, body_now ? r->wire_len : r->head_len);
     if (c->state == CC_CLOSED)
@@ -349,8 +363,8 @@ void client_conn_send_body(client_conn *c, client_req *r)
     client_conn_flush(c);
 }
 
-/* A piece of a streamed body (chunk-framed when its length is unknown);
- * last: the body ends after it. */
+/* Queue a piece of a streamed body (chunk-framed when its length is
+ * unknown); last: the body ends after it. The caller flushes. */
 void client_conn_write_body(client_conn *c, client_req *r, const void *buf, size_t len, bool last)
 {
     if (r->chunked_body && len) {
@@ -366,8 +380,6 @@ void client_conn_write_body(client_conn *c, client_req *r, const void *buf, size
     }
     if (last && r->chunked_body && c->state != CC_CLOSED)
         append(c, "0\r\n\r\n", 5);
-    if (c->state != CC_CLOSED)
-        client_conn_flush(c);
 }
 
 /* ---- reading ---- */
@@ -394,11 +406,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         if (nread == UV_EOF) {
+            /* what is buffered may still finish the response (a body
+             * delimited by the close ends here); a paused reader gets it
+             * when it resumes, and process() closes after that */
             c->peer_eof = true;
             transport_read_stop(&c->t);
-            client_conn_process(c); /* a body delimited by the close ends here */
-            if (c->state != CC_CLOSED)
-                client_conn_close(c, FERRY_EOF);
+            client_conn_process(c);
             return;
         }
         client_conn_close(c, (int) nread);
@@ -431,19 +444,29 @@ static void message_end(client_conn *c, client_req *r)
     c->head_done = false;
     c->body_kind = CB_NONE;
     parse_head_init(&c->head, c->fields);
-    if (c->peer_eof || c->no_reuse_after)
+    /* the server answered before r's body was all sent (an early 413, a
+     * final status instead of 100): the rest of it must never be taken
+     * for the next request */
+    if (!r->body_ended || c->peer_eof || c->no_reuse_after)
         c->no_reuse = true;
-    client_req_message_end(r);
+    client_req_message_end(r); /* may free r */
     if (c->state == CC_CLOSED)
         return;
-    if (c->ninflight == 0) {
-        if (c->rbuf && c->rbuf->len) { /* more than the response: broken server */
-            client_conn_close(c, 0);
+    if (c->ninflight) {
+        if (c->no_reuse) { /* the server will not answer those behind: replay them */
+            client_conn_close_ex(c, 0, true);
             return;
         }
-        buf_pool_put_if_empty(&c->agent->rbufs, &c->rbuf);
-        agent_conn_available(c);
+        client_req *next = container_of(c->inflight.next, client_req, link);
+        agent_arm(c->agent, &next->tmo, next->t_headers, false);
+        return;
     }
+    if (c->rbuf && c->rbuf->len) { /* more than the response: broken server */
+        client_conn_close(c, 0);
+        return;
+    }
+    buf_pool_put_if_empty(&c->agent->rbufs, &c->rbuf);
+    agent_conn_available(c);
 }
 
 /* The head of the response to r is complete (rc bytes in the buffer). */
@@ -530,9 +553,10 @@ void client_conn_process(client_conn *c)
                     client_conn_close(c, FERRY_EBADSTATUS);
                     return;
                 }
+                bool go_on = c->head.status == 100 && r->continue_waiting;
                 buf_consume(c->rbuf, (size_t) rc);
                 parse_head_init(&c->head, c->fields);
-                if (c->head.status == 100 && r->continue_waiting)
+                if (go_on)
                     client_conn_send_body(c, r);
                 continue;
             }
@@ -589,8 +613,12 @@ void client_conn_process(client_conn *c)
             buf_consume(c->rbuf, len);
         }
     }
-    if (c->state == CC_ACTIVE && !c->t.reading && !c->peer_eof)
-        transport_read_start(&c->t, on_alloc, on_read);
+    if (c->state == CC_ACTIVE) {
+        if (c->peer_eof)
+            client_conn_close(c, FERRY_EOF);
+        else if (!c->t.reading)
+            transport_read_start(&c->t, on_alloc, on_read);
+    }
 }
 
 void client_conn_resume(client_conn *c)
@@ -599,24 +627,48 @@ void client_conn_resume(client_conn *c)
 }
 
 /* r leaves c before its response is complete (abort, timeout, a body over
- * the limit): the socket is out of step with the server and closes; requests
- * pipelined behind r are sent again elsewhere. */
+ * the limit). If r is at the front, the socket is out of step with the
+ * server and closes (reset); requests pipelined behind r are sent again
+ * elsewhere. If r is behind another request, that one must not suffer: a
+ * ghost takes r's place, so r's response is read and dropped when it comes. */
 void client_conn_detach(client_conn *c, client_req *r, int err)
 {
+    bool front = c->inflight.next == &r->link;
+    if (!front) {
+        client_req *g = client_req_ghost(r);
+        if (g) {
+            g->conn = c;
+            g->link.prev = r->link.prev;
+            g->link.next = r->link.next;
+            r->link.prev->next = &g->link;
+            r->link.next->prev = &g->link;
+            list_init(&r->link);
+            r->conn = NULL;
+            timeout_disarm(&r->tmo);
+            return;
+        }
+    }
     list_remove(&r->link);
     c->ninflight--;
     r->conn = NULL;
     timeout_disarm(&r->tmo);
     c->force_reset = true; /* tell the server at once that the exchange is over */
-    client_conn_close(c, err);
+    client_conn_close_ex(c, err, true);
 }
 
 /* ---- closing ---- */
 
-/* Close the socket. err 0: a clean close (FIN); < 0: something failed, and
- * unless it was the server's close, the socket is reset. Requests it
- * carried fail with err (or are replayed: client_req_attempt_failed). */
 void client_conn_close(client_conn *c, int err)
+{
+    client_conn_close_ex(c, err, false);
+}
+
+/* Close the socket. err 0: a clean close (FIN); < 0: something failed, and
+ * unless it was the server's close, the socket is reset. The request at the
+ * front fails with err (client_req_attempt_failed decides on a retry); the
+ * ones behind it, and with all_collateral the front one too, never got an
+ * answer and are sent again. */
+void client_conn_close_ex(client_conn *c, int err, bool all_collateral)
 {
     if (c->state == CC_CLOSED)
         return;
@@ -640,19 +692,44 @@ void client_conn_close(client_conn *c, int err)
         c->addrs = NULL;
     }
     bool had_requests = !list_empty(&c->inflight);
-    bool head = true;
-    while (!list_empty(&c->inflight)) {
-        client_req *r = container_of(c->inflight.next, client_req, link);
+    list_link gone = c->inflight;
+    if (had_requests) { /* take the whole list over */
+        gone.next->prev = &gone;
+        gone.prev->next = &gone;
+    } else {
+        list_init(&gone);
+    }
+    list_init(&c->inflight);
+    c->ninflight = 0;
+    /* The front request's failure is its own (unless all_collateral); the
+     * rest never got an answer and are replayed behind it, in order. */
+    client_req *lead = NULL;
+    if (!list_empty(&gone) && !all_collateral) {
+        client_req *r = container_of(gone.next, client_req, link);
         list_remove(&r->link);
-        c->ninflight--;
         r->conn = NULL;
         timeout_disarm(&r->tmo);
         timeout_disarm(&r->t_continue);
-        int e = err;
-        if (e == 0 || e == FERRY_EOF)
-            e = r->got_byte ? FERRY_EINCOMPLETE : FERRY_ECONNRESET;
-        client_req_attempt_failed(r, e, !head);
-        head = false;
+        if (r->ghost) {
+            client_req_free_ghost(r);
+        } else {
+            int e = err;
+            if (e == 0 || e == FERRY_EOF)
+                e = r->got_byte ? FERRY_EINCOMPLETE : FERRY_ECONNRESET;
+            client_req_attempt_failed(r, e, AF_SENT);
+            lead = r;
+        }
+    }
+    while (!list_empty(&gone)) {
+        client_req *r = container_of(gone.next, client_req, link);
+        list_remove(&r->link);
+        r->conn = NULL;
+        timeout_disarm(&r->tmo);
+        timeout_disarm(&r->t_continue);
+        if (r->ghost)
+            client_req_free_ghost(r);
+        else
+            lead = client_req_replay(r, lead);
     }
     client_req *d = c->driver;
     if (d) {
@@ -660,7 +737,7 @@ void client_conn_close(client_conn *c, int err)
         c->driver = NULL;
         if (err < 0 && (prev == CC_RESOLVING || prev == CC_CONNECTING) && d->state == RQ_WAITING) {
             agent_unqueue(d);
-            client_req_attempt_failed(d, err, false);
+            client_req_attempt_failed(d, err, AF_CONNECT);
         }
     }
     if (prev == CC_IDLE)
@@ -691,7 +768,7 @@ static void on_closed(uv_handle_t *h)
                 d->driving = NULL;
                 if (d->state == RQ_WAITING) {
                     agent_unqueue(d);
-                    client_req_attempt_failed(d, rc, false);
+                    client_req_attempt_failed(d, rc, AF_CONNECT);
                 }
             }
         } else {

@@ -175,6 +175,8 @@ struct ferry_client_req {
     bool idempotent, is_head, stream_body, chunked_body, body_ended, body_started;
     bool fetch, paused, aborted, got_byte, reused, stale_retried, response_delivered;
     bool expect_continue, continue_waiting, force_new, retry_pending;
+    bool close_after;         /* the caller sent Connection: close */
+    bool ghost;               /* a placeholder for a request that left its socket early */
     client_conn *driving;     /* a socket connecting on this request's behalf */
     uint64_t retry_delay;
     uint64_t deadline_at;     /* loop time, with t_total */
@@ -227,6 +229,8 @@ void agent_pump(client_origin *o);
 void agent_conn_available(client_conn *c);
 void agent_conn_freed(ferry_agent *a, client_origin *o);
 void agent_schedule_retry(client_req *r, uint64_t delay_ms);
+void agent_schedule_retry_at(client_req *r, uint64_t at);
+void agent_enqueue_after(client_req *r, client_req *lead);
 void agent_cancel_retry(client_req *r);
 uint64_t agent_backoff_ms(ferry_agent *a, uint32_t retry_no);
 void agent_maybe_close_done(ferry_agent *a);
@@ -247,9 +251,17 @@ void client_conn_process(client_conn *c);
 void client_conn_resume(client_conn *c);
 void client_conn_detach(client_conn *c, client_req *r, int err);
 void client_conn_close(client_conn *c, int err);
+void client_conn_close_ex(client_conn *c, int err, bool all_collateral);
 
 /* client_req.c */
-void client_req_attempt_failed(client_req *r, int err, bool collateral);
+/* How an attempt failed: on the socket after sending, or while connecting
+ * (nothing was sent). (Requests pipelined behind a failure go through
+ * client_req_replay instead.) */
+enum { AF_SENT, AF_CONNECT };
+void client_req_attempt_failed(client_req *r, int err, int how);
+client_req *client_req_replay(client_req *r, client_req *lead);
+client_req *client_req_ghost(const client_req *r); /* stands in for r on its socket */
+void client_req_free_ghost(client_req *g);
 void client_req_response_head(client_req *r, client_conn *c, const parse_head *h,
                               size_t head_len);
 void client_req_body(client_req *r, const char *p, size_t n);

@@ -99,6 +99,11 @@ static bool name_is(const ferry_str *s, const char *name)
     return s->len == n && strncasecmp(s->p, name, n) == 0;
 }
 
+static bool value_is(const ferry_str *s, const char *v)
+{
+    return name_is(s, v);
+}
+
 static bool method_idempotent(const char *m)
 {
     static const char *const list[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
@@ -115,14 +120,27 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
     ferry_agent *a = r->agent;
     sbuf b = {0};
     bool has_cookie = false;
+    const ferry_header *host_field = NULL;
     for (size_t i = 0; i < o->header_count; i++) {
         const ferry_header *h = &o->headers[i];
         if (!h->name.p || !parse_is_token(h->name.p, h->name.len) ||
             (h->value.len && !h->value.p) || !value_ok(h->value.p, h->value.len))
             return FERRY_EINVAL;
-        if (name_is(&h->name, "host") || name_is(&h->name, "content-length") ||
-            name_is(&h->name, "transfer-encoding") || name_is(&h->name, "connection"))
-            return FERRY_EINVAL; /* ferry frames the message and manages the socket */
+        if (name_is(&h->name, "content-length") || name_is(&h->name, "transfer-encoding"))
+            return FERRY_EINVAL; /* ferry frames the message */
+        if (name_is(&h->name, "host")) { /* a virtual host on an address: replaces the URL's */
+            if (host_field || !h->value.len)
+                return FERRY_EINVAL;
+            host_field = h;
+        }
+        if (name_is(&h->name, "connection")) {
+            /* close: this socket ends with the response; keep-alive is the
+             * default anyway; anything else (upgrade...) ferry cannot honour */
+            if (value_is(&h->value, "close"))
+                r->close_after = true;
+            else if (!value_is(&h->value, "keep-alive"))
+                return FERRY_EINVAL;
+        }
         if (name_is(&h->name, "cookie"))
             has_cookie = true;
     }
@@ -137,11 +155,15 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
     sb_str(&b, " HTTP/1.1\r\nHost: ");
     char host[URL_HOST_HEADER_MAX];
     size_t hlen;
-    if (url_host_header(&r->url, host, sizeof(host), &hlen) == 0)
+    if (host_field)
+        sb_put(&b, host_field->value.p, host_field->value.len);
+    else if (url_host_header(&r->url, host, sizeof(host), &hlen) == 0)
         sb_put(&b, host, hlen);
     sb_put(&b, "\r\n", 2);
     for (size_t i = 0; i < o->header_count; i++) {
         const ferry_header *h = &o->headers[i];
+        if (h == host_field)
+            continue;
         sb_put(&b, h->name.p, h->name.len);
         sb_put(&b, ": ", 2);
         sb_put(&b, h->value.p, h->value.len);
@@ -172,7 +194,7 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
     }
     if (o->expect_continue && has_body)
         sb_str(&b, "Expect: 100-continue\r\n");
-    if (a->opt.max_idle_per_origin == 0)
+    if (a->opt.max_idle_per_origin == 0 && !r->close_after)
         sb_str(&b, "Connection: close\r\n");
     if (a->have_jar && !has_cookie) {
         size_t need = 0;
@@ -448,6 +470,7 @@ static bool within_deadline(const client_req *r, uint64_t delay_ms)
 static void retry(client_req *r, uint64_t delay_ms)
 {
     r->attempts++;
+    r->reused = false;
     r->agent->stats.retries++;
     r->got_byte = false;
     r->body_started = false;
@@ -459,9 +482,8 @@ static void retry(client_req *r, uint64_t delay_ms)
         agent_schedule_retry(r, delay_ms);
 }
 
-/* An attempt failed with err; r is off its socket already. collateral: r
- * was pipelined behind the request that failed and never got a byte. */
-void client_req_attempt_failed(client_req *r, int err, bool collateral)
+/* An attempt failed with err; r is off its socket already. how: AF_*. */
+void client_req_attempt_failed(client_req *r, int err, int how)
 {
     ferry_agent *a = r->agent;
     if (r->state == RQ_DONE)
@@ -472,10 +494,6 @@ void client_req_attempt_failed(client_req *r, int err, bool collateral)
         return;
     }
     bool replayable = !(r->stream_body && r->body_started);
-    if (collateral && !r->got_byte && replayable) {
-        agent_enqueue(r, true); /* not an attempt of its own */
-        return;
-    }
     if (r->response_delivered || !replayable) {
         client_req_complete(r, err);
         return;
@@ -490,7 +508,7 @@ void client_req_attempt_failed(client_req *r, int err, bool collateral)
         retry(r, 0);
         return;
     }
-    bool nothing_sent = connect_error(err) && !r->reused;
+    bool nothing_sent = how == AF_CONNECT && connect_error(err);
     if (r->retries_left && (nothing_sent || (r->idempotent && reset_error(err)))) {
         uint64_t delay = agent_backoff_ms(a, r->attempts - 1);
         if (within_deadline(r, delay)) {
@@ -500,6 +518,30 @@ void client_req_attempt_failed(client_req *r, int err, bool collateral)
         }
     }
     client_req_complete(r, err);
+}
+
+/* r was pipelined behind a request that failed and never got an answer:
+ * send it again, right behind `lead` (the request before it: in its backoff,
+ * or after it in the queue), so the order holds. Returns r, the next lead. */
+client_req *client_req_replay(client_req *r, client_req *lead)
+{
+    ferry_agent *a = r->agent;
+    if (r->state == RQ_DONE)
+        return lead;
+    r->state = RQ_NEW;
+    if (a->closing_abort || r->got_byte || (r->stream_body && r->body_started)) {
+        client_req_attempt_failed(r, r->got_byte ? FERRY_EINCOMPLETE : FERRY_ECONNRESET,
+                                  AF_SENT);
+        return lead;
+    }
+    if (lead && lead->state == RQ_BACKOFF) {
+        agent_schedule_retry_at(r, lead->retry_at);
+    } else if (lead && lead->state == RQ_WAITING) {
+        agent_enqueue_after(r, lead);
+    } else {
+        agent_enqueue(r, true);
+    }
+    return r;
 }
 
 /* Retry-After (RFC 9110 §10.2.3): seconds, or an HTTP date. Returns ms, or
@@ -571,6 +613,8 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
                               size_t head_len)
 {
     ferry_agent *a = r->agent;
+    if (r->ghost)
+        return;
     if (a->have_jar)
         store_cookies(r, h);
     /* a retryable status: drain this response, then try again */
@@ -616,7 +660,7 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
 /* Body bytes of the response to r. */
 void client_req_body(client_req *r, const char *p, size_t n)
 {
-    if (r->retry_pending || r->state == RQ_DONE)
+    if (r->retry_pending || r->state == RQ_DONE || r->ghost)
         return; /* drained */
     if (r->fetch) {
         if (r->fetch_len + n > r->fetch_max) {
@@ -646,6 +690,10 @@ void client_req_body(client_req *r, const char *p, size_t n)
 /* The response to r ended (r is off its socket): done, or retried. */
 void client_req_message_end(client_req *r)
 {
+    if (r->ghost) {
+        client_req_free_ghost(r);
+        return;
+    }
     if (r->state == RQ_DONE)
         return;
     if (r->retry_pending) {
@@ -661,6 +709,33 @@ void client_req_message_end(client_req *r)
     client_req_deliver_done(r);
 }
 
+/* ---- ghosts ---- */
+
+/* Allocates a ghost for r (owner: r's socket, which frees it when the
+ * response it stands for has been read, or when the socket closes). It
+ * knows only what reading that response needs. NULL without memory. */
+client_req *client_req_ghost(const client_req *r)
+{
+    client_req *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->ghost = true;
+    g->agent = r->agent;
+    g->is_head = r->is_head;
+    g->body_ended = r->body_ended;
+    g->state = RQ_SENT;
+    g->t_headers = r->t_headers;
+    g->t_body = r->t_body;
+    timeout_entry_init(&g->tmo, client_req_on_timeout);
+    return g;
+}
+
+void client_req_free_ghost(client_req *g)
+{
+    timeout_disarm(&g->tmo);
+    free(g);
+}
+
 /* ---- timeouts ---- */
 
 void client_req_on_timeout(timeout_entry *e)
@@ -668,6 +743,11 @@ void client_req_on_timeout(timeout_entry *e)
     client_req *r = container_of(e, client_req, tmo);
     ferry_agent *a = r->agent;
     int err;
+    if (r->ghost) { /* the response nobody waits for never came: the socket is stuck */
+        a->stats.timeouts_headers++;
+        client_conn_close_ex(r->conn, FERRY_EHEADERSTIMEOUT, true);
+        return;
+    }
     if (r->state == RQ_WAITING) {
         a->stats.timeouts_queue++;
         err = FERRY_EQUEUETIMEOUT;
@@ -754,11 +834,14 @@ int ferry_client_req_write(ferry_client_req *r, const void *buf, size_t len,
     client_conn *c = r->conn;
     r->stream_sent += len;
     client_conn_write_body(c, r, buf, len, false);
-    if (cb && r->state == RQ_SENT && r->conn == c) {
+    if (r->state != RQ_SENT || r->conn != c)
+        return FERRY_ENOMEM; /* appending failed and took the socket down */
+    if (cb)
         r->waiters[r->nwaiters++] = (client_waiter){c->out.queued_total, cb, data};
-        if (c->out.flushed_total >= c->out.queued_total)
-            client_conn_schedule(c);
-    }
+    /* the upload is progress: the response clock starts again */
+    if (c->inflight.next == &r->link)
+        agent_arm(r->agent, &r->tmo, r->t_headers, false);
+    client_conn_flush(c); /* a failure here reaches cb through the request's end */
     return 0;
 }
 
@@ -770,8 +853,14 @@ int ferry_client_req_end_body(ferry_client_req *r)
         return FERRY_ENOTCONN;
     if (r->stream_len != UINT64_MAX && r->stream_sent != r->stream_len)
         return FERRY_EINVAL;
+    client_conn *c = r->conn;
     r->body_ended = true;
-    client_conn_write_body(r->conn, r, NULL, 0, true);
+    client_conn_write_body(c, r, NULL, 0, true);
+    if (r->state != RQ_SENT || r->conn != c)
+        return FERRY_ENOMEM;
+    if (c->inflight.next == &r->link)
+        agent_arm(r->agent, &r->tmo, r->t_headers, false);
+    client_conn_flush(c);
     return 0;
 }
 

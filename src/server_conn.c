@@ -26,14 +26,17 @@
  * (with Connection: close), and the close is a FIN followed by a short linger
  * that reads and discards, so the client never gets a RST for a request it
  * sent in time.
+ *
+ * The socket work itself (reading on and off, try_write then uv_write, the
+ * peek before lingering, FIN and RST) is transport.c's, shared with the
+ * client: this file only decides when.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "server_internal.h"
+#include "transport.h"
 
 #define OUT_HIGH_WATER (64 * 1024) /* stop parsing pipelined requests above this */
 #define EXCHANGE_CACHE 64
@@ -66,12 +69,7 @@ enum {
 };
 
 struct server_conn {
-    union {
-        uv_handle_t h;
-        uv_stream_t s;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } io;
+    transport t; /* the socket; t.io.h.data points back here */
     ferry_server *server;
     list_link link;
     timeout_entry tmo;
@@ -79,7 +77,7 @@ struct server_conn {
     buf_block *rbuf;
     uint32_t requests;
     uint8_t state;
-    bool reading, peer_eof, close_after, in_process, is_pipe, idle_counted;
+    bool peer_eof, close_after, in_process, idle_counted;
 };
 
 struct ferry_res {
@@ -97,7 +95,7 @@ struct ferry_req {
     ferry_server *server;
     server_conn *conn; /* NULL once the connection let go */
     exchange *next_free;
-    bool handler_done, conn_done, writing, offloaded;
+    bool handler_done, conn_done, offloaded;
     uint32_t holds; /* user callbacks running that ferry called: no release meanwhile */
     bool deferred;    /* on the server's list of write callbacks due */
     ferry_abort_cb abort_cb;
@@ -130,11 +128,9 @@ struct ferry_req {
     size_t hdrs_len, hdrs_cap;
     uint64_t res_cl, res_sent;
 
-    /* output: `out` collects bytes; `wout` is what an in-flight uv_write holds */
-    char *out, *wout;
-    size_t out_len, out_cap, wout_len, wout_cap;
-    uv_write_t wreq;
-    uint64_t queued_total, flushed_total;
+    /* output: the response bytes on their way to the connection's transport;
+     * kept with the exchange so a pooled exchange brings warm buffers */
+    transport_out out;
     write_waiter *waiters;
     size_t nwaiters, waiters_cap;
 
@@ -208,31 +204,22 @@ static void exchange_free(exchange *ex)
 {
     free(ex->body_buf);
     free(ex->hdrs);
-    free(ex->out);
-    free(ex->wout);
+    transport_out_free(&ex->out);
     free(ex->waiters);
     free(ex);
 }
 
 static void exchange_put(ferry_server *s, exchange *ex)
 {
-    if (ex->out_cap > OUT_KEEP_BYTES) {
-        free(ex->out);
-        ex->out = NULL;
-        ex->out_cap = 0;
-    }
-    if (ex->wout_cap > OUT_KEEP_BYTES) {
-        free(ex->wout);
-        ex->wout = NULL;
-        ex->wout_cap = 0;
-    }
+    /* bytes the connection never sent are dropped; big buffers are not cached */
+    transport_out_reset(&ex->out);
+    transport_out_trim(&ex->out, OUT_KEEP_BYTES);
     free(ex->body_buf);
     ex->body_buf = NULL;
     ex->body_cap = 0;
-    ex->out_len = ex->wout_len = ex->nwaiters = 0;
-    ex->queued_total = ex->flushed_total = 0;
+    ex->nwaiters = 0;
     ex->conn = NULL;
-    ex->conn_done = ex->writing = ex->offloaded = false;
+    ex->conn_done = ex->offloaded = false;
     if (s->free_ex_count < EXCHANGE_CACHE) {
         ex->next_free = s->free_ex;
         s->free_ex = ex;
@@ -257,7 +244,7 @@ void exchange_cache_clear(ferry_server *s)
  * ended the response, no write is in flight and no offloaded work pending. */
 static void exchange_maybe_release(exchange *ex)
 {
-    if (ex->conn_done && ex->handler_done && !ex->writing && !ex->offloaded && !ex->holds)
+    if (ex->conn_done && ex->handler_done && !ex->out.writing && !ex->offloaded && !ex->holds)
         exchange_put(ex->server, ex);
 }
 
@@ -305,8 +292,9 @@ static void conn_detach_exchange(server_conn *c)
 
 /* ---- output ---- */
 
-/* Grow a byte buffer owned by an exchange to hold `need` bytes, doubling
- * from `first`; FERRY_ENOMEM leaves it as it was. */
+/* Grow the exchange's header block (ex->hdrs, owner: the exchange) to hold
+ * `need` bytes, doubling from `first`; FERRY_ENOMEM leaves it as it was.
+ * Output bytes grow in the transport_out instead. */
 static int grow(char **buf, size_t *cap, size_t need, size_t first)
 {
     if (need <= *cap)
@@ -322,17 +310,15 @@ static int grow(char **buf, size_t *cap, size_t need, size_t first)
     return 0;
 }
 
-/* Make room for n more bytes in ex->out. */
-static int out_reserve(exchange *ex, size_t n)
+/* Make room for n more bytes of output (owner: the exchange's transport_out). */
+static inline int out_reserve(exchange *ex, size_t n)
 {
-    return grow(&ex->out, &ex->out_cap, ex->out_len + n, 4096);
+    return transport_out_reserve(&ex->out, n);
 }
 
 static inline void out_put(exchange *ex, const void *p, size_t n)
 {
-    memcpy(ex->out + ex->out_len, p, n);
-    ex->out_len += n;
-    ex->queued_total += n;
+    transport_out_put(&ex->out, p, n);
 }
 
 static size_t fmt_u64(char *buf, uint64_t v)
@@ -359,7 +345,7 @@ static inline void out_u64(exchange *ex, uint64_t v)
 static void fire_waiters(exchange *ex, int status)
 {
     hold(ex);
-    while (ex->nwaiters && (status < 0 || ex->waiters[0].at <= ex->flushed_total)) {
+    while (ex->nwaiters && (status < 0 || ex->waiters[0].at <= ex->out.flushed_total)) {
         write_waiter w = ex->waiters[0];
         memmove(ex->waiters, ex->waiters + 1, (ex->nwaiters - 1) * sizeof(w));
         ex->nwaiters--;
@@ -401,9 +387,9 @@ void server_on_defer(uv_idle_t *h)
 
 static void on_write_done(uv_write_t *wr, int status)
 {
-    exchange *ex = container_of(wr, exchange, wreq);
+    exchange *ex = container_of(wr, exchange, out.wreq);
     server_conn *c = ex->conn;
-    ex->writing = false;
+    size_t n = transport_out_written(&ex->out, status);
     if (status < 0 || !c) {
         if (c)
             conn_destroy(c, status);
@@ -411,59 +397,36 @@ static void on_write_done(uv_write_t *wr, int status)
             exchange_maybe_release(ex);
         return;
     }
-    ex->flushed_total += ex->wout_len;
-    c->server->stats.bytes_out += ex->wout_len;
-    ex->wout_len = 0;
+    c->server->stats.bytes_out += n;
     fire_waiters(ex, 0);
     if (c->state == C_CLOSED)
         return;
     conn_flush(c);
-    if (c->state == C_SHUTTING && !ex->writing && ex->out_len == 0)
+    if (c->state == C_SHUTTING && !transport_out_pending(&ex->out))
         conn_shutdown(c);
     else if (c->state == C_FLUSHING || c->state == C_BUSY)
         conn_process(c);
 }
 
-/* Hand queued bytes to the kernel: try_write first (no request, no
- * callback), and only what the socket would not take goes to uv_write. */
+/* Hand queued bytes to the kernel (transport_flush: what the socket will not
+ * take at once goes to one uv_write, finished in on_write_done). */
 static void conn_flush(server_conn *c)
 {
     exchange *ex = c->ex;
-    if (!ex || ex->writing || ex->out_len == 0 || c->state == C_CLOSED)
+    if (!ex || !ex->out.out_len || ex->out.writing || c->state == C_CLOSED)
         return;
-    uv_buf_t b = uv_buf_init(ex->out, (unsigned) ex->out_len);
-    int n = uv_try_write(&c->io.s, &b, 1);
-    if (n == UV_EAGAIN || n == UV_ENOSYS)
-        n = 0;
+    uint64_t before = ex->out.flushed_total;
+    int64_t n = transport_flush(&c->t, &ex->out, on_write_done);
     if (n < 0) {
-        conn_destroy(c, n);
+        /* try_write may have taken a part before uv_write failed */
+        c->server->stats.bytes_out += ex->out.flushed_total - before;
+        conn_destroy(c, (int) n);
         return;
     }
-    ex->flushed_total += (uint64_t) n;
     c->server->stats.bytes_out += (uint64_t) n;
-    if ((size_t) n == ex->out_len) {
-        ex->out_len = 0;
-    } else {
-        /* swap buffers: the in-flight write keeps `wout`, new bytes go to `out` */
-        char *w = ex->wout;
-        size_t wcap = ex->wout_cap;
-        ex->wout = ex->out;
-        ex->wout_cap = ex->out_cap;
-        ex->wout_len = ex->out_len - (size_t) n;
-        ex->out = w;
-        ex->out_cap = wcap;
-        ex->out_len = 0;
-        uv_buf_t rest = uv_buf_init(ex->wout + n, (unsigned) ex->wout_len);
-        int rc = uv_write(&ex->wreq, &c->io.s, &rest, 1, on_write_done);
-        if (rc < 0) {
-            conn_destroy(c, rc);
-            return;
-        }
-        ex->writing = true;
-        if (c->server->opt.idle_timeout_ms && c->state != C_CLOSING)
-            timeout_arm(&c->server->t_idle, &c->tmo);
-    }
-    if (ex->nwaiters && ex->waiters[0].at <= ex->flushed_total)
+    if (ex->out.writing && c->server->opt.idle_timeout_ms && c->state != C_CLOSING)
+        timeout_arm(&c->server->t_idle, &c->tmo); /* a slow reader is watched */
+    if (ex->nwaiters && ex->waiters[0].at <= ex->out.flushed_total)
         defer_waiters(ex);
 }
 
@@ -471,13 +434,13 @@ static void conn_flush(server_conn *c)
  * are due even when there was nothing to flush. */
 static void check_waiters_due(exchange *ex)
 {
-    if (ex && ex->nwaiters && ex->waiters[0].at <= ex->flushed_total)
+    if (ex && ex->nwaiters && ex->waiters[0].at <= ex->out.flushed_total)
         defer_waiters(ex);
 }
 
 static bool out_pending(const server_conn *c)
 {
-    return c->ex && (c->ex->out_len || c->ex->writing);
+    return c->ex && transport_out_pending(&c->ex->out);
 }
 
 /* ---- response heads ---- */
@@ -934,7 +897,7 @@ static bool conn_after_exchange(server_conn *c)
         return false;
     }
     if (c->rbuf && c->rbuf->len) {
-        if (ex->out_len + (ex->writing ? ex->wout_len : 0) > OUT_HIGH_WATER)
+        if (ex->out.out_len + (ex->out.writing ? ex->out.wout_len : 0) > OUT_HIGH_WATER)
             return false; /* let the client read first */
         exchange_reset(ex);
         c->state = C_HEAD;
@@ -1052,8 +1015,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         c->peer_eof = true;
-        uv_read_stop(&c->io.s);
-        c->reading = false;
+        transport_read_stop(&c->t);
         switch (c->state) {
         case C_NEW:
         case C_IDLE:
@@ -1099,13 +1061,10 @@ static void conn_update_reading(server_conn *c)
         if (c->rbuf && c->rbuf->len >= c->rbuf->size)
             want = false;
     }
-    if (want && !c->reading) {
-        if (uv_read_start(&c->io.s, on_alloc, on_read) == 0)
-            c->reading = true;
-    } else if (!want && c->reading) {
-        uv_read_stop(&c->io.s);
-        c->reading = false;
-    }
+    if (want)
+        transport_read_start(&c->t, on_alloc, on_read);
+    else
+        transport_read_stop(&c->t);
 }
 
 /* ---- closing ---- */
@@ -1153,10 +1112,7 @@ static void conn_destroy(server_conn *c, int err)
         exchange_lost(ex, err < 0 ? err : FERRY_ECONNRESET);
         unhold(ex);
     }
-    if (reset && !c->is_pipe)
-        uv_tcp_close_reset(&c->io.tcp, on_conn_closed);
-    else
-        uv_close(&c->io.h, on_conn_closed);
+    transport_close(&c->t, reset, on_conn_closed);
 }
 
 /* Graceful close: write what is queued, send FIN, then — if the client may
@@ -1177,12 +1133,8 @@ static void conn_shutdown(server_conn *c)
     }
     bool may_send = (c->rbuf && c->rbuf->len) || (c->ex && !c->ex->body_done) ||
                     c->state == C_HEAD || c->state == C_NEW;
-    if (!may_send && !c->peer_eof) {
-        char b;
-        uv_os_fd_t pfd;
-        may_send = uv_fileno(&c->io.h, &pfd) == 0 &&
-                   recv(pfd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0; /* bytes already waiting */
-    }
+    if (!may_send && !c->peer_eof)
+        may_send = transport_peek(&c->t) == 1; /* bytes already waiting */
     conn_detach_exchange(c);
     buf_block *b = c->rbuf;
     c->rbuf = NULL;
@@ -1192,20 +1144,17 @@ static void conn_shutdown(server_conn *c)
         c->server->nidle--;
         c->idle_counted = false;
     }
-    uv_os_fd_t fd;
-    if (c->peer_eof || uv_fileno(&c->io.h, &fd) != 0) {
-        conn_destroy(c, 0);
-        return;
-    }
-    if (!may_send || !c->server->opt.linger_timeout_ms) {
+    if (c->peer_eof || !may_send || !c->server->opt.linger_timeout_ms) {
         conn_destroy(c, 0); /* nothing unread: close() sends the FIN */
         return;
     }
-    shutdown(fd, SHUT_WR);
+    if (transport_shutdown_write(&c->t) == UV_EBADF) { /* no socket left to linger on */
+        conn_destroy(c, 0);
+        return;
+    }
     c->state = C_CLOSING;
     timeout_arm(&c->server->t_linger, &c->tmo); /* on_conn_timeout closes it */
-    if (!c->reading && uv_read_start(&c->io.s, on_alloc, on_read) == 0)
-        c->reading = true;
+    transport_read_start(&c->t, on_alloc, on_read);
 }
 
 bool server_conn_is_idle(const server_conn *c)
@@ -1219,9 +1168,6 @@ bool server_conn_is_idle(const server_conn *c)
  * close. Returns bytes read (0: none), or a negative code for EOF/errors. */
 static ssize_t conn_read_pending(server_conn *c)
 {
-    uv_os_fd_t fd;
-    if (uv_fileno(&c->io.h, &fd) != 0)
-        return UV_EBADF;
     ssize_t total = 0;
     for (;;) {
         if (!c->rbuf) {
@@ -1233,7 +1179,7 @@ static ssize_t conn_read_pending(server_conn *c)
         size_t room = c->rbuf->size - c->rbuf->len;
         if (!room)
             return total;
-        ssize_t n = recv(fd, c->rbuf->data + c->rbuf->len, room, MSG_DONTWAIT);
+        ssize_t n = transport_read_now(&c->t, c->rbuf->data + c->rbuf->len, room);
         if (n > 0) {
             c->rbuf->len += (size_t) n;
             c->server->stats.bytes_in += (uint64_t) n;
@@ -1241,15 +1187,13 @@ static ssize_t conn_read_pending(server_conn *c)
             continue;
         }
         buf_pool_put_if_empty(&c->server->rbufs, &c->rbuf);
-        if (n == 0) {
+        if (n == FERRY_EOF) {
             c->peer_eof = true;
             return total ? total : UV_EOF;
         }
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return total;
-        if (errno == EINTR)
-            continue;
-        return total ? total : -errno;
+        if (n == 0)
+            return total; /* nothing more waiting */
+        return total ? total : n;
     }
 }
 
@@ -1332,32 +1276,31 @@ static void on_conn_timeout(timeout_entry *e)
 }
 
 /* Allocates the connection (owner: the server's list, freed in
- * on_conn_closed after uv_close). */
+ * on_conn_closed after transport_close). */
 int server_conn_accept(ferry_server *s, uv_os_sock_t fd, bool is_pipe)
 {
     server_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return FERRY_ENOMEM;
-    int rc = is_pipe ? uv_pipe_init(s->loop, &c->io.pipe, 0) : uv_tcp_init(s->loop, &c->io.tcp);
-    if (rc < 0) {
+    bool initialised;
+    int rc = transport_open(s->loop, &c->t, fd, is_pipe, &initialised);
+    if (!initialised) {
         free(c);
         return rc;
     }
-    rc = is_pipe ? uv_pipe_open(&c->io.pipe, fd) : uv_tcp_open(&c->io.tcp, fd);
-    c->io.h.data = c;
+    c->t.io.h.data = c;
     c->server = s;
-    c->is_pipe = is_pipe;
     list_init(&c->link);
     list_append(&s->conns, &c->link);
     s->nconns++;
     if (rc < 0) {
-        /* the handle exists: close it properly, and the fd with it */
+        /* the handle exists: close it properly. The fd uv_*_open refused is
+         * not the handle's, so it is closed here. */
         c->state = C_CLOSED;
-        uv_close(&c->io.h, on_conn_closed);
+        transport_close(&c->t, false, on_conn_closed);
+        close(fd);
         return 0;
     }
-    if (!is_pipe)
-        uv_tcp_nodelay(&c->io.tcp, 1);
     s->stats.connections_accepted++;
     c->state = C_NEW;
     timeout_entry_init(&c->tmo, on_conn_timeout);
@@ -1424,10 +1367,7 @@ int ferry_req_peer(const ferry_req *req, struct sockaddr_storage *addr)
     server_conn *c = req->conn;
     if (!c)
         return FERRY_ENOTCONN;
-    if (c->is_pipe)
-        return FERRY_ENOTSUP;
-    int len = (int) sizeof(*addr);
-    return uv_tcp_getpeername(&c->io.tcp, (struct sockaddr *) addr, &len);
+    return transport_peername(&c->t, addr);
 }
 
 ferry_res *ferry_req_res(ferry_req *req)
@@ -1729,7 +1669,7 @@ int ferry_res_write(ferry_res *res, const void *buf, size_t len, ferry_write_cb 
             ex->waiters = w;
             ex->waiters_cap = cap;
         }
-        ex->waiters[ex->nwaiters++] = (write_waiter){ex->queued_total, cb, data};
+        ex->waiters[ex->nwaiters++] = (write_waiter){ex->out.queued_total, cb, data};
     }
     if (!c->in_process)
         conn_flush(c);

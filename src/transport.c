@@ -39,20 +39,18 @@ int transport_connect(transport *t, uv_connect_t *req, const struct sockaddr *ad
     return uv_tcp_connect(req, &t->io.tcp, addr, cb);
 }
 
-int transport_read_start(transport *t, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
+/* The out-of-line halves of the inline calls in transport.h: these do the
+ * work once the inline check has found there is some. */
+int transport_read_start_now(transport *t, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
 {
-    if (t->reading)
-        return 0;
     int rc = uv_read_start(&t->io.s, alloc_cb, read_cb);
     if (rc == 0)
         t->reading = true;
     return rc;
 }
 
-void transport_read_stop(transport *t)
+void transport_read_stop_now(transport *t)
 {
-    if (!t->reading)
-        return;
     uv_read_stop(&t->io.s);
     t->reading = false;
 }
@@ -73,7 +71,8 @@ static int grow(char **buf, size_t *cap, size_t need)
     return 0;
 }
 
-int transport_out_reserve(transport_out *q, size_t n)
+/* Grows q->out (owner: q, freed by transport_out_free or _trim). */
+int transport_out_grow(transport_out *q, size_t n)
 {
     return grow(&q->out, &q->out_cap, q->out_len + n);
 }
@@ -86,7 +85,7 @@ void transport_out_free(transport_out *q)
     q->out_cap = q->wout_cap = q->out_len = q->wout_len = 0;
 }
 
-void transport_out_trim(transport_out *q, size_t keep_bytes)
+void transport_out_trim_now(transport_out *q, size_t keep_bytes)
 {
     if (q->out_cap > keep_bytes && !q->out_len) {
         free(q->out);
@@ -100,41 +99,28 @@ void transport_out_trim(transport_out *q, size_t keep_bytes)
     }
 }
 
-int64_t transport_flush(transport *t, transport_out *q, uv_write_cb cb)
+int64_t transport_flush_rest(transport *t, transport_out *q, size_t taken, uv_write_cb cb)
 {
-    if (q->writing || q->out_len == 0)
-        return 0;
-    uv_buf_t b = uv_buf_init(q->out, (unsigned) q->out_len);
-    int n = uv_try_write(&t->io.s, &b, 1);
-    if (n == UV_EAGAIN || n == UV_ENOSYS)
-        n = 0;
-    if (n < 0)
-        return n;
-    q->flushed_total += (uint64_t) n;
-    if ((size_t) n == q->out_len) {
-        q->out_len = 0;
-        return n;
-    }
     /* swap buffers: the in-flight write keeps `wout`, new bytes go to `out` */
     char *w = q->wout;
     size_t wcap = q->wout_cap;
     q->wout = q->out;
     q->wout_cap = q->out_cap;
-    q->wout_len = q->out_len - (size_t) n;
+    q->wout_len = q->out_len - taken;
     q->out = w;
     q->out_cap = wcap;
     q->out_len = 0;
-    uv_buf_t rest = uv_buf_init(q->wout + n, (unsigned) q->wout_len);
+    uv_buf_t rest = {.base = q->wout + taken, .len = q->wout_len};
     int rc = uv_write(&q->wreq, &t->io.s, &rest, 1, cb);
     if (rc < 0)
         return rc;
     q->writing = true;
-    return n;
+    return (int64_t) taken;
 }
 
-size_t transport_out_written(transport_out *q)
+size_t transport_out_written(transport_out *q, int status)
 {
-    size_t n = q->wout_len;
+    size_t n = status < 0 ? 0 : q->wout_len;
     q->flushed_total += n;
     q->wout_len = 0;
     q->writing = false;
@@ -144,8 +130,9 @@ size_t transport_out_written(transport_out *q)
 int transport_peek(transport *t)
 {
     uv_os_fd_t fd;
-    if (uv_fileno(&t->io.h, &fd) != 0)
-        return FERRY_ENOTCONN;
+    int rc = uv_fileno(&t->io.h, &fd);
+    if (rc != 0)
+        return rc;
     char b;
     for (;;) {
         ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -164,8 +151,9 @@ int transport_peek(transport *t)
 ssize_t transport_read_now(transport *t, char *buf, size_t cap)
 {
     uv_os_fd_t fd;
-    if (uv_fileno(&t->io.h, &fd) != 0)
-        return FERRY_ENOTCONN;
+    int rc = uv_fileno(&t->io.h, &fd);
+    if (rc != 0)
+        return rc;
     for (;;) {
         ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
         if (n > 0)
@@ -183,9 +171,18 @@ ssize_t transport_read_now(transport *t, char *buf, size_t cap)
 int transport_shutdown_write(transport *t)
 {
     uv_os_fd_t fd;
-    if (uv_fileno(&t->io.h, &fd) != 0)
-        return FERRY_ENOTCONN;
+    int rc = uv_fileno(&t->io.h, &fd);
+    if (rc != 0)
+        return rc;
     return shutdown(fd, SHUT_WR) == 0 ? 0 : -errno;
+}
+
+int transport_peername(transport *t, struct sockaddr_storage *addr)
+{
+    if (t->is_pipe)
+        return FERRY_ENOTSUP;
+    int len = (int) sizeof(*addr);
+    return uv_tcp_getpeername(&t->io.tcp, (struct sockaddr *) addr, &len);
 }
 
 void transport_close(transport *t, bool reset, uv_close_cb cb)

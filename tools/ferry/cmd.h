@@ -7,5 +7,9 @@
 
 /* `ferry serve`: the demo/test HTTP server and static file server (serve.c). */
 int cmd_serve(int argc, char **argv);
+/* `ferry fetch`: fetch URLs through one agent and summarise (fetch.c). */
+int cmd_fetch(int argc, char **argv);
+/* `ferry bench`: load-test one URL, closed or open model (bench.c). */
+int cmd_bench(int argc, char **argv);
 
 #endif /* FERRY_TOOL_CMD_H */

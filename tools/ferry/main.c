@@ -1,7 +1,6 @@
 /* ferry — the command-line tool. It links the library like any user would and
  * uses only include/ferry.h. main() only dispatches: each subcommand lives in
- * its own file and is declared in cmd.h (serve today; fetch and bench arrive
- * with the client). */
+ * its own file and is declared in cmd.h: serve, fetch and bench. */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +13,8 @@ static void usage(FILE *out)
                  "\n"
                  "commands:\n"
                  "  serve      run an HTTP server: a demo handler or static files\n"
+                 "  fetch      fetch URLs through one connection pool and summarise\n"
+                 "  bench      load-test a URL: throughput and latency percentiles\n"
                  "  version    print the library version\n"
                  "  help       show this help\n");
 }
@@ -27,6 +28,10 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "fetch") == 0)
+        return cmd_fetch(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         if (argc > 2) {
             fprintf(stderr, "ferry: version: unexpected argument '%s'\n", argv[2]);

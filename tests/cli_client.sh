@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# `ferry fetch` and `ferry bench` as a user sees them: bad usage exits 2 with
+# one line on stderr; against a real `ferry serve` on 127.0.0.1 (port 0), the
+# text summaries and the --json objects report what happened (counts,
+# statuses, error kinds, connections, latency keys), -o writes bodies where
+# asked, and the exit status says whether everything succeeded. Every run is
+# short and bounded by `timeout`; the server is killed on exit.
+#
+#   tests/cli_client.sh path/to/ferry
+set -u
+ferry="$1"
+command -v python3 >/dev/null || { echo "FAIL python3 is needed"; exit 1; }
+
+fail=0
+tmp=$(mktemp -d)
+pid=""
+cleanup() {
+    [ -z "$pid" ] && [ -s "$tmp/pid" ] && pid=$(cat "$tmp/pid")
+    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+ok() { echo "ok   $1"; }
+bad() { echo "FAIL $1"; fail=1; }
+
+# ---- usage -----------------------------------------------------------------------
+usage_error() { # CMD description args...
+    local cmd=$1 what="$1: $2" err rc; shift 2
+    err=$(timeout 5 "$ferry" "$cmd" "$@" 2>&1 >/dev/null </dev/null); rc=$?
+    if [ "$rc" != 2 ]; then bad "$what: exit $rc, want 2 ($err)"; return; fi
+    if [ "$(printf '%s\n' "$err" | wc -l)" != 1 ] || [ "${err#ferry $cmd: }" = "$err" ]; then
+        bad "$what: stderr is not one 'ferry $cmd: ...' line: $err"; return
+    fi
+    ok "$what"
+}
+U=http://127.0.0.1:9/
+usage_error fetch "no URL"
+usage_error fetch "unknown flag" --bogus $U
+usage_error fetch "unknown short flag" -Z $U
+usage_error fetch "missing value" $U -n
+usage_error fetch "-n 0" -n 0 $U
+usage_error fetch "-n junk" -n 5x $U
+usage_error fetch "-c negative" -c -1 $U
+usage_error fetch "-c above the limit" -c 100001 $U
+usage_error fetch "--timeout with a unit" --timeout 5s $U
+usage_error fetch "--retries out of range" --retries 101 $U
+usage_error fetch "--json=yes" --json=yes $U
+usage_error fetch "not a URL" example.com
+usage_error fetch "ftp URL" ftp://example.com/
+usage_error fetch "header without colon" -H 'X-Test' $U
+usage_error fetch "header with a bad name" -H 'X Test: 1' $U
+usage_error fetch "Content-Length header is ferry's" -H 'Content-Length: 5' $U
+usage_error fetch "Connection: upgrade" -H 'Connection: upgrade' $U
+usage_error fetch "-d with --form" -d a --form b=c $U
+usage_error fetch "--form without =" --form abc $U
+usage_error fetch "missing --data-file" --data-file "$tmp/nope" $U
+usage_error fetch "missing -i file" -i "$tmp/nope"
+usage_error fetch "-o FILE with two URLs" -o "$tmp/out.txt" $U $U
+usage_error fetch "-o in a missing directory" -o "$tmp/nope/out.txt" $U
+usage_error fetch "bad method" -X 'GE T' $U
+usage_error bench "no URL"
+usage_error bench "two URLs" $U $U
+usage_error bench "unknown flag" --bogus $U
+usage_error bench "-d 0" -d 0 $U
+usage_error bench "-d junk" -d 5m $U
+usage_error bench "-d negative" -d -1 $U
+usage_error bench "-d with -n" -d 1 -n 10 $U
+usage_error bench "-R 0" -R 0 $U
+usage_error bench "-R junk" -R fast $U
+usage_error bench "-t above -c" -c 2 -t 4 $U
+usage_error bench "-t above the limit" -c 100 -t 65 $U
+usage_error bench "-p 0" -p 0 $U
+usage_error bench "-M 0" -M 0 $U
+usage_error bench "--warmup with -n" -n 10 --warmup 1 $U
+usage_error bench "--body with --body-file" --body a --body-file b $U
+usage_error bench "missing --body-file" --body-file "$tmp/nope" $U
+
+for cmd in fetch bench; do
+    out=$(timeout 5 "$ferry" $cmd --help); rc=$?
+    [ "$rc" = 0 ] && [[ "$out" == "usage: ferry $cmd"* ]] && ok "$cmd --help" || bad "$cmd --help: $rc"
+    timeout 5 "$ferry" help | grep -q "^  $cmd " && ok "ferry help lists $cmd" || bad "help lists $cmd"
+done
+
+# ---- a server ---------------------------------------------------------------------
+(
+    "$ferry" serve --port 0 --quiet >"$tmp/out" 2>"$tmp/err" &
+    echo $! >"$tmp/pid"
+    wait $!
+) </dev/null >/dev/null 2>&1 &
+runner=$!
+line=""
+for _ in $(seq 50); do
+    line=$(head -n 1 "$tmp/out" 2>/dev/null)
+    [ -n "$line" ] && break
+    sleep 0.1
+done
+pid=$(cat "$tmp/pid" 2>/dev/null)
+if [[ ! "$line" =~ ^listening\ on\ http://127\.0\.0\.1:[0-9]+$ ]]; then
+    bad "server start: '$line' $(cat "$tmp/err")"
+    exit 1
+fi
+base=${line#listening on }
+
+# run NAME CMD ARGS...: runs `ferry CMD ARGS` (10 s at most); stdout in
+# $tmp/NAME.out, stderr in $tmp/NAME.err, exit status in $rc.
+run() {
+    local name=$1; shift
+    timeout 10 "$ferry" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null; rc=$?
+}
+# check NAME DESCRIPTION PYTHON-CONDITION: the last line of $tmp/NAME.out is a
+# JSON object d for which the condition holds.
+check() {
+    local name=$1 what=$2 cond=$3
+    if python3 - "$tmp/$name.out" "$cond" <<'EOF'; then ok "$what"; else bad "$what: $(tail -n 1 "$tmp/$name.out") $(head -c 300 "$tmp/$name.err")"; fi
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+d = json.loads(lines[-1])
+sys.exit(0 if eval(sys.argv[2], {"d": d}) else 1)
+EOF
+}
+has_keys='all(k in d for k in ("requests","succeeded","failed","errors","connections_opened","sockets_reused","retries","elapsed_s","requests_per_second","latency_us")) and all(k in d["latency_us"] for k in ("p50","p90","p99","p999","max"))'
+
+# ---- fetch ------------------------------------------------------------------------
+run f1 fetch -n 20 -c 1 --json "$base/"
+[ "$rc" = 0 ] && ok "fetch -n 20: exit 0" || bad "fetch -n 20: exit $rc"
+check f1 "fetch --json has the documented keys" "$has_keys"
+check f1 "fetch -n 20 -c 1: 20 requests, one socket, 19 reuses" \
+    'd["requests"] == 20 and d["succeeded"] == 20 and d["failed"] == 0 and d["errors"] == {} and d["status"] == {"200": 20} and d["connections_opened"] == 1 and d["sockets_reused"] == 19'
+check f1 "fetch latency percentiles are ordered" \
+    '0 < d["latency_us"]["p50"] <= d["latency_us"]["p90"] <= d["latency_us"]["p99"] <= d["latency_us"]["p999"] <= d["latency_us"]["max"]'
+[ "$(wc -l <"$tmp/f1.out")" = 1 ] && ok "fetch --json: one line, nothing else on stdout" || bad "fetch --json stdout: $(cat "$tmp/f1.out")"
+
+run f2 fetch -n 40 -c 8 --json "$base/"
+check f2 "fetch -c 8: at most 8 sockets, all 40 succeed" \
+    'd["requests"] == 40 and d["succeeded"] == 40 and 1 <= d["connections_opened"] <= 8 and d["sockets_reused"] >= 32'
+
+run f3 fetch -n 5 -c 2 "$base/"
+if [ "$rc" = 0 ] && grep -q '^ferry fetch: 5 requests to 1 URL in ' "$tmp/f3.out" &&
+    grep -Eq '^  succeeded +5$' "$tmp/f3.out" && grep -Eq '^  failed +0$' "$tmp/f3.out" &&
+    grep -Eq '^  statuses +200: 5$' "$tmp/f3.out" && grep -Eq '^  errors +none$' "$tmp/f3.out" &&
+    grep -Eq '^  connections +[12] opened, [34] requests on reused sockets, 0 retries$' "$tmp/f3.out" &&
+    grep -Eq '^  latency +p50 [0-9,]+  p90 [0-9,]+  p99 ' "$tmp/f3.out"; then
+    ok "fetch text summary"
+else
+    bad "fetch text summary (exit $rc): $(cat "$tmp/f3.out")"
+fi
+
+run f4 fetch --json -X BREW "$base/" '/dev/null'
+[ "$rc" = 2 ] && ok "a second argument that is not a URL is bad usage" || bad "exit $rc"
+run f4 fetch --json -X BREW -n 2 "$base/"
+[ "$rc" = 1 ] && ok "fetch: 501 responses exit 1" || bad "fetch 501: exit $rc"
+check f4 "fetch: 501 counts as failed, kind http_5xx" \
+    'd["requests"] == 2 and d["failed"] == 2 and d["succeeded"] == 0 and d["errors"] == {"http_5xx": 2} and d["status"] == {"501": 2}'
+run f5 fetch --json "$base/slow?ms=abc"
+check f5 "fetch: 400 counts as http_4xx" 'd["errors"] == {"http_4xx": 1} and d["failed"] == 1'
+
+run f6 fetch --json --timeout 200 "$base/slow?ms=3000"
+[ "$rc" = 1 ] && ok "fetch --timeout: exit 1" || bad "fetch --timeout: exit $rc"
+check f6 "fetch --timeout 200: a timeout within a second" \
+    'd["errors"] == {"timeout": 1} and "EDEADLINE" in d["error_codes"] and d["elapsed_s"] < 1.0'
+
+# A port nobody listens on: bind one, note it, close it.
+dead=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+run f7 fetch --json --retries 0 -n 3 "http://127.0.0.1:$dead/"
+[ "$rc" = 1 ] && ok "fetch refused: exit 1" || bad "fetch refused: exit $rc"
+check f7 "fetch refused: kind connect, ECONNREFUSED, no retries" \
+    'd["errors"] == {"connect": 3} and d["error_codes"] == {"ECONNREFUSED": 3} and d["retries"] == 0 and d["latency_us"]["max"] == 0'
+run f8 fetch --json --retries 2 "http://127.0.0.1:$dead/"
+check f8 "fetch --retries 2: two retries counted" 'd["retries"] == 2 and d["failed"] == 1'
+
+# Bodies: -o -, -o FILE, -o DIR; request bodies: -d, --form, --data-file.
+run o1 fetch -o - -d 'ping=1' "$base/echo"
+[ "$(cat "$tmp/o1.out")" = "ping=1" ] && ok "-d body echoed to -o -" || bad "-o - / -d: '$(cat "$tmp/o1.out")'"
+grep -q '^ferry fetch: 1 request' "$tmp/o1.err" && ok "-o -: the text summary goes to stderr" ||
+    bad "-o - summary: $(cat "$tmp/o1.err")"
+run o2 fetch -o - --form 'a=b c' --form 'd=e&f' "$base/echo"
+[ "$(cat "$tmp/o2.out")" = "a=b+c&d=e%26f" ] && ok "--form URL-encoded" || bad "--form: '$(cat "$tmp/o2.out")'"
+printf 'file\nbody' >"$tmp/body.bin"
+run o3 fetch -o "$tmp/one.txt" --data-file "$tmp/body.bin" "$base/echo"
+cmp -s "$tmp/one.txt" "$tmp/body.bin" && ok "--data-file echoed into -o FILE" || bad "-o FILE: $(cat "$tmp/one.txt")"
+run o4 fetch -o - --json -n 2 "$base/"
+if [ "$(head -n 1 "$tmp/o4.out")" = "hello, worldhello, world" ] && [ "$(wc -l <"$tmp/o4.out")" = 2 ]; then
+    ok "-o - with --json: bodies, then the JSON on a line of its own"
+else
+    bad "-o - --json: $(cat "$tmp/o4.out")"
+fi
+check o4 "-o - with --json: the JSON is the last line" 'd["requests"] == 2'
+mkdir "$tmp/dir"
+run o5 fetch -o "$tmp/dir" -c 3 "$base/a/file.txt" "$base/b/file.txt" "$base/" "$base/slow?ms=1"
+if [ "$rc" = 0 ] && [ "$(cat "$tmp/dir/file.txt")" = "hello, world" ] && [ -f "$tmp/dir/file.txt.2" ] &&
+    [ -f "$tmp/dir/index.html" ] && [ "$(cat "$tmp/dir/slow")" = "waited 1 ms" ]; then
+    ok "-o DIR: one file per URL, clashing names numbered"
+else
+    bad "-o DIR (exit $rc): $(ls "$tmp/dir")"
+fi
+printf '# comment\n\n%s/a\n  %s/b  \n' "$base" "$base" >"$tmp/urls"
+run i1 fetch --json -n 3 -c 2 -i "$tmp/urls" "$base/c"
+check i1 "-i FILE adds its URLs (3 URLs x 3)" 'd["requests"] == 9 and d["urls"] == 3 and d["succeeded"] == 9'
+run k1 fetch --json --cookies -n 2 "$base/"
+check k1 "--cookies runs" 'd["succeeded"] == 2'
+
+# ---- bench ------------------------------------------------------------------------
+run b1 bench "$base/" -c 4 -d 0.5 --json
+[ "$rc" = 0 ] && ok "bench -d 0.5: exit 0" || bad "bench -d 0.5: exit $rc $(cat "$tmp/b1.err")"
+check b1 "bench --json has the documented keys" \
+    "$has_keys"' and all(k in d for k in ("non_2xx","bytes_per_second","bytes"))'
+check b1 "bench -c 4 -d 0.5: requests, 4 connections, no errors, bytes counted" \
+    'd["requests"] > 100 and d["failed"] == 0 and d["non_2xx"] == 0 and d["connections_opened"] == 4 and abs(d["elapsed_s"] - 0.5) < 0.05 and d["bytes_per_second"] > d["requests_per_second"] * 50 and d["model"] == "closed" and d["latency_us"]["p50"] > 0'
+[ "$(wc -l <"$tmp/b1.out")" = 1 ] && ok "bench --json: one line on stdout" || bad "bench stdout: $(cat "$tmp/b1.out")"
+
+run b2 bench "$base/" -c 4 -p 4 -n 2000 --json
+check b2 "bench -n 2000 -p 4: exactly 2000 requests on 4 connections" \
+    'd["requests"] == 2000 and d["succeeded"] == 2000 and d["connections_opened"] == 4 and d["pipeline"] == 4'
+
+run b3 bench "$base/" -c 2 -t 2 -M 5 -n 100 --json
+check b3 "bench -M 5: a new connection every 5 requests" \
+    'd["requests"] == 100 and 20 <= d["connections_opened"] <= 22'
+
+run b4 bench "$base/" -c 4 -R 1000 -d 0.5 --json
+check b4 "bench -R 1000 -d 0.5: about 500 requests, latency from the intended start" \
+    'd["model"] == "open" and 430 <= d["requests"] <= 560 and d["failed"] == 0 and d["rate"] == 1000 and d["latency_uncorrected_us"]["p50"] <= d["latency_us"]["p50"]'
+
+run b5 bench "$base/" -c 2 -d 0.3 -X BREW --json
+[ "$rc" = 1 ] && ok "bench: 501 responses exit 1" || bad "bench 501: exit $rc"
+check b5 "bench: non_2xx counts 501s" 'd["non_2xx"] == d["requests"] > 0 and d["errors"] == {"http_5xx": d["requests"]}'
+
+run b6 bench "http://127.0.0.1:$dead/" -c 2 -d 0.3 --json
+[ "$rc" = 1 ] && ok "bench refused: exit 1" || bad "bench refused: exit $rc"
+check b6 "bench refused: kind connect" 'd["errors"].get("connect", 0) > 0 and d["succeeded"] == 0'
+
+run b7 bench "$base/" -c 2 -d 0.4 --warmup 0.2
+if [ "$rc" = 0 ] && grep -q "^ferry bench $base/: closed model, 2 connections, 1 thread$" "$tmp/b7.out" &&
+    grep -Eq '^  requests +[0-9,]+ in 0\.4[0-9]+ s: [0-9,]+ req/s$' "$tmp/b7.out" &&
+    grep -Eq '^  latency +p50 ' "$tmp/b7.out" && grep -Eq '^  non-2xx +0$' "$tmp/b7.out" &&
+    grep -Eq '^  errors +none$' "$tmp/b7.out"; then
+    ok "bench text summary (with --warmup)"
+else
+    bad "bench text summary (exit $rc): $(cat "$tmp/b7.out" "$tmp/b7.err")"
+fi
+
+run b8 bench "$base/echo" -c 1 -n 10 --body 'xyz' --json
+check b8 "bench --body: POSTs answered" 'd["requests"] == 10 and d["succeeded"] == 10'
+
+kill -TERM "$pid" 2>/dev/null
+wait "$runner"
+pid=""
+exit $fail

@@ -1,0 +1,261 @@
+/* report.c — outcome counting and the shared summary pieces (see report.h). */
+#include "report.h"
+
+#include <inttypes.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "ferry.h"
+
+void run_stats_init(run_stats *s)
+{
+    memset(s, 0, sizeof *s);
+    hist_init(&s->latency);
+}
+
+void run_stats_merge(run_stats *dst, const run_stats *src)
+{
+    hist_merge(&dst->latency, &src->latency);
+    dst->requests += src->requests;
+    dst->responses += src->responses;
+    dst->failed += src->failed;
+    dst->non_2xx += src->non_2xx;
+    for (int k = 0; k < ERRK_COUNT; k++)
+        dst->kinds[k] += src->kinds[k];
+    for (int i = 0; i < REPORT_STATUSES; i++)
+        dst->status[i] += src->status[i];
+    dst->codes_other += src->codes_other;
+    for (int i = 0; i < REPORT_CODES && src->codes[i].count; i++) {
+        int code = src->codes[i].code;
+        int placed = 0;
+        for (int k = 0; k < REPORT_CODES; k++) {
+            if (dst->codes[k].count == 0)
+                dst->codes[k].code = code;
+            if (dst->codes[k].code == code) {
+                dst->codes[k].count += src->codes[i].count;
+                placed = 1;
+                break;
+            }
+        }
+        if (!placed)
+            dst->codes_other += src->codes[i].count;
+    }
+}
+
+void run_stats_response(run_stats *s, int status, uint64_t latency_us)
+{
+    s->requests++;
+    s->responses++;
+    hist_record(&s->latency, latency_us);
+    if (status >= 0 && status < REPORT_STATUSES)
+        s->status[status]++;
+    if (status < 200 || status > 299)
+        s->non_2xx++;
+    if (status >= 400) {
+        s->failed++;
+        s->kinds[status >= 500 ? ERRK_HTTP_5XX : ERRK_HTTP_4XX]++;
+    }
+}
+
+void run_stats_error(run_stats *s, int err)
+{
+    s->requests++;
+    s->failed++;
+    s->kinds[err_kind_of(err)]++;
+    for (int k = 0; k < REPORT_CODES; k++) {
+        if (s->codes[k].count == 0)
+            s->codes[k].code = err;
+        if (s->codes[k].code == err) {
+            s->codes[k].count++;
+            return;
+        }
+    }
+    s->codes_other++;
+}
+
+err_kind err_kind_of(int err)
+{
+    switch (err) {
+    case FERRY_ETIMEDOUT:
+    case FERRY_ECONNECTTIMEOUT:
+    case FERRY_EHEADERSTIMEOUT:
+    case FERRY_EREQUESTTIMEOUT:
+    case FERRY_EIDLETIMEOUT:
+    case FERRY_EBODYTIMEOUT:
+    case FERRY_EQUEUETIMEOUT:
+    case FERRY_EDEADLINE: return ERRK_TIMEOUT;
+    case FERRY_ECONNREFUSED:
+    case FERRY_EHOSTUNREACH:
+    case FERRY_ENETUNREACH:
+    case FERRY_EADDRNOTAVAIL:
+    case FERRY_EAI_NONAME:
+    case FERRY_EAI_AGAIN:
+    case FERRY_EAI_FAIL:
+    case FERRY_ENOTCONN:
+    case FERRY_EMFILE:
+    case FERRY_ENFILE: return ERRK_CONNECT;
+    case FERRY_ECONNRESET:
+    case FERRY_ECONNABORTED:
+    case FERRY_EPIPE:
+    case FERRY_EOF:
+    case FERRY_EINCOMPLETE: return ERRK_RESET;
+    case FERRY_EQUEUEFULL:
+    case FERRY_EPOOLFULL:
+    case FERRY_ECLOSING: return ERRK_POOL;
+    case FERRY_EABORTED:
+    case FERRY_ECANCELED: return ERRK_ABORTED;
+    default: break;
+    }
+    /* ferry's message-level codes: the request line and status line, header
+     * fields and body framing (-30001 .. -30039). */
+    if (err <= -30001 && err >= -30039)
+        return ERRK_PROTOCOL;
+    return ERRK_OTHER;
+}
+
+const char *err_kind_name(err_kind k)
+{
+    static const char *const names[ERRK_COUNT] = {
+        "timeout", "connect", "reset",    "protocol", "pool",
+        "aborted", "other",   "http_4xx", "http_5xx",
+    };
+    return (unsigned) k < ERRK_COUNT ? names[k] : "other";
+}
+
+void report_json_latency(json *j, const char *key, const hist *h)
+{
+    json_obj_begin(j, key);
+    json_u64(j, "p50", hist_percentile(h, 50));
+    json_u64(j, "p90", hist_percentile(h, 90));
+    json_u64(j, "p99", hist_percentile(h, 99));
+    json_u64(j, "p999", hist_percentile(h, 99.9));
+    json_u64(j, "max", h->max);
+    json_u64(j, "min", h->count ? h->min : 0);
+    json_double(j, "mean", hist_mean(h), 1);
+    json_obj_end(j);
+}
+
+void report_json_outcomes(json *j, const run_stats *s)
+{
+    json_obj_begin(j, "errors");
+    for (int k = 0; k < ERRK_COUNT; k++)
+        if (s->kinds[k])
+            json_u64(j, err_kind_name((err_kind) k), s->kinds[k]);
+    json_obj_end(j);
+    json_obj_begin(j, "error_codes");
+    for (int k = 0; k < REPORT_CODES && s->codes[k].count; k++)
+        json_u64(j, ferry_err_name(s->codes[k].code), s->codes[k].count);
+    if (s->codes_other)
+        json_u64(j, "OTHER", s->codes_other);
+    json_obj_end(j);
+    json_obj_begin(j, "status");
+    for (int i = 0; i < REPORT_STATUSES; i++) {
+        if (s->status[i]) {
+            char name[8];
+            snprintf(name, sizeof name, "%d", i);
+            json_u64(j, name, s->status[i]);
+        }
+    }
+    json_obj_end(j);
+}
+
+void report_text_latency(FILE *f, const char *label, const hist *h)
+{
+    char a[32], b[32], c[32], d[32], e[32], m[32];
+    if (h->count == 0) {
+        fprintf(f, "  %-13s no responses\n", label);
+        return;
+    }
+    fprintf(f, "  %-13s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (µs; mean %s)\n", label,
+            fmt_count(a, hist_percentile(h, 50)), fmt_count(b, hist_percentile(h, 90)),
+            fmt_count(c, hist_percentile(h, 99)), fmt_count(d, hist_percentile(h, 99.9)),
+            fmt_count(e, h->max), fmt_count(m, (uint64_t) (hist_mean(h) + 0.5)));
+}
+
+void report_text_outcomes(FILE *f, const run_stats *s)
+{
+    char n[32];
+    fprintf(f, "  %-13s", "statuses");
+    int any = 0;
+    for (int i = 0; i < REPORT_STATUSES; i++) {
+        if (s->status[i]) {
+            fprintf(f, "%s%d: %s", any ? ", " : " ", i, fmt_count(n, s->status[i]));
+            any = 1;
+        }
+    }
+    fprintf(f, "%s\n", any ? "" : " none");
+
+    fprintf(f, "  %-13s", "errors");
+    uint64_t transport = 0;
+    for (int k = 0; k < ERRK_HTTP_4XX; k++)
+        transport += s->kinds[k];
+    if (s->failed == 0) {
+        fprintf(f, " none\n");
+        return;
+    }
+    any = 0;
+    for (int k = 0; k < ERRK_COUNT; k++) {
+        if (!s->kinds[k])
+            continue;
+        fprintf(f, "%s%s %s", any ? ", " : " ", err_kind_name((err_kind) k),
+                fmt_count(n, s->kinds[k]));
+        any = 1;
+    }
+    if (transport) {
+        fprintf(f, " (");
+        for (int k = 0; k < REPORT_CODES && s->codes[k].count; k++)
+            fprintf(f, "%s%s %s", k ? ", " : "", ferry_err_name(s->codes[k].code),
+                    fmt_count(n, s->codes[k].count));
+        if (s->codes_other)
+            fprintf(f, ", others %s", fmt_count(n, s->codes_other));
+        fprintf(f, ")");
+    }
+    fprintf(f, "\n");
+}
+
+const char *fmt_count(char *buf, uint64_t v)
+{
+    char digits[24];
+    int n = snprintf(digits, sizeof digits, "%" PRIu64, v);
+    int out = 0;
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && (n - i) % 3 == 0)
+            buf[out++] = ',';
+        buf[out++] = digits[i];
+    }
+    buf[out] = '\0';
+    return buf;
+}
+
+const char *fmt_bytes(char *buf, double v)
+{
+    static const char *const units[] = {"B", "KB", "MB", "GB", "TB"};
+    int u = 0;
+    while (v >= 1000.0 && u < 4) {
+        v /= 1000.0;
+        u++;
+    }
+    snprintf(buf, 32, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+    return buf;
+}
+
+void progress_show(const char *text)
+{
+    fprintf(stderr, "\r%s\033[K", text);
+    fflush(stderr);
+}
+
+void progress_clear(void)
+{
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+}
+
+double process_cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0.0;
+    return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6 +
+           (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
+}
