@@ -269,6 +269,50 @@ static void test_what_goes_on_the_wire(void **state)
     harness_stop(h);
 }
 
+/* A Host header replaces the URL's (a virtual host on an address);
+ * Connection: close ends the socket with that response. */
+static void test_host_and_connection_close_headers(void **state)
+{
+    (void) state;
+    harness *h = harness_start(NULL, cs_inspect_handler, NULL);
+    uv_loop_t *loop = cs_loop_new();
+    ferry_agent *a = new_agent(loop, NULL);
+    ferry_header vhost[] = {{{"Host", 4}, {"example.test", 12}}};
+    ferry_request_options o = cs_opts("GET", cs_url(harness_port(h), "/inspect"));
+    o.headers = vhost;
+    o.header_count = 1;
+    cs_result r = {0};
+    run_req(loop, a, &o, &r);
+    cs_assert_done(&r, 0);
+    assert_string_equal(field(&r, "host"), "example.test");
+    ferry_agent_stats st;
+    ferry_agent_stats_get(a, &st);
+    assert_int_equal(st.sockets_idle, 1);
+
+    ferry_header close_hdr[] = {{{"connection", 10}, {"close", 5}}};
+    o.headers = close_hdr;
+    cs_result r2 = {0};
+    run_req(loop, a, &o, &r2);
+    cs_assert_done(&r2, 0);
+    assert_int_equal(r2.reused, 1);
+    assert_string_equal(field(&r2, "connection"), "close");
+    ferry_agent_stats_get(a, &st);
+    assert_int_equal(st.sockets_idle, 0); /* ended with that response */
+
+    ferry_header ka[] = {{{"Connection", 10}, {"keep-alive", 10}}};
+    o.headers = ka;
+    cs_result r3 = {0};
+    run_req(loop, a, &o, &r3);
+    cs_assert_done(&r3, 0);
+    assert_int_equal(r3.reused, 0);
+    ferry_agent_stats_get(a, &st);
+    assert_int_equal(st.sockets_idle, 1);
+    assert_int_equal(st.connections_opened, 2);
+    cs_agent_finish(loop, a, 0);
+    cs_loop_finish(loop);
+    harness_stop(h);
+}
+
 static void test_no_keep_alive_sends_connection_close(void **state)
 {
     (void) state;
@@ -529,10 +573,10 @@ static void test_synchronous_refusals(void **state)
     o = cs_opts("GET", "http://127.0.0.1:1/");
     ferry_header bad_name[] = {{{"Bad Name", 8}, {"v", 1}}};
     ferry_header bad_value[] = {{{"X-Ok", 4}, {"a\r\nInjected: 1", 15}}};
-    ferry_header framing[][1] = {{{{"Host", 4}, {"x", 1}}},
-                                 {{{"content-length", 14}, {"5", 1}}},
+    ferry_header framing[][1] = {{{{"content-length", 14}, {"5", 1}}},
                                  {{{"Transfer-Encoding", 17}, {"chunked", 7}}},
-                                 {{{"Connection", 10}, {"close", 5}}}};
+                                 {{{"Connection", 10}, {"upgrade", 7}}},
+                                 {{{"Connection", 10}, {"close, upgrade", 14}}}};
     o.header_count = 1;
     o.headers = bad_name;
     assert_int_equal(cs_request(a, &o, &r, false), FERRY_EINVAL);
@@ -683,6 +727,7 @@ int main(void)
         cmocka_unit_test(test_get_and_fetch),
         cmocka_unit_test(test_response_head_fields),
         cmocka_unit_test(test_what_goes_on_the_wire),
+        cmocka_unit_test(test_host_and_connection_close_headers),
         cmocka_unit_test(test_no_keep_alive_sends_connection_close),
         cmocka_unit_test(test_form_encode),
         cmocka_unit_test(test_head_request),
