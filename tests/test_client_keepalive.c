@@ -334,9 +334,13 @@ static void not_pooled_case(const char *keep_alive)
     one_request(loop, a, cs_url(raw_port(s), "/"), &r1);
     ferry_agent_stats st;
     ferry_agent_stats_get(a, &st);
-    if (st.sockets_idle != 0)
+    if (st.sockets_idle != 0) {
+        cs_agent_finish(loop, a, 0); /* clean up first: the failure is the finding */
+        cs_loop_finish(loop);
+        raw_stop(s);
         fail_msg("Keep-Alive: %s leaves no time to reuse the socket, yet it was pooled",
                  keep_alive);
+    }
     assert_true(cs_run_until_fn(loop, raw_peer_closed, s, 5000)); /* the client closed it */
     ferry_agent_stats_get(a, &st);
     assert_int_equal(st.idle_closed, 1);

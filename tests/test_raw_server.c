@@ -199,18 +199,21 @@ static void test_silent_half_head_part_body(void **state)
     int fd = tc_connect(raw_port(s));
     tc_send(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(tc_read_response_ex(fd, &r, 0, 200), TC_ETIMEOUT);
+    tc_response_free(&r);
     assert_int_equal(tc_buffered(fd), 0);
     tc_close(fd);
 
     fd = tc_connect(raw_port(s));
     tc_send(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(tc_read_response_ex(fd, &r, 0, 200), TC_ETIMEOUT);
+    tc_response_free(&r);
     assert_true(tc_buffered(fd) > 10);
     tc_close(fd);
 
     fd = tc_connect(raw_port(s));
     tc_send(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_int_equal(tc_read_response_ex(fd, &r, 0, 200), TC_ETIMEOUT);
+    tc_response_free(&r); /* the head was complete: it is kept */
     assert_true(tc_buffered(fd) > 500);
     tc_close(fd);
 
