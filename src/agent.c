@@ -581,39 +581,32 @@ uint64_t agent_backoff_ms(ferry_agent *a, uint32_t retry_no)
 
 /* ---- closing ---- */
 
-static void on_agent_handle_closed(uv_handle_t *h)
+/* One of the agent's handles has closed; after the last, the close callback. */
+static void agent_handle_gone(ferry_agent *a)
 {
-    ferry_agent *a = h->data;
     if (--a->open_handles == 0 && !a->close_cb_fired) {
         a->close_cb_fired = true;
         a->close_done = true;
         if (a->close_cb)
             a->close_cb(a, a->close_data);
     }
+}
+
+static void on_agent_handle_closed(uv_handle_t *h)
+{
+    agent_handle_gone(h->data);
 }
 
 static void on_tlist_closed(timeout_list *l)
 {
-    tlist_node *t = container_of(l, tlist_node, list);
     ferry_agent *a = l->data;
-    free(t);
-    if (--a->open_handles == 0 && !a->close_cb_fired) {
-        a->close_cb_fired = true;
-        a->close_done = true;
-        if (a->close_cb)
-            a->close_cb(a, a->close_data);
-    }
+    free(container_of(l, tlist_node, list));
+    agent_handle_gone(a);
 }
 
 static void on_dns_closed(dns_cache *c)
 {
-    ferry_agent *a = container_of(c, ferry_agent, dns);
-    if (--a->open_handles == 0 && !a->close_cb_fired) {
-        a->close_cb_fired = true;
-        a->close_done = true;
-        if (a->close_cb)
-            a->close_cb(a, a->close_data);
-    }
+    agent_handle_gone(container_of(c, ferry_agent, dns));
 }
 
 /* Once closing and nothing is left (no request, no socket), close the
