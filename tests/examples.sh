@@ -90,4 +90,39 @@ if start per_user_queue 0; then
     [ "$n" = 5 ] && ok "per_user_queue serves different users" || bad "users served: $n of 5"
     stop "$qpid" && ok "per_user_queue exits 0 on SIGTERM" || bad "per_user_queue exit status"
 fi
+# fetch_many: 2000 requests through one agent, at most 50 sockets, against its own server
+out=$(timeout 30 "$dir/fetch_many" 2>&1); rc=$?
+echo "$out" | sed 's/^/     /'
+if [ $rc = 0 ] && echo "$out" | grep -q "^completed 2000, failed 0, connections opened [0-9]*, reused"; then
+    opened=$(echo "$out" | sed -n 's/.*connections opened \([0-9]*\),.*/\1/p')
+    [ "$opened" -le 50 ] && ok "fetch_many: 2000 completed over $opened connections (at most 50)" \
+        || bad "fetch_many opened $opened connections, bound was 50"
+else
+    bad "fetch_many (own server) exit $rc"
+fi
+
+# fetch_many against another process (hello), 2000 requests over at most 10 sockets
+if start hello 0; then
+    hpid=$pid
+    out=$(timeout 30 "$dir/fetch_many" "http://127.0.0.1:$port/" 2000 10 2>&1); rc=$?
+    opened=$(echo "$out" | sed -n 's/.*connections opened \([0-9]*\),.*/\1/p')
+    if [ $rc = 0 ] && echo "$out" | grep -q "^completed 2000, failed 0," && [ "${opened:-99}" -le 10 ]; then
+        ok "fetch_many against hello: 2000 completed over $opened connections (at most 10)"
+    else
+        bad "fetch_many against hello, exit $rc:"; echo "$out"
+    fi
+    out=$(timeout 30 "$dir/fetch_many" "https://127.0.0.1:$port/" 5 2>&1); rc=$?
+    [ $rc != 0 ] && echo "$out" | grep -qi "not supported" && ok "fetch_many refuses https:// with a clear error" \
+        || bad "fetch_many https:// exit $rc: $out"
+    stop "$hpid" && ok "hello exits 0 after fetch_many" || bad "hello exit status after fetch_many"
+fi
+
+# chain: log in, keep the session cookie, use it
+out=$(timeout 10 "$dir/chain" 2>&1); rc=$?
+if [ $rc = 0 ] && echo "$out" | grep -q "^step 2: 200 alice" && echo "$out" | grep -q "^step 3: 200 saved" \
+        && echo "$out" | grep -q "^chain done"; then
+    ok "chain: login, cookie, authenticated GET and POST"
+else
+    bad "chain exit $rc:"; echo "$out"
+fi
 exit $fail
