@@ -46,10 +46,9 @@ CONNS=64
 PAR=50
 SERVER_CPU=1
 CLIENT_CPU=0
-CLK_TCK=$(getconf CLK_TCK)
 
-die() { echo "bench/client.sh: $*" >&2; exit 1; }
-note() { echo "# $*" >&2; }
+BENCH=client
+. bench/lib.sh # die, note, $TMP, run_bg, free_port, /proc readings, quiet_moment...
 
 # ---- preconditions ---------------------------------------------------------------
 for t in "$WRK" "$HYPERFINE" "$NGINX" "$CURL" "$NODE" "$NPM" taskset; do
@@ -75,85 +74,12 @@ npm_version() { "$NODE" -e "process.stdout.write(require('$NODE_PATH/$1/package.
 ulimit -n "$(ulimit -Hn)"
 NOFILE=$(ulimit -n)
 
-# ---- process bookkeeping and clean-up ------------------------------------------------
-TMP=$(mktemp -d /tmp/ferry-bench-client.XXXXXX)
-declare -A LIVE=()
-
-children_of() { cat /proc/"$1"/task/*/children 2>/dev/null || true; }
-kill_tree() {
-    local p=$1 sig=$2 c
-    for c in $(children_of "$p"); do kill -"$sig" "$c" 2>/dev/null || true; done
-    kill -"$sig" "$p" 2>/dev/null || true
-}
-cleanup() {
-    local p
-    trap - EXIT INT TERM
-    for p in "${!LIVE[@]}"; do kill_tree "$p" TERM; done
-    sleep 0.2
-    for p in "${!LIVE[@]}"; do kill_tree "$p" KILL; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# run_bg CMD...: run to completion in the background and wait, so a signal to
-# this script is handled at once and the client dies with it.
-run_bg() {
-    "$@" &
-    local pid=$!
-    LIVE[$pid]=1
-    local st=0
-    wait "$pid" || st=$?
-    unset "LIVE[$pid]"
-    return "$st"
-}
-
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
-EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() {
-    local p i lo=10000 span=$((EPHEMERAL_LOW - 10000))
-    [ "$span" -gt 1000 ] || { lo=20000; span=10000; }
-    for i in $(seq 50); do
-        p=$((lo + RANDOM % span))
-        port_open "$p" || { echo "$p"; return; }
-    done
-    die "no free port found"
-}
-
 # ---- the server: nginx, 1 worker, on CPU 1 ------------------------------------------------
 start_nginx() {
     local dir=$TMP/nginx try i
-    mkdir -p "$dir"
     for try in 1 2 3; do
         PORT=$(free_port)
-        cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-worker_rlimit_nofile $NOFILE;
-events { worker_connections 16384; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    keepalive_requests 1000000000;
-    keepalive_timeout 300s;
-    server {
-        listen 127.0.0.1:$PORT;
-        location / {
-            default_type text/plain;
-            return 200 "hello, world";
-        }
-    }
-}
-EOF
+        write_nginx_conf "$dir" "$PORT"
         taskset -c "$SERVER_CPU" "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/out" 2>&1 &
         SPID=$!
         LIVE[$SPID]=1
@@ -168,51 +94,6 @@ EOF
         note "nginx did not start on port $PORT (try $try): $(tail -n 3 "$dir/error.log" 2>/dev/null)"
     done
     die "nginx did not start"
-}
-
-# ---- /proc readings -------------------------------------------------------------------------
-tree_ticks() { # utime+stime (ticks) of the process and its children
-    local p t=0 v
-    for p in "$1" $(children_of "$1"); do
-        v=$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' /proc/"$p"/stat 2>/dev/null || echo 0)
-        t=$((t + ${v:-0}))
-    done
-    echo "$t"
-}
-machine_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-# user+sys seconds of this shell's reaped children, from `times` output in a file.
-children_cpu_s() { awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } print s }' "$1"; }
-
-BG_LIST=$TMP/background
-background_cpu() { # % of one core used by others over 0.5 s (the server idles meanwhile)
-    local b0 b1 t0 t1
-    b0=$(machine_busy_ticks); t0=$EPOCHREALTIME
-    sleep 0.5
-    b1=$(machine_busy_ticks); t1=$EPOCHREALTIME
-    awk -v d=$((b1 - b0)) -v tck="$CLK_TCK" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f\n", 100 * d / tck / (t1 - t0) }' |
-        tee -a "$BG_LIST"
-}
-
-# quiet_moment: background_cpu, after waiting up to QUIET_WAIT seconds in all for
-# it to drop below 15 % (on a shared machine, a moment between others' jobs).
-QUIET_LEFT=$QUIET_WAIT
-quiet_moment() {
-    local bg
-    bg=$(background_cpu)
-    while [ "$bg" -gt 15 ] && [ "$QUIET_LEFT" -gt 0 ]; do
-        sleep 1
-        QUIET_LEFT=$((QUIET_LEFT - 1))
-        sed -i '$d' "$BG_LIST" # only the last sample counts
-        bg=$(background_cpu)
-    done
-    echo "$bg"
-}
-
-rotate() { # rotate N WORD...: the words rotated by N places
-    local r=$1; shift
-    local a=("$@") n=$# i res=()
-    for ((i = 0; i < n; i++)); do res+=("${a[$(((i + r) % n))]}"); done
-    echo "${res[@]}"
 }
 
 start_nginx
@@ -232,11 +113,11 @@ run_load() {
     wrk) cmd=("$WRK" -t1 -c"$CONNS" -d"${DURATION}s" "$URL") ;;
     autocannon) cmd=("$NODE" "$AUTOCANNON" -c "$CONNS" -d "$DURATION" -j "$URL") ;;
     esac
-    local m0 m1
+    local m0 m1 u0 u1
     times >"$TMP/times0"
-    s0=$(tree_ticks "$SPID"); m0=$(machine_busy_ticks); t0=$EPOCHREALTIME
+    read -r u0 s0 <<<"$(tree_ticks "$SPID")"; m0=$(machine_busy_ticks); t0=$EPOCHREALTIME
     run_bg timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" "${cmd[@]}" >"$out" 2>"$out.err" || true
-    t1=$EPOCHREALTIME; s1=$(tree_ticks "$SPID"); m1=$(machine_busy_ticks)
+    t1=$EPOCHREALTIME; read -r u1 s1 <<<"$(tree_ticks "$SPID")"; m1=$(machine_busy_ticks)
     times >"$TMP/times1"
     w0=$(children_cpu_s "$TMP/times0"); w1=$(children_cpu_s "$TMP/times1")
     local parsed
@@ -249,7 +130,7 @@ run_load() {
     # Columns: tool round req/s requests client_cpu_s server_ticks wall_s errors others_%
     # (others: machine CPU minus the client and nginx, in % of one core).
     awk -v tool="$tool" -v round="$round" -v rps="$rps" -v reqs="$reqs" -v w0="$w0" -v w1="$w1" \
-        -v ds=$((s1 - s0)) -v dm=$((m1 - m0)) -v t0="$t0" -v t1="$t1" -v errs="$errs" -v tck="$CLK_TCK" 'BEGIN {
+        -v ds=$((u1 - u0 + s1 - s0)) -v dm=$((m1 - m0)) -v t0="$t0" -v t1="$t1" -v errs="$errs" -v tck="$CLK_TCK" 'BEGIN {
         wall = t1 - t0; others = 100 * (dm / tck - (w1 - w0) - ds / tck) / wall
         printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\n", tool, round, rps, reqs, w1 - w0, ds, wall, errs, (others < 0 ? 0 : others) }' >>"$LOAD_TSV"
     tail -n 1 "$LOAD_TSV" | awk -F'\t' -v tck="$CLK_TCK" '{ printf "  %-10s round %s: %9.0f req/s  client %.2f µs/req (%.0f%% CPU)  nginx %.0f%% CPU  others %s%%  errors %s\n", $1, $2, $3, ($4 ? $5 * 1e6 / $4 : 0), 100 * $5 / $7, 100 * $6 / tck / $7, $9, $8 }' >&2

@@ -50,10 +50,9 @@ CONNS=64
 DEPTH=16
 SERVER_CPU=1
 CLIENT_CPU=0
-CLK_TCK=$(getconf CLK_TCK)
 
-die() { echo "bench/server.sh: $*" >&2; exit 1; }
-note() { echo "# $*" >&2; }
+BENCH=server
+. bench/lib.sh # die, note, $TMP, run_bg, free_port, write_nginx_conf, /proc readings...
 
 # ---- preconditions -------------------------------------------------------------
 command -v "$WRK" >/dev/null || die "wrk not found (make deps-bench installs it)"
@@ -98,55 +97,7 @@ if [ ! -x "$IDLE_CONNS" ] || [ bench/idle_conns.c -nt "$IDLE_CONNS" ]; then
     "${CC:-cc}" -std=c17 -O2 -Wall -Wextra -o "$IDLE_CONNS" bench/idle_conns.c
 fi
 
-# ---- process bookkeeping and clean-up -------------------------------------------
-TMP=$(mktemp -d /tmp/ferry-bench-server.XXXXXX)
-declare -A LIVE=() # pids this script started and has not reaped yet
-
-children_of() { cat /proc/"$1"/task/*/children 2>/dev/null || true; }
-
-kill_tree() { # kill_tree PID SIGNAL: the process and its direct children (nginx's worker)
-    local p=$1 sig=$2 c
-    for c in $(children_of "$p"); do kill -"$sig" "$c" 2>/dev/null || true; done
-    kill -"$sig" "$p" 2>/dev/null || true
-}
-
-cleanup() {
-    local p i
-    trap - EXIT INT TERM
-    for p in "${!LIVE[@]}"; do kill_tree "$p" TERM; done
-    for i in 1 2 3 4 5 6 7 8 9 10; do
-        local alive=0
-        for p in "${!LIVE[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ "$alive" = 0 ] && break
-        sleep 0.1
-    done
-    for p in "${!LIVE[@]}"; do kill_tree "$p" KILL; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# A port nobody listens on, chosen at random below the kernel's ephemeral range
-# (so no client socket of an earlier run holds it) and so that concurrent runs
-# do not collide; start_server retries with another one if the bind fails.
-EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() {
-    local p i lo=10000 span=$((EPHEMERAL_LOW - 10000))
-    [ "$span" -gt 1000 ] || { lo=20000; span=10000; }
-    for i in $(seq 50); do
-        p=$((lo + RANDOM % span))
-        if ! port_open "$p"; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port found"
-}
-
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
-
+# ---- starting and stopping servers ------------------------------------------------
 # wait_for COND_CMD SECONDS: poll every 20 ms.
 wait_for() {
     local cond=$1 limit=$2 i
@@ -155,37 +106,6 @@ wait_for() {
         sleep 0.02
     done
     return 1
-}
-
-write_nginx_conf() { # write_nginx_conf DIR PORT
-    mkdir -p "$1"
-    cat >"$1/nginx.conf" <<EOF
-# 1 worker, return 200 "hello, world", no access log, keep-alive never ends by count
-worker_processes 1;
-daemon off;
-master_process on;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-worker_rlimit_nofile $NOFILE;
-events { worker_connections 16384; }
-http {
-    access_log off;
-    client_body_temp_path $1/body;
-    proxy_temp_path $1/proxy;
-    fastcgi_temp_path $1/fastcgi;
-    uwsgi_temp_path $1/uwsgi;
-    scgi_temp_path $1/scgi;
-    keepalive_requests 1000000000;
-    keepalive_timeout 300s;
-    server {
-        listen 127.0.0.1:$2;
-        location / {
-            default_type text/plain;
-            return 200 "hello, world";
-        }
-    }
-}
-EOF
 }
 
 alive() { # running and not a zombie
@@ -261,70 +181,13 @@ stop_server() { # stop_server NAME: a fast stop between measurements
     wait_exit "$SPID" 5
 }
 
-# ---- /proc readings --------------------------------------------------------------
-tree_pids() { echo "$1" "$(children_of "$1")"; }
-
-tree_ticks() { # "utime stime" (clock ticks) of the process and its children
-    local p u=0 s=0 pu ps
-    for p in $(tree_pids "$1"); do
-        # Fields after the ")" that ends the command name: utime is the 12th, stime the 13th.
-        read -r pu ps <<<"$(awk '{ sub(/.*\) /, ""); print $12, $13 }' /proc/"$p"/stat 2>/dev/null || echo 0 0)"
-        u=$((u + ${pu:-0})); s=$((s + ${ps:-0}))
-    done
-    echo "$u $s"
-}
-
-tree_rss_kb() {
+tree_rss_kb() { # VmRSS (KiB) of the process and its children
     local p sum=0 r
     for p in $(tree_pids "$1"); do
         r=$(awk '/^VmRSS:/ { print $2 }' /proc/"$p"/status 2>/dev/null || echo 0)
         sum=$((sum + ${r:-0}))
     done
     echo "$sum"
-}
-
-machine_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-
-# background_cpu: % of one core that other processes use, over 0.5 s, with no
-# server of ours running. Other work on the machine distorts every figure.
-BG_LIST=$TMP/background
-background_cpu() {
-    local b0 b1 t0 t1
-    b0=$(machine_busy_ticks); t0=$EPOCHREALTIME
-    sleep 0.5
-    b1=$(machine_busy_ticks); t1=$EPOCHREALTIME
-    awk -v d=$((b1 - b0)) -v tck="$CLK_TCK" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f\n", 100 * d / tck / (t1 - t0) }' |
-        tee -a "$BG_LIST"
-}
-
-# quiet_moment: background_cpu, after waiting up to QUIET_WAIT seconds in all
-# for it to drop below 15 % (on a shared machine, for a moment between others' jobs).
-QUIET_LEFT=$QUIET_WAIT
-quiet_moment() {
-    local bg
-    bg=$(background_cpu)
-    while [ "$bg" -gt 15 ] && [ "$QUIET_LEFT" -gt 0 ]; do
-        sleep 1
-        QUIET_LEFT=$((QUIET_LEFT - 1))
-        sed -i '$d' "$BG_LIST" # only the last sample counts
-        bg=$(background_cpu)
-    done
-    echo "$bg"
-}
-
-# user+sys seconds of this shell's reaped children, from `times` (which must run
-# in this shell, not in a $(...) subshell, whose children are its own).
-children_cpu_s() { awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } print s }' "$1"; }
-
-# run_bg CMD...: run a client to completion in the background and wait for it, so
-# that a signal to this script is handled at once (bash runs traps only after a
-# foreground command ends) and the client is killed with the servers.
-run_bg() {
-    "$@" &
-    local pid=$!
-    LIVE[$pid]=1
-    wait "$pid" || true
-    unset "LIVE[$pid]"
 }
 
 # ---- 1. throughput -------------------------------------------------------------------
@@ -342,7 +205,7 @@ run_wrk() {
     times >"$TMP/times0"
     read -r u0 s0 <<<"$(tree_ticks "$SPID")"; m0=$(machine_busy_ticks); t0=$EPOCHREALTIME
     run_bg timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d"${DURATION}s" --latency \
-        "${script[@]}" "http://127.0.0.1:$PORT/" "${extra[@]}" >"$out" 2>&1
+        "${script[@]}" "http://127.0.0.1:$PORT/" "${extra[@]}" >"$out" 2>&1 || true
     t1=$EPOCHREALTIME; read -r u1 s1 <<<"$(tree_ticks "$SPID")"; m1=$(machine_busy_ticks)
     times >"$TMP/times1"
     w0=$(children_cpu_s "$TMP/times0"); w1=$(children_cpu_s "$TMP/times1")
@@ -367,21 +230,14 @@ run_wrk() {
     tail -n 1 "$WRK_TSV" | awk -F'\t' '{ printf "  %-6s %-9s round %s: %9s req/s  %6s µs/req (user %s)  server %s%%  wrk %s%%  others %s%%  errors %s\n", $1, $2, $3, $4, $6, $12, $7, $8, $13, $11 }' >&2
 }
 
-# rotate ROUND: the server list rotated by ROUND places.
-rotate() {
-    local r=$1 n=${#SERVER_LIST[@]} i res=()
-    for ((i = 0; i < n; i++)); do res+=("${SERVER_LIST[$(((i + r) % n))]}"); done
-    echo "${res[@]}"
-}
-
 note "throughput: wrk -t1 -c$CONNS -d${DURATION}s, plain and $DEPTH pipelined, $ROUNDS rounds (servers: ${SERVER_LIST[*]})"
 for ((round = 1; round <= ROUNDS; round++)); do
-    for name in $(rotate $((round - 1))); do
+    for name in $(rotate $((round - 1)) "${SERVER_LIST[@]}"); do
         bg=$(quiet_moment)
         [ "$bg" -gt 25 ] && note "other processes use ${bg}% of a core right now: expect distorted figures"
         start_server "$name"
         # 1 s warm-up per server start, as in the baselines.
-        run_bg timeout 30 taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1
+        run_bg timeout 30 taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true
         run_wrk "$name" plain "$round"
         run_wrk "$name" pipelined "$round"
         stop_server "$name"
@@ -393,7 +249,7 @@ MEM_TSV=$TMP/mem.tsv
 : >"$MEM_TSV"
 note "memory: $IDLE_N idle keep-alive connections (one request each), $MEM_ROUNDS rounds"
 for ((round = 1; round <= MEM_ROUNDS; round++)); do
-    for name in $(rotate $((round - 1))); do
+    for name in $(rotate $((round - 1)) "${SERVER_LIST[@]}"); do
         start_server "$name"
         sleep 0.2
         rss0=$(tree_rss_kb "$SPID")

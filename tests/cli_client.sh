@@ -9,32 +9,9 @@
 #   tests/cli_client.sh path/to/ferry
 set -u
 ferry="$1"
-command -v python3 >/dev/null || { echo "FAIL python3 is needed"; exit 1; }
-
-fail=0
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-    [ -z "$pid" ] && [ -s "$tmp/pid" ] && pid=$(cat "$tmp/pid")
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fail=1; }
+. "$(dirname "$0")/cli_lib.sh" # ok, bad, usage_error, start_server, stop_server; $tmp
 
 # ---- usage -----------------------------------------------------------------------
-usage_error() { # CMD description args...
-    local cmd=$1 what="$1: $2" err rc; shift 2
-    err=$(timeout 5 "$ferry" "$cmd" "$@" 2>&1 >/dev/null </dev/null); rc=$?
-    if [ "$rc" != 2 ]; then bad "$what: exit $rc, want 2 ($err)"; return; fi
-    if [ "$(printf '%s\n' "$err" | wc -l)" != 1 ] || [ "${err#ferry $cmd: }" = "$err" ]; then
-        bad "$what: stderr is not one 'ferry $cmd: ...' line: $err"; return
-    fi
-    ok "$what"
-}
 U=http://127.0.0.1:9/
 usage_error fetch "no URL"
 usage_error fetch "unknown flag" --bogus $U
@@ -84,24 +61,7 @@ for cmd in fetch bench; do
 done
 
 # ---- a server ---------------------------------------------------------------------
-(
-    "$ferry" serve --port 0 --quiet >"$tmp/out" 2>"$tmp/err" &
-    echo $! >"$tmp/pid"
-    wait $!
-) </dev/null >/dev/null 2>&1 &
-runner=$!
-line=""
-for _ in $(seq 50); do
-    line=$(head -n 1 "$tmp/out" 2>/dev/null)
-    [ -n "$line" ] && break
-    sleep 0.1
-done
-pid=$(cat "$tmp/pid" 2>/dev/null)
-if [[ ! "$line" =~ ^listening\ on\ http://127\.0\.0\.1:[0-9]+$ ]]; then
-    bad "server start: '$line' $(cat "$tmp/err")"
-    exit 1
-fi
-base=${line#listening on }
+start_server --quiet || exit 1
 
 # run NAME CMD ARGS...: runs `ferry CMD ARGS` (10 s at most); stdout in
 # $tmp/NAME.out, stderr in $tmp/NAME.err, exit status in $rc.
@@ -243,7 +203,5 @@ fi
 run b8 bench "$base/echo" -c 1 -n 10 --body 'xyz' --json
 check b8 "bench --body: POSTs answered" 'd["requests"] == 10 and d["succeeded"] == 10'
 
-kill -TERM "$pid" 2>/dev/null
-wait "$runner"
-pid=""
+stop_server
 exit $fail

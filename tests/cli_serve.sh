@@ -8,45 +8,22 @@
 set -u
 ferry="$1"
 command -v curl >/dev/null || { echo "FAIL curl is needed"; exit 1; }
-command -v python3 >/dev/null || { echo "FAIL python3 is needed"; exit 1; }
-
-fail=0
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-    [ -z "$pid" ] && [ -s "$tmp/pid" ] && pid=$(cat "$tmp/pid")
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fail=1; }
+. "$(dirname "$0")/cli_lib.sh" # ok, bad, usage_error, start_server, stop_server; $tmp
 
 # ---- usage -------------------------------------------------------------------
-usage_error() { # description args...
-    local what=$1 err rc; shift
-    err=$(timeout 5 "$ferry" serve "$@" 2>&1 >/dev/null); rc=$?
-    if [ "$rc" != 2 ]; then bad "$what: exit $rc, want 2"; return; fi
-    if [ "$(printf '%s\n' "$err" | wc -l)" != 1 ] || [ "${err#ferry serve: }" = "$err" ]; then
-        bad "$what: stderr is not one 'ferry serve: ...' line: $err"; return
-    fi
-    ok "$what"
-}
-usage_error "unknown flag" --bogus
-usage_error "missing value" --port
-usage_error "missing value after =" --port=
-usage_error "negative number" --port -1
-usage_error "port out of range" --port 65536
-usage_error "junk after number" --keep-alive-timeout 10ms
-usage_error "sign before number" --max-connections +5
-usage_error "number overflows 64 bits" --max-body 99999999999999999999999
-usage_error "uint32 flag out of range" --max-requests-per-connection 4294967296
-usage_error "extra positional argument" extra
-usage_error "value for a flag without one" --quiet=yes
-usage_error "host that is not an address" --host localhost
-usage_error "missing --dir" --dir "$tmp/does-not-exist"
+usage_error serve "unknown flag" --bogus
+usage_error serve "missing value" --port
+usage_error serve "missing value after =" --port=
+usage_error serve "negative number" --port -1
+usage_error serve "port out of range" --port 65536
+usage_error serve "junk after number" --keep-alive-timeout 10ms
+usage_error serve "sign before number" --max-connections +5
+usage_error serve "number overflows 64 bits" --max-body 99999999999999999999999
+usage_error serve "uint32 flag out of range" --max-requests-per-connection 4294967296
+usage_error serve "extra positional argument" extra
+usage_error serve "value for a flag without one" --quiet=yes
+usage_error serve "host that is not an address" --host localhost
+usage_error serve "missing --dir" --dir "$tmp/does-not-exist"
 
 out=$(timeout 5 "$ferry" serve --help); rc=$?
 if [ "$rc" = 0 ] && [[ "$out" == "usage: ferry serve"* ]]; then
@@ -61,57 +38,6 @@ else
 fi
 
 # ---- running servers ------------------------------------------------------------
-# start_server ARGS...: starts `ferry serve --port 0 ARGS...` and sets pid and
-# base once it printed its listening line (5 s at most). The exit status lands
-# in $tmp/rc; stdout in $tmp/out, stderr in $tmp/err.
-start_server() {
-    rm -f "$tmp/rc" "$tmp/pid" "$tmp/out" "$tmp/err"
-    pid=""
-    # The subshell keeps none of our output open: ctest waits for that to close.
-    (
-        "$ferry" serve --port 0 "$@" >"$tmp/out" 2>"$tmp/err" &
-        echo $! >"$tmp/pid"
-        wait $!
-        echo $? >"$tmp/rc"
-    ) </dev/null >/dev/null 2>&1 &
-    runner=$!
-    local i line=""
-    for i in $(seq 50); do
-        [ -z "$pid" ] && [ -s "$tmp/pid" ] && pid=$(cat "$tmp/pid")
-        line=$(head -n 1 "$tmp/out" 2>/dev/null)
-        [ -n "$pid" ] && [ -n "$line" ] && break
-        [ -s "$tmp/rc" ] && break
-        sleep 0.1
-    done
-    if [[ ! "$line" =~ ^listening\ on\ http://127\.0\.0\.1:[0-9]+$ ]]; then
-        bad "server start ($*): got '$line'; stderr: $(cat "$tmp/err" 2>/dev/null)"
-        [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-        wait "$runner"
-        pid=""
-        return 1
-    fi
-    base=${line#listening on }
-    ok "listening line: $line"
-}
-
-# stop_server [WHAT]: SIGTERM, then the process must be gone with status 0
-# within 5 s.
-stop_server() {
-    local what=${1:-SIGTERM}
-    kill -TERM "$pid" 2>/dev/null
-    local i
-    for i in $(seq 50); do [ -s "$tmp/rc" ] && break; sleep 0.1; done
-    if [ ! -s "$tmp/rc" ]; then
-        bad "$what: still running after 5 s"; kill -KILL "$pid" 2>/dev/null
-    elif [ "$(cat "$tmp/rc")" != 0 ]; then
-        bad "$what: exit status $(cat "$tmp/rc"); stderr: $(tail -n 3 "$tmp/err")"
-    else
-        ok "$what: exit status 0"
-    fi
-    wait "$runner" # the runner has written rc, or its server was just killed
-    pid=""
-}
-
 # fetch DESCRIPTION WANT_STATUS URL_PATH [curl args...]: body in $tmp/body,
 # "status content-type time" in $got.
 fetch() {

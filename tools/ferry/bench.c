@@ -517,9 +517,6 @@ static void print_summary(bench *b, const totals *t)
     if (c->json) {
         json j;
         json_begin(&j, stdout);
-        json_u64(&j, "requests", st->requests);
-        json_u64(&j, "succeeded", st->requests - st->failed);
-        json_u64(&j, "failed", st->failed);
         report_json_outcomes(&j, st);
         json_u64(&j, "non_2xx", st->non_2xx);
         json_double(&j, "elapsed_s", elapsed, 6);
@@ -530,9 +527,7 @@ static void print_summary(bench *b, const totals *t)
         report_json_latency(&j, "latency_us", &st->latency);
         if (c->rate > 0)
             report_json_latency(&j, "latency_uncorrected_us", t->uncorrected);
-        json_u64(&j, "connections_opened", as->connections_opened);
-        json_u64(&j, "sockets_reused", as->sockets_reused);
-        json_u64(&j, "retries", as->retries);
+        report_json_connections(&j, as);
         json_str(&j, "url", c->url);
         json_str(&j, "model", c->rate > 0 ? "open" : "closed");
         if (c->rate > 0)
@@ -572,9 +567,7 @@ static void print_summary(bench *b, const totals *t)
     if (c->rate > 0)
         fprintf(f, "  %-13s %s due but never sent (all connections busy)\n", "unsent",
                 fmt_count(x, unsent));
-    fprintf(f, "  %-13s %s opened, %s requests on reused sockets, %s retries\n", "connections",
-            fmt_count(x, as->connections_opened), fmt_count(y, as->sockets_reused),
-            fmt_count(z, as->retries));
+    report_text_connections(f, as);
     fprintf(f, "  %-13s %.2f s (%.2f µs per request)\n", "client CPU", cpu_s,
             st->requests ? cpu_s * 1e6 / (double) st->requests : 0.0);
     fflush(f);

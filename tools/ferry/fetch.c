@@ -564,13 +564,8 @@ static void print_summary(fetch_app *app)
             fputc('\n', stdout);
         json j;
         json_begin(&j, stdout);
-        json_u64(&j, "requests", st->requests);
-        json_u64(&j, "succeeded", st->requests - st->failed);
-        json_u64(&j, "failed", st->failed);
         report_json_outcomes(&j, st);
-        json_u64(&j, "connections_opened", as->connections_opened);
-        json_u64(&j, "sockets_reused", as->sockets_reused);
-        json_u64(&j, "retries", as->retries);
+        report_json_connections(&j, as);
         json_double(&j, "elapsed_s", el, 6);
         json_double(&j, "requests_per_second", rps, 1);
         report_json_latency(&j, "latency_us", &st->latency);
@@ -584,7 +579,7 @@ static void print_summary(fetch_app *app)
     }
     /* With -o - the bodies own stdout; the summary goes to stderr. */
     FILE *f = app->out == OUT_STDOUT ? stderr : stdout;
-    char a[32], b[32], c[32];
+    char a[32], b[32];
     fprintf(f, "ferry fetch: %s request%s to %zu URL%s in %.3f s (%s req/s)%s\n",
             fmt_count(a, st->requests), st->requests == 1 ? "" : "s", app->cfg->nurls,
             app->cfg->nurls == 1 ? "" : "s", el, fmt_count(b, (uint64_t) (rps + 0.5)),
@@ -592,9 +587,7 @@ static void print_summary(fetch_app *app)
     fprintf(f, "  %-13s %s\n", "succeeded", fmt_count(a, st->requests - st->failed));
     fprintf(f, "  %-13s %s\n", "failed", fmt_count(a, st->failed));
     report_text_outcomes(f, st);
-    fprintf(f, "  %-13s %s opened, %s requests on reused sockets, %s retries\n", "connections",
-            fmt_count(a, as->connections_opened), fmt_count(b, as->sockets_reused),
-            fmt_count(c, as->retries));
+    report_text_connections(f, as);
     report_text_latency(f, "latency", &st->latency);
     fflush(f);
 }

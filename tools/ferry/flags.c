@@ -1,4 +1,5 @@
-/* flags.c — table-driven flag parsing for fetch and bench (rules in flags.h).
+/* flags.c — table-driven flag parsing for fetch and bench, and the usage and
+ * number helpers serve shares (rules in flags.h).
  * Values are checked here, by kind, so a command's callback only stores them.
  */
 #include "flags.h"

@@ -7,6 +7,9 @@
  * are strict: digits only, no sign, no spaces, no junk after them. Bad usage
  * is one line on stderr, `ferry CMD: what is wrong (try 'ferry CMD --help')`,
  * and exit status 2.
+ *
+ * `ferry serve` keeps its own long-only parser (serve.c) but uses usage_error
+ * and parse_uint from here, so bad usage reads the same in every command.
  */
 #ifndef FERRY_TOOL_FLAGS_H
 #define FERRY_TOOL_FLAGS_H

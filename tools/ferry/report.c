@@ -137,6 +137,9 @@ void report_json_latency(json *j, const char *key, const hist *h)
 
 void report_json_outcomes(json *j, const run_stats *s)
 {
+    json_u64(j, "requests", s->requests);
+    json_u64(j, "succeeded", s->requests - s->failed);
+    json_u64(j, "failed", s->failed);
     json_obj_begin(j, "errors");
     for (int k = 0; k < ERRK_COUNT; k++)
         if (s->kinds[k])
@@ -157,6 +160,13 @@ void report_json_outcomes(json *j, const run_stats *s)
         }
     }
     json_obj_end(j);
+}
+
+void report_json_connections(json *j, const ferry_agent_stats *as)
+{
+    json_u64(j, "connections_opened", as->connections_opened);
+    json_u64(j, "sockets_reused", as->sockets_reused);
+    json_u64(j, "retries", as->retries);
 }
 
 void report_text_latency(FILE *f, const char *label, const hist *h)
@@ -211,6 +221,14 @@ void report_text_outcomes(FILE *f, const run_stats *s)
         fprintf(f, ")");
     }
     fprintf(f, "\n");
+}
+
+void report_text_connections(FILE *f, const ferry_agent_stats *as)
+{
+    char a[32], b[32], c[32];
+    fprintf(f, "  %-13s %s opened, %s requests on reused sockets, %s retries\n", "connections",
+            fmt_count(a, as->connections_opened), fmt_count(b, as->sockets_reused),
+            fmt_count(c, as->retries));
 }
 
 const char *fmt_count(char *buf, uint64_t v)

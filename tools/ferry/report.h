@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ferry.h"
 #include "hist.h"
 #include "json.h"
 
@@ -66,14 +67,18 @@ const char *err_kind_name(err_kind k);
 
 /* key: {"p50":..,"p90":..,"p99":..,"p999":..,"max":..,"min":..,"mean":..} */
 void report_json_latency(json *j, const char *key, const hist *h);
-/* "errors": {kind: count, ...} (kinds with a count only), "error_codes":
- * {"ECONNREFUSED": n, ...}, "status": {"200": n, ...}. */
+/* "requests", "succeeded", "failed", then "errors": {kind: count, ...}
+ * (kinds with a count only), "error_codes": {"ECONNREFUSED": n, ...},
+ * "status": {"200": n, ...}. */
 void report_json_outcomes(json *j, const run_stats *s);
+/* The pool's work: "connections_opened", "sockets_reused", "retries". */
+void report_json_connections(json *j, const ferry_agent_stats *as);
 
 /* Text lines (two-space indent, a label column): latency percentiles,
  * statuses, errors by kind with their codes. */
 void report_text_latency(FILE *f, const char *label, const hist *h);
 void report_text_outcomes(FILE *f, const run_stats *s);
+void report_text_connections(FILE *f, const ferry_agent_stats *as);
 
 /* 12345678 → "12,345,678" into buf (at least 32 bytes); returns buf. */
 const char *fmt_count(char *buf, uint64_t v);

@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +25,10 @@
 
 #include "cmd.h"
 #include "ferry.h"
+#include "flags.h"
 #include "serve.h"
+
+#define CMD "serve"
 
 /* Upper bounds for flag values: a timeout of a year is "never" for every
  * practical purpose, and keeps now + timeout far from overflowing. */
@@ -137,33 +139,6 @@ static const struct opt_spec {
     {"-h", OPT_HELP, 0, 0},
 };
 
-/* A whole string of decimal digits, at most max. Stricter than strtoull
- * alone: no sign, no leading space, no trailing junk, no empty string. */
-static int parse_uint(const char *s, uint64_t max, uint64_t *out)
-{
-    if (s[0] < '0' || s[0] > '9')
-        return -1;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v > max)
-        return -1;
-    *out = (uint64_t) v;
-    return 0;
-}
-
-/* Bad usage: one line on stderr, exit status 2. */
-__attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("ferry serve: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs(" (try 'ferry serve --help')\n", stderr);
-    va_end(ap);
-    return 2;
-}
-
 /* Fill cfg from argv (argv[0] is "serve"). Returns 0, or 2 after printing
  * the one line that says what is wrong. */
 static int parse_flags(int argc, char **argv, serve_config *cfg)
@@ -171,7 +146,7 @@ static int parse_flags(int argc, char **argv, serve_config *cfg)
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (arg[0] != '-')
-            return bad_usage("unexpected argument '%s'", arg);
+            return usage_error(CMD, "unexpected argument '%s'", arg);
         const char *eq = strchr(arg, '=');
         size_t name_len = eq ? (size_t) (eq - arg) : strlen(arg);
         const struct opt_spec *spec = NULL;
@@ -183,30 +158,32 @@ static int parse_flags(int argc, char **argv, serve_config *cfg)
             }
         }
         if (!spec)
-            return bad_usage("unknown option '%s'", arg);
+            return usage_error(CMD, "unknown option '%s'", arg);
 
         const char *val = NULL;
         if (!spec->has_value) {
             if (eq)
-                return bad_usage("option '%s' takes no value", spec->name);
+                return usage_error(CMD, "option '%s' takes no value", spec->name);
         } else if (eq) {
             val = eq + 1;
         } else if (i + 1 < argc) {
             val = argv[++i];
         } else {
-            return bad_usage("option '%s' needs a value", spec->name);
+            return usage_error(CMD, "option '%s' needs a value", spec->name);
         }
 
         uint64_t n = 0;
         if (spec->max && parse_uint(val, spec->max, &n) < 0)
-            return bad_usage("invalid value '%s' for %s: expected an integer from 0 to %" PRIu64,
-                             val, spec->name, spec->max);
+            return usage_error(CMD,
+                               "invalid value '%s' for %s: expected an integer from 0 to %" PRIu64,
+                               val, spec->name, spec->max);
         switch (spec->id) {
         case OPT_HOST: {
             unsigned char addr[sizeof(struct in6_addr)];
             if (uv_inet_pton(AF_INET, val, addr) != 0 && uv_inet_pton(AF_INET6, val, addr) != 0)
-                return bad_usage("invalid value '%s' for %s: expected an IPv4 or IPv6 address",
-                                 val, spec->name);
+                return usage_error(CMD,
+                                   "invalid value '%s' for %s: expected an IPv4 or IPv6 address",
+                                   val, spec->name);
             cfg->host = val;
             break;
         }
