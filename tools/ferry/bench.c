@@ -53,7 +53,6 @@ typedef struct bench_config {
     const char *method;
     ferry_header headers[MAX_HEADERS];
     size_t nheaders;
-    const char *content_type;
     const char *body;
     const char *body_file;
     int json, help, duration_given;

@@ -65,9 +65,9 @@ int parse_uint(const char *s, uint64_t max, uint64_t *out);
 int parse_decimal(const char *s, int allow_s, double *out);
 
 /* -H 'Name: value': the name a token, the value trimmed and free of control
- * characters; Host, Content-Length, Transfer-Encoding and Connection are
- * refused (the library writes them). out points into arg. 0, or 2 after one
- * line on stderr. */
+ * characters; Content-Length and Transfer-Encoding are refused (the library
+ * writes them), Connection may only be close or keep-alive. out points into
+ * arg. 0, or 2 after one line on stderr. */
 int flag_header(const char *cmd, const char *arg, ferry_header *out);
 /* -X METHOD: a non-empty token. 0, or 2 after one line on stderr. */
 int flag_method(const char *cmd, const char *arg);
