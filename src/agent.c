@@ -236,6 +236,52 @@ client_origin *agent_origin_for(ferry_agent *a, const url_parts *u, int *err)
     return o;
 }
 
+void agent_url_unref(client_url *u)
+{
+    if (u && --u->refs == 0) {
+        agent_origin_unref(u->origin);
+        free(u);
+    }
+}
+
+/* The parsed URL for s, with its origin: the agent's last one when s is the
+ * same string, else parsed now (allocates it: owner, its references — the
+ * caller's, and the agent's as its last URL). */
+client_url *agent_url_get(ferry_agent *a, const char *s, int *err)
+{
+    size_t len = strlen(s);
+    client_url *u = a->last_url;
+    *err = 0;
+    if (u && u->len == len && memcmp(u->str, s, len) == 0) {
+        u->refs++;
+        return u;
+    }
+    u = malloc(sizeof(*u) + len + 1);
+    if (!u) {
+        *err = FERRY_ENOMEM;
+        return NULL;
+    }
+    memcpy(u->str, s, len + 1);
+    u->len = len;
+    *err = url_parse(u->str, len, &u->parts);
+    if (*err == FERRY_EBADHOST || *err == FERRY_EBADTARGET)
+        *err = FERRY_EINVAL; /* to the caller, a bad URL is a bad argument */
+    if (*err == 0 && u->parts.https)
+        *err = FERRY_ENOTSUP; /* until TLS lands */
+    if (*err == 0)
+        *err = url_host_header(&u->parts, u->host_hdr, sizeof(u->host_hdr), &u->host_hdr_len);
+    if (*err == 0)
+        u->origin = agent_origin_for(a, &u->parts, err);
+    if (*err) {
+        free(u);
+        return NULL;
+    }
+    u->refs = 2;
+    agent_url_unref(a->last_url);
+    a->last_url = u;
+    return u;
+}
+
 /* ---- the queue and the pump ---- */
 
 static bool origin_can_open(const client_origin *o)
@@ -706,6 +752,8 @@ int ferry_agent_free(ferry_agent *a)
         return 0;
     if (!a->close_done)
         return FERRY_EBUSY;
+    agent_url_unref(a->last_url); /* and the origin it kept */
+    client_req_cache_clear(a);
     if (a->have_jar)
         cookie_jar_free(&a->jar);
     buf_pool_destroy(&a->rbufs);

@@ -783,6 +783,7 @@ static void on_closed(uv_handle_t *h)
     if (c->rbuf)
         buf_pool_put(&a->rbufs, c->rbuf);
     transport_out_free(&c->out);
+    free(c->hdrs);
     free(c);
     agent_conn_freed(a, o);
     agent_origin_unref(o);

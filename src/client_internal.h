@@ -32,6 +32,7 @@
 #include "url.h"
 
 typedef struct client_origin client_origin;
+typedef struct client_url client_url;
 typedef struct client_conn client_conn;
 typedef struct ferry_client_req client_req;
 
@@ -67,6 +68,9 @@ struct ferry_agent {
     list_link retry_wait;     /* requests in backoff, by deadline */
     uv_timer_t retry_timer;
 
+    client_url *last_url;     /* the URL of the latest request, for the next one */
+    client_req *free_reqs;    /* finished requests kept for reuse (client_req.c) */
+    uint32_t nfree_reqs;
     tlist_node *tlists;
     buf_pool rbufs;
     dns_cache dns;
@@ -80,6 +84,19 @@ struct ferry_agent {
     void *close_data;
 
     ferry_agent_stats stats;
+};
+
+/* A parsed URL, shared by the requests made with the same URL string (a
+ * load generator or a poller sends thousands): parsed and looked up once.
+ * Refcounted; the agent keeps the last one used. */
+struct client_url {
+    uint32_t refs;
+    client_origin *origin; /* one reference */
+    url_parts parts;       /* slices of str */
+    char host_hdr[URL_HOST_HEADER_MAX]; /* the Host value it gives */
+    size_t host_hdr_len;
+    size_t len;
+    char str[];
 };
 
 struct client_origin {
@@ -146,6 +163,7 @@ struct client_conn {
     uint8_t body_kind;
     uint64_t body_left;
     parse_chunked_state chunk;
+    ferry_header *hdrs;       /* a streamed response's headers for on_response (owned) */
     parse_field fields[];     /* agent.opt.max_headers entries */
 };
 
@@ -189,10 +207,11 @@ struct ferry_client_req {
     ferry_fetch_cb fetch_cb;
     void *data;
 
-    url_parts url;            /* slices of url_buf */
-    char *url_buf;
+    url_parts url;            /* slices of u->str */
+    client_url *u;            /* one reference */
     char *wire;               /* request head (and in-memory body), built once, resent on retry */
-    size_t wire_len, head_len;
+    size_t wire_len, head_len, wire_cap;
+    client_req *next_free;    /* in the agent's cache */
     uint64_t stream_len;      /* declared length of a streamed body, or UINT64_MAX */
     uint64_t stream_sent;
 
@@ -207,7 +226,7 @@ struct ferry_client_req {
 
     /* response */
     ferry_response res;
-    ferry_header *hdrs;       /* for res.headers */
+    ferry_header *hdrs;       /* fetch: res.headers, into head_copy (owned) */
     char *head_copy;          /* fetch: the response head's bytes */
     char *fetch_buf;          /* head copy + body, fetch only */
     size_t fetch_len, fetch_cap;
@@ -221,6 +240,8 @@ timeout_list *agent_tlist(ferry_agent *a, uint64_t duration_ms, bool weak);
 void agent_arm(ferry_agent *a, timeout_entry *e, uint64_t duration_ms, bool weak);
 void agent_kick(ferry_agent *a);
 client_origin *agent_origin_for(ferry_agent *a, const url_parts *u, int *err);
+client_url *agent_url_get(ferry_agent *a, const char *s, int *err);
+void agent_url_unref(client_url *u);
 void agent_origin_unref(client_origin *o);
 void agent_enqueue(client_req *r, bool front);
 void agent_unqueue(client_req *r);
@@ -272,5 +293,6 @@ void client_req_body_ready(client_req *r);
 void client_req_fire_waiters(client_req *r, uint64_t flushed);
 void client_req_on_timeout(timeout_entry *e);
 void client_req_on_deadline(timeout_entry *e);
+void client_req_cache_clear(ferry_agent *a);
 
 #endif /* FERRY_CLIENT_INTERNAL_H */

@@ -104,13 +104,31 @@ static bool value_is(const ferry_str *s, const char *v)
     return name_is(s, v);
 }
 
-static bool method_idempotent(const char *m)
+static bool method_idempotent(const char *m, size_t n)
 {
-    static const char *const list[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
-    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++)
-        if (strcmp(m, list[i]) == 0)
-            return true;
-    return false;
+    switch (n) {
+    case 3: return memcmp(m, "GET", 3) == 0 || memcmp(m, "PUT", 3) == 0;
+    case 4: return memcmp(m, "HEAD", 4) == 0;
+    case 5: return memcmp(m, "TRACE", 5) == 0;
+    case 6: return memcmp(m, "DELETE", 6) == 0;
+    case 7: return memcmp(m, "OPTIONS", 7) == 0;
+    default: return false;
+    }
+}
+
+/* POST, PUT and PATCH carry a Content-Length even when empty (RFC 9110 §8.6). */
+static bool method_wants_length(const char *m, size_t n)
+{
+    return (n == 4 && memcmp(m, "POST", 4) == 0) || (n == 3 && memcmp(m, "PUT", 3) == 0) ||
+           (n == 5 && memcmp(m, "PATCH", 5) == 0);
+}
+
+/* build_wire gives up: the buffer stays the request's, for reuse. */
+static int wire_fail(client_req *r, sbuf *b, int err)
+{
+    r->wire = b->p;
+    r->wire_cap = b->cap;
+    return err;
 }
 
 /* The request's bytes: head, then the in-memory body (owner: the request,
@@ -118,19 +136,21 @@ static bool method_idempotent(const char *m)
 static int build_wire(client_req *r, const ferry_request_options *o, const char *method)
 {
     ferry_agent *a = r->agent;
-    sbuf b = {0};
+    sbuf b = {r->wire, 0, r->wire_cap, 0}; /* a kept request's buffer, if any */
+    r->wire = NULL;
+    r->wire_cap = 0;
     bool has_cookie = false;
     const ferry_header *host_field = NULL;
     for (size_t i = 0; i < o->header_count; i++) {
         const ferry_header *h = &o->headers[i];
         if (!h->name.p || !parse_is_token(h->name.p, h->name.len) ||
             (h->value.len && !h->value.p) || !value_ok(h->value.p, h->value.len))
-            return FERRY_EINVAL;
+            return wire_fail(r, &b, FERRY_EINVAL);
         if (name_is(&h->name, "content-length") || name_is(&h->name, "transfer-encoding"))
-            return FERRY_EINVAL; /* ferry frames the message */
+            return wire_fail(r, &b, FERRY_EINVAL); /* ferry frames the message */
         if (name_is(&h->name, "host")) { /* a virtual host on an address: replaces the URL's */
             if (host_field || !h->value.len)
-                return FERRY_EINVAL;
+                return wire_fail(r, &b, FERRY_EINVAL);
             host_field = h;
         }
         if (name_is(&h->name, "connection")) {
@@ -139,13 +159,13 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
             if (value_is(&h->value, "close"))
                 r->close_after = true;
             else if (!value_is(&h->value, "keep-alive"))
-                return FERRY_EINVAL;
+                return wire_fail(r, &b, FERRY_EINVAL);
         }
         if (name_is(&h->name, "cookie"))
             has_cookie = true;
     }
     if (o->content_type && !value_ok(o->content_type, strlen(o->content_type)))
-        return FERRY_EINVAL;
+        return wire_fail(r, &b, FERRY_EINVAL);
 
     sb_str(&b, method);
     sb_put(&b, " ", 1);
@@ -153,12 +173,10 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
     if (r->url.query.len)
         sb_put(&b, r->url.query.p, r->url.query.len);
     sb_str(&b, " HTTP/1.1\r\nHost: ");
-    char host[URL_HOST_HEADER_MAX];
-    size_t hlen;
     if (host_field)
         sb_put(&b, host_field->value.p, host_field->value.len);
-    else if (url_host_header(&r->url, host, sizeof(host), &hlen) == 0)
-        sb_put(&b, host, hlen);
+    else
+        sb_put(&b, r->u->host_hdr, r->u->host_hdr_len);
     sb_put(&b, "\r\n", 2);
     for (size_t i = 0; i < o->header_count; i++) {
         const ferry_header *h = &o->headers[i];
@@ -185,9 +203,7 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
         } else {
             sb_str(&b, "Transfer-Encoding: chunked\r\n");
         }
-    } else if (o->body_len || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
-               strcmp(method, "PATCH") == 0) {
-        /* RFC 9110 §8.6: send a length when the method has a body meaning */
+    } else if (o->body_len || method_wants_length(method, strlen(method))) {
         has_body = o->body_len > 0;
         int n = snprintf(line, sizeof(line), "Content-Length: %zu\r\n", o->body_len);
         sb_put(&b, line, (size_t) n);
@@ -216,11 +232,10 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
     r->head_len = b.len;
     if (!o->stream_body && o->body_len)
         sb_put(&b, o->body, o->body_len);
-    if (b.err) {
-        free(b.p);
-        return b.err;
-    }
     r->wire = b.p;
+    r->wire_cap = b.cap;
+    if (b.err)
+        return b.err;
     r->wire_len = b.len;
     r->expect_continue = o->expect_continue && has_body;
     return 0;
@@ -233,6 +248,20 @@ static uint64_t pick(uint64_t req, uint64_t agent)
     return req == FERRY_AGENT_DEFAULT ? agent : req;
 }
 
+/* Finished requests kept for reuse, per agent. Not under AddressSanitizer:
+ * there a handle used after its completion must stay a detected error. */
+#if defined(__SANITIZE_ADDRESS__)
+#define REQ_CACHE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REQ_CACHE 0
+#endif
+#endif
+#ifndef REQ_CACHE
+#define REQ_CACHE 64
+#endif
+#define REQ_KEEP_WIRE 4096  /* a kept request keeps a wire buffer up to this size */
+
 static void req_free(client_req *r)
 {
     ferry_agent *a = r->agent;
@@ -241,15 +270,54 @@ static void req_free(client_req *r)
     timeout_disarm(&r->t_continue);
     if (r->origin)
         agent_origin_unref(r->origin);
-    free(r->url_buf);
-    free(r->wire);
+    agent_url_unref(r->u);
     free(r->hdrs);
     free(r->head_copy);
     free(r->fetch_buf);
     free(r->waiters);
-    free(r);
     a->live_requests--;
+    /* a program making requests makes more: keep the struct and its wire
+     * buffer (a malloc, a free and a 700-byte clear each time otherwise) */
+    if (REQ_CACHE && a->nfree_reqs + 1 <= REQ_CACHE && r->wire_cap <= REQ_KEEP_WIRE &&
+        !a->closing) {
+        char *wire = r->wire;
+        size_t cap = r->wire_cap;
+        memset(r, 0, sizeof(*r));
+        r->wire = wire;
+        r->wire_cap = cap;
+        r->next_free = a->free_reqs;
+        a->free_reqs = r;
+        a->nfree_reqs++;
+    } else {
+        free(r->wire);
+        free(r);
+    }
     agent_maybe_close_done(a);
+}
+
+/* A request struct: a kept one, or a new one (owner: the agent's cache
+ * between requests; see req_free). Zeroed but for its wire buffer. */
+static client_req *req_alloc(ferry_agent *a)
+{
+    client_req *r = a->free_reqs;
+    if (r) {
+        a->free_reqs = r->next_free;
+        a->nfree_reqs--;
+        r->next_free = NULL;
+        return r;
+    }
+    return calloc(1, sizeof(*r));
+}
+
+void client_req_cache_clear(ferry_agent *a)
+{
+    while (a->free_reqs) {
+        client_req *r = a->free_reqs;
+        a->free_reqs = r->next_free;
+        free(r->wire);
+        free(r);
+    }
+    a->nfree_reqs = 0;
 }
 
 static void on_continue_timeout(timeout_entry *e);
@@ -266,11 +334,12 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
     if (a->closing)
         return FERRY_ECLOSING;
     const char *method = o->method ? o->method : "GET";
-    if (!parse_is_token(method, strlen(method)))
+    size_t mlen = strlen(method);
+    if (!parse_is_token(method, mlen))
         return FERRY_EINVAL;
     if (!o->stream_body && o->body_len && !o->body)
         return FERRY_EINVAL;
-    client_req *r = calloc(1, sizeof(*r));
+    client_req *r = req_alloc(a);
     if (!r)
         return FERRY_ENOMEM;
     r->agent = a;
@@ -278,20 +347,16 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
     timeout_entry_init(&r->tmo, client_req_on_timeout);
     timeout_entry_init(&r->t_deadline, client_req_on_deadline);
     timeout_entry_init(&r->t_continue, on_continue_timeout);
-    size_t ulen = strlen(o->url);
-    r->url_buf = malloc(ulen + 1);
-    int rc = r->url_buf ? 0 : FERRY_ENOMEM;
-    if (rc == 0) {
-        memcpy(r->url_buf, o->url, ulen + 1);
-        rc = url_parse(r->url_buf, ulen, &r->url);
-        if (rc == FERRY_EBADHOST || rc == FERRY_EBADTARGET)
-            rc = FERRY_EINVAL; /* to the caller, a bad URL is a bad argument */
+    int rc;
+    r->u = agent_url_get(a, o->url, &rc);
+    if (r->u) {
+        r->url = r->u->parts;
+        r->origin = r->u->origin;
+        r->origin->refs++;
     }
-    if (rc == 0 && r->url.https)
-        rc = FERRY_ENOTSUP; /* until TLS lands */
     if (rc == 0) {
-        r->idempotent = method_idempotent(method) || o->idempotent;
-        r->is_head = strcmp(method, "HEAD") == 0;
+        r->idempotent = method_idempotent(method, mlen) || o->idempotent;
+        r->is_head = mlen == 4 && memcmp(method, "HEAD", 4) == 0;
         r->stream_body = o->stream_body != 0;
         r->chunked_body = r->stream_body && o->stream_body_length < 0;
         r->stream_len = r->stream_body && o->stream_body_length >= 0
@@ -299,8 +364,6 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
                             : UINT64_MAX;
         rc = build_wire(r, o, method);
     }
-    if (rc == 0)
-        r->origin = agent_origin_for(a, &r->url, &rc);
     if (rc == 0 && a->opt.max_queue) {
         /* would this request wait, and is the queue full? (checked now, so
          * the caller learns it from the return value) */
@@ -580,12 +643,9 @@ static int64_t retry_after_ms(const parse_head *h)
 
 /* Fill r->res and r->hdrs from the parsed head. Fields point into `base`
  * (the read buffer, or the fetch copy at `copy`). */
-static int fill_response(client_req *r, const parse_head *h, const char *base, const char *copy)
+static void fill_response(client_req *r, const parse_head *h, const char *base,
+                          const char *copy, ferry_header *hs)
 {
-    ferry_header *hs = h->nfields ? realloc(r->hdrs, h->nfields * sizeof(*hs)) : r->hdrs;
-    if (h->nfields && !hs)
-        return FERRY_ENOMEM;
-    r->hdrs = hs;
     const char *to = copy ? copy : base;
     for (uint32_t i = 0; i < h->nfields; i++) {
         hs[i].name.p = to + (h->fields[i].name - base);
@@ -603,7 +663,6 @@ static int fill_response(client_req *r, const parse_head *h, const char *base, c
     r->res.body.len = 0;
     r->res.reused_socket = r->reused;
     r->res.attempts = r->attempts;
-    return 0;
 }
 
 static void store_cookies(client_req *r, const parse_head *h)
@@ -643,11 +702,16 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
     if (r->fetch) {
         size_t hl = head_len;
         char *copy = malloc(hl ? hl : 1);
-        if (!copy || fill_response(r, h, base, copy) < 0) {
+        ferry_header *hs = malloc((h->nfields ? h->nfields : 1) * sizeof(*hs));
+        if (!copy || !hs) {
             free(copy);
+            free(hs);
             client_req_complete(r, FERRY_ENOMEM);
             return;
         }
+        free(r->hdrs);
+        r->hdrs = hs;
+        fill_response(r, h, base, copy, hs);
         memcpy(copy, base, hl);
         free(r->head_copy);
         r->head_copy = copy;
@@ -656,10 +720,13 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
             client_req_complete(r, FERRY_EBODYTOOBIG); /* refused before a byte of it */
         return;
     }
-    if (fill_response(r, h, base, NULL) < 0) {
+    /* streamed: the headers live in the read buffer until on_response
+     * returns, so the socket's array serves every response it carries */
+    if (!c->hdrs && !(c->hdrs = malloc(a->opt.max_headers * sizeof(*c->hdrs)))) {
         client_req_complete(r, FERRY_ENOMEM);
         return;
     }
+    fill_response(r, h, base, NULL, c->hdrs);
     r->response_delivered = true;
     if (r->cb.on_response)
         r->cb.on_response(r, &r->res, r->data);
