@@ -282,6 +282,48 @@ client_url *agent_url_get(ferry_agent *a, const char *s, int *err)
     return u;
 }
 
+/* ---- header arrays ----
+ * A socket needs max_headers parse_fields only while it parses a head, so
+ * they are lent out then: 10,000 idle sockets hold none. */
+
+#define FIELDS_CACHE 64
+
+/* Allocates an array (owner: the borrowing socket until it puts it back,
+ * then the agent's cache; freed by agent_fields_clear). */
+parse_field *agent_fields_get(ferry_agent *a)
+{
+    void *f = a->free_fields;
+    if (f) {
+        a->free_fields = *(void **) f;
+        a->nfree_fields--;
+        return f;
+    }
+    return malloc(a->opt.max_headers * sizeof(parse_field));
+}
+
+void agent_fields_put(ferry_agent *a, parse_field *f)
+{
+    if (!f)
+        return;
+    if (a->nfree_fields >= FIELDS_CACHE) {
+        free(f);
+        return;
+    }
+    *(void **) f = a->free_fields; /* the array's first bytes link the cache */
+    a->free_fields = f;
+    a->nfree_fields++;
+}
+
+static void agent_fields_clear(ferry_agent *a)
+{
+    while (a->free_fields) {
+        void *f = a->free_fields;
+        a->free_fields = *(void **) f;
+        free(f);
+    }
+    a->nfree_fields = 0;
+}
+
 /* ---- the queue and the pump ---- */
 
 static bool origin_can_open(const client_origin *o)
@@ -754,6 +796,8 @@ int ferry_agent_free(ferry_agent *a)
         return FERRY_EBUSY;
     agent_url_unref(a->last_url); /* and the origin it kept */
     client_req_cache_clear(a);
+    agent_fields_clear(a);
+    free(a->hdrs);
     if (a->have_jar)
         cookie_jar_free(&a->jar);
     buf_pool_destroy(&a->rbufs);

@@ -38,7 +38,7 @@ static void on_conn_timeout(timeout_entry *e);
 client_conn *client_conn_new(client_origin *o, client_req *r, int *err)
 {
     ferry_agent *a = o->agent;
-    client_conn *c = calloc(1, sizeof(*c) + a->opt.max_headers * sizeof(parse_field));
+    client_conn *c = calloc(1, sizeof(*c));
     if (!c) {
         *err = FERRY_ENOMEM;
         return NULL;
@@ -55,7 +55,6 @@ client_conn *client_conn_new(client_origin *o, client_req *r, int *err)
     o->refs++;
     list_init(&c->inflight);
     list_init(&c->resume_link);
-    parse_head_init(&c->head, c->fields);
     c->idle_ms = a->opt.max_idle_per_origin ? a->opt.idle_timeout_ms : 0;
     a->total_sockets++;
     o->nbusy++;
@@ -443,7 +442,6 @@ static void message_end(client_conn *c, client_req *r)
     c->served++;
     c->head_done = false;
     c->body_kind = CB_NONE;
-    parse_head_init(&c->head, c->fields);
     /* the server answered before r's body was all sent (an early 413, a
      * final status instead of 100): the rest of it must never be taken
      * for the next request */
@@ -509,6 +507,8 @@ static void on_head(client_conn *c, client_req *r, int rc)
     else
         timeout_disarm(&r->tmo);
     client_req_response_head(r, c, h, (size_t) rc); /* may end r or close c */
+    agent_fields_put(a, c->fields); /* the head is used up */
+    c->fields = NULL;
     if (c->state != CC_CLOSED)
         buf_consume(c->rbuf, (size_t) rc);
 }
@@ -531,6 +531,13 @@ void client_conn_process(client_conn *c)
         if (!c->head_done) {
             if (!c->rbuf || !c->rbuf->len)
                 break;
+            if (!c->fields) { /* borrowed while a head is read: idle sockets hold none */
+                if (!(c->fields = agent_fields_get(a))) {
+                    client_conn_close(c, FERRY_ENOMEM);
+                    return;
+                }
+                parse_head_init(&c->head, c->fields);
+            }
             parse_limits lim = {a->opt.max_header_bytes, a->opt.max_headers, UINT32_MAX, true};
             int rc = parse_response(&c->head, c->rbuf->data, c->rbuf->len, &lim,
                                     r->is_head ? PARSE_REQ_HEAD : 0);
@@ -783,7 +790,7 @@ static void on_closed(uv_handle_t *h)
     if (c->rbuf)
         buf_pool_put(&a->rbufs, c->rbuf);
     transport_out_free(&c->out);
-    free(c->hdrs);
+    agent_fields_put(a, c->fields);
     free(c);
     agent_conn_freed(a, o);
     agent_origin_unref(o);

@@ -70,6 +70,9 @@ struct ferry_agent {
 
     client_url *last_url;     /* the URL of the latest request, for the next one */
     client_req *free_reqs;    /* finished requests kept for reuse (client_req.c) */
+    void *free_fields;        /* parse_field arrays kept for reuse (agent_fields_get) */
+    uint32_t nfree_fields;
+    ferry_header *hdrs;       /* a streamed response's headers, for on_response */
     uint32_t nfree_reqs;
     tlist_node *tlists;
     buf_pool rbufs;
@@ -163,8 +166,7 @@ struct client_conn {
     uint8_t body_kind;
     uint64_t body_left;
     parse_chunked_state chunk;
-    ferry_header *hdrs;       /* a streamed response's headers for on_response (owned) */
-    parse_field fields[];     /* agent.opt.max_headers entries */
+    parse_field *fields;      /* borrowed from the agent while a head is parsed */
 };
 
 enum { CB_NONE, CB_LENGTH, CB_CHUNKED, CB_UNTIL_CLOSE };
@@ -242,6 +244,8 @@ void agent_kick(ferry_agent *a);
 client_origin *agent_origin_for(ferry_agent *a, const url_parts *u, int *err);
 client_url *agent_url_get(ferry_agent *a, const char *s, int *err);
 void agent_url_unref(client_url *u);
+parse_field *agent_fields_get(ferry_agent *a);
+void agent_fields_put(ferry_agent *a, parse_field *f);
 void agent_origin_unref(client_origin *o);
 void agent_enqueue(client_req *r, bool front);
 void agent_unqueue(client_req *r);

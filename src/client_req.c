@@ -721,12 +721,12 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
         return;
     }
     /* streamed: the headers live in the read buffer until on_response
-     * returns, so the socket's array serves every response it carries */
-    if (!c->hdrs && !(c->hdrs = malloc(a->opt.max_headers * sizeof(*c->hdrs)))) {
+     * returns, and callbacks never nest, so one array serves the agent */
+    if (!a->hdrs && !(a->hdrs = malloc(a->opt.max_headers * sizeof(*a->hdrs)))) {
         client_req_complete(r, FERRY_ENOMEM);
         return;
     }
-    fill_response(r, h, base, NULL, c->hdrs);
+    fill_response(r, h, base, NULL, a->hdrs);
     r->response_delivered = true;
     if (r->cb.on_response)
         r->cb.on_response(r, &r->res, r->data);
