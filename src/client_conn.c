@@ -197,6 +197,8 @@ void client_conn_make_idle(client_conn *c)
     o->nidle++;
     agent_arm(c->agent, &c->tmo, c->idle_ms, true);
     uv_unref(&c->t.io.h); /* a pooled socket does not keep the program running */
+    if (!transport_out_pending(&c->out))
+        transport_out_free(&c->out); /* idle sockets hold no buffers (4 KiB each) */
     /* keep reading: a FIN or RST from the server closes it while idle */
     if (transport_read_start(&c->t, on_alloc, on_read) < 0) {
         client_conn_close(c, 0);
