@@ -414,6 +414,7 @@ typedef struct ferry_agent_stats {
     uint64_t completed;          /* requests done with a response (any status) */
     uint64_t failed;             /* requests done with an error */
     uint64_t retries;            /* attempts beyond the first */
+    uint64_t redirects;          /* redirects followed */
     uint64_t stale_retries;      /* of which after a reused socket failed before a byte */
     uint64_t timeouts_connect, timeouts_headers, timeouts_body, timeouts_queue, timeouts_total;
     uint64_t idle_closed;        /* idle sockets retired (timeout, server hint, limit) */
@@ -469,6 +470,12 @@ typedef struct ferry_request_options {
                                       OPTIONS, PUT, DELETE or TRACE */
     int expect_continue;           /* 1: send Expect: 100-continue and the body only
                                       after 100 (or 1 s without an answer) */
+    uint32_t max_redirects;        /* follow 301/302/303/307/308 this many times; 0
+                                      (default): a 3xx is the response. 303 (and 301/302
+                                      after POST) become GET without a body; 307/308 keep
+                                      method and body; Authorization and Cookie headers
+                                      given here are dropped when the origin changes; a
+                                      streamed body is never redirected */
 } ferry_request_options;
 
 void ferry_request_options_init(ferry_request_options *o);
@@ -483,6 +490,8 @@ typedef struct ferry_response {
     ferry_str body;              /* ferry_fetch only; {NULL,0} for streamed responses */
     int reused_socket;           /* 1: answered on a socket that served a request before */
     uint32_t attempts;           /* 1 + retries it took */
+    uint32_t redirects;          /* redirects followed to get here */
+    ferry_str url;               /* the URL that answered (the last redirect's target) */
 } ferry_response;
 
 /* First field with this name, case-insensitive; {NULL,0} if absent. */

@@ -196,6 +196,15 @@ struct ferry_client_req {
     bool fetch, paused, aborted, got_byte, reused, stale_retried, response_delivered;
     bool expect_continue, continue_waiting, force_new, retry_pending;
     bool close_after;         /* the caller sent Connection: close */
+    bool redirect_pending;    /* drain this 3xx, then follow redirect_to */
+    char *redirect_to;        /* resolved absolute URL (owned) */
+    uint32_t redirects_left, nredirects;
+    int redirect_status;
+    ferry_request_options *saved; /* the options, copied, for rebuilding after a redirect
+                                     (one block with its strings; owned; NULL if no
+                                     redirects were allowed) */
+    const char *method;       /* the method now: saved->method, or "GET" after a 303 */
+    bool body_dropped, creds_dropped; /* by a redirect, for every later hop */
     bool ghost;               /* a placeholder for a request that left its socket early */
     client_conn *driving;     /* a socket connecting on this request's behalf */
     uint64_t retry_delay;

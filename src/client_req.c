@@ -123,6 +123,50 @@ static bool method_wants_length(const char *m, size_t n)
            (n == 5 && memcmp(m, "PATCH", 5) == 0);
 }
 
+/* Copy what rebuilding the request after a redirect needs into one block
+ * (owner: r->saved, freed with r): the options, the header fields and
+ * their bytes, the method, the content type and the in-memory body. */
+static int save_options(client_req *r, const ferry_request_options *o, const char *method)
+{
+    size_t need = sizeof(*o) + o->header_count * sizeof(ferry_header) + strlen(method) + 1 +
+                  (o->content_type ? strlen(o->content_type) + 1 : 0) + o->body_len;
+    for (size_t i = 0; i < o->header_count; i++)
+        need += o->headers[i].name.len + o->headers[i].value.len;
+    ferry_request_options *so = malloc(need);
+    if (!so)
+        return FERRY_ENOMEM;
+    *so = *o;
+    ferry_header *hs = (ferry_header *) (so + 1);
+    char *p = (char *) (hs + o->header_count);
+    for (size_t i = 0; i < o->header_count; i++) {
+        const ferry_header *h = &o->headers[i];
+        memcpy(p, h->name.p, h->name.len);
+        hs[i].name = (ferry_str){p, h->name.len};
+        p += h->name.len;
+        if (h->value.len)
+            memcpy(p, h->value.p, h->value.len);
+        hs[i].value = (ferry_str){p, h->value.len};
+        p += h->value.len;
+    }
+    so->headers = hs;
+    size_t ml = strlen(method) + 1;
+    memcpy(p, method, ml);
+    so->method = r->method = p;
+    p += ml;
+    if (o->content_type) {
+        size_t cl = strlen(o->content_type) + 1;
+        memcpy(p, o->content_type, cl);
+        so->content_type = p;
+        p += cl;
+    }
+    if (o->body_len)
+        memcpy(p, o->body, o->body_len);
+    so->body = o->body_len ? p : NULL;
+    so->url = NULL; /* the current URL is r->u */
+    r->saved = so;
+    return 0;
+}
+
 /* build_wire gives up: the buffer stays the request's, for reuse. */
 static int wire_fail(client_req *r, sbuf *b, int err)
 {
@@ -275,6 +319,8 @@ static void req_free(client_req *r)
     free(r->head_copy);
     free(r->fetch_buf);
     free(r->waiters);
+    free(r->saved);
+    free(r->redirect_to);
     a->live_requests--;
     /* a program making requests makes more: keep the struct and its wire
      * buffer (a malloc, a free and a 700-byte clear each time otherwise) */
@@ -363,6 +409,10 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
                             ? (uint64_t) o->stream_body_length
                             : UINT64_MAX;
         rc = build_wire(r, o, method);
+    }
+    if (rc == 0 && o->max_redirects && !o->stream_body) {
+        rc = save_options(r, o, method);
+        r->redirects_left = o->max_redirects;
     }
     if (rc == 0 && a->opt.max_queue) {
         /* would this request wait, and is the queue full? (checked now, so
@@ -641,6 +691,123 @@ static int64_t retry_after_ms(const parse_head *h)
     return -1;
 }
 
+/* Location (RFC 9110 §10.2.2) resolved against the request's URL, as an
+ * absolute URL (allocated: owner, the caller). Handles absolute URLs,
+ * scheme-relative "//host/path", absolute paths and relative paths (by
+ * RFC 3986 §5.2's merge; dot segments are left for the server, as the URL
+ * parser accepts them). A fragment is dropped. NULL: unusable. */
+static char *resolve_location(const client_req *r, const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == '#') {
+            n = i;
+            break;
+        }
+    if (!n)
+        return NULL;
+    const url_parts *u = &r->url;
+    const char *scheme = u->https ? "https:" : "http:";
+    size_t cap = n + u->host.len + u->path.len + 64;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    int len;
+    if ((n > 7 && strncasecmp(v, "http://", 7) == 0) || (n > 8 && strncasecmp(v, "https://", 8) == 0))
+        len = snprintf(out, cap, "%.*s", (int) n, v);
+    else if (n > 2 && v[0] == '/' && v[1] == '/')
+        len = snprintf(out, cap, "%s%.*s", scheme, (int) n, v);
+    else {
+        /* same origin: the origin part of the current URL string */
+        const char *str = r->u->str;
+        size_t olen = (size_t) (u->path.p - str);
+        if (u->path.p < str || u->path.p > str + r->u->len) /* the static "/" path */
+            olen = r->u->len - u->query.len;
+        if (v[0] == '/') {
+            len = snprintf(out, cap, "%.*s%.*s", (int) olen, str, (int) n, v);
+        } else {
+            size_t dir = u->path.len; /* the path up to its last '/' (it starts with one) */
+            while (dir > 1 && u->path.p[dir - 1] != '/')
+                dir--;
+            len = snprintf(out, cap, "%.*s%.*s%.*s", (int) olen, str, (int) dir, u->path.p,
+                           (int) n, v);
+        }
+    }
+    if (len < 0 || (size_t) len >= cap) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Go where a 3xx pointed: new URL (and perhaps origin), method and body per
+ * RFC 9110 §15.4, the request built again, queued at the front. */
+static int follow_redirect(client_req *r)
+{
+    ferry_agent *a = r->agent;
+    ferry_request_options o = *r->saved;
+    int st = r->redirect_status;
+    r->redirect_pending = false;
+    bool to_get = st == 303 ? !r->is_head
+                            : (st == 301 || st == 302) && strcmp(r->method, "POST") == 0;
+    if (to_get) {
+        r->method = "GET"; /* for this and every later hop */
+        r->body_dropped = true;
+    }
+    const char *method = r->method;
+    if (r->body_dropped) {
+        o.body = NULL;
+        o.body_len = 0;
+        o.content_type = NULL;
+        o.expect_continue = 0;
+    }
+    int rc;
+    client_url *u = agent_url_get(a, r->redirect_to, &rc);
+    if (!u)
+        return rc;
+    if (u->origin != r->origin)
+        r->creds_dropped = true;
+    /* credentials the caller gave for one origin do not travel to another */
+    ferry_header *kept = NULL;
+    if (r->creds_dropped && o.header_count) {
+        kept = malloc(o.header_count * sizeof(*kept));
+        if (!kept) {
+            agent_url_unref(u);
+            return FERRY_ENOMEM;
+        }
+        size_t n = 0;
+        for (size_t i = 0; i < o.header_count; i++) {
+            const ferry_str *nm = &o.headers[i].name;
+            if (name_is(nm, "authorization") || name_is(nm, "cookie") || name_is(nm, "host"))
+                continue;
+            kept[n++] = o.headers[i];
+        }
+        o.headers = kept;
+        o.header_count = n;
+    }
+    agent_url_unref(r->u);
+    agent_origin_unref(r->origin);
+    r->u = u;
+    r->url = u->parts;
+    r->origin = u->origin;
+    r->origin->refs++;
+    size_t mlen = strlen(method);
+    r->is_head = mlen == 4 && memcmp(method, "HEAD", 4) == 0;
+    r->idempotent = method_idempotent(method, mlen) || o.idempotent;
+    r->close_after = false;
+    rc = build_wire(r, &o, method);
+    free(kept);
+    if (rc)
+        return rc;
+    r->redirects_left--;
+    r->nredirects++;
+    a->stats.redirects++;
+    r->got_byte = r->reused = r->body_started = r->body_ended = false;
+    r->response_delivered = false;
+    r->state = RQ_NEW;
+    agent_enqueue(r, true);
+    return 0;
+}
+
 /* Fill r->res and r->hdrs from the parsed head. Fields point into `base`
  * (the read buffer, or the fetch copy at `copy`). */
 static void fill_response(client_req *r, const parse_head *h, const char *base,
@@ -663,6 +830,8 @@ static void fill_response(client_req *r, const parse_head *h, const char *base,
     r->res.body.len = 0;
     r->res.reused_socket = r->reused;
     r->res.attempts = r->attempts;
+    r->res.redirects = r->nredirects;
+    r->res.url = (ferry_str){r->u->str, r->u->len};
 }
 
 static void store_cookies(client_req *r, const parse_head *h)
@@ -686,8 +855,20 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
         return;
     if (a->have_jar)
         store_cookies(r, h);
-    /* a retryable status: drain this response, then try again */
+    /* a redirect to follow: drain this response, then go there */
     int st = h->status;
+    if (r->redirects_left && (st == 301 || st == 302 || st == 303 || st == 307 || st == 308)) {
+        const parse_field *loc = parse_find_field(h, "location", 8);
+        char *to = loc ? resolve_location(r, loc->value, loc->value_len) : NULL;
+        if (to) {
+            free(r->redirect_to);
+            r->redirect_to = to;
+            r->redirect_pending = true;
+            r->redirect_status = st;
+            return;
+        }
+    }
+    /* a retryable status: drain this response, then try again */
     if ((st == 502 || st == 503 || st == 504 || st == 429) && r->retries_left && r->idempotent &&
         !(r->stream_body && r->body_started)) {
         int64_t ra = retry_after_ms(h);
@@ -735,7 +916,7 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
 /* Body bytes of the response to r. */
 void client_req_body(client_req *r, const char *p, size_t n)
 {
-    if (r->retry_pending || r->state == RQ_DONE || r->ghost)
+    if (r->retry_pending || r->redirect_pending || r->state == RQ_DONE || r->ghost)
         return; /* drained */
     if (r->fetch) {
         if (r->fetch_len + n > r->fetch_max) {
@@ -775,6 +956,13 @@ void client_req_message_end(client_req *r)
         r->retries_left--;
         r->state = RQ_NEW;
         retry(r, r->retry_delay);
+        return;
+    }
+    if (r->redirect_pending) {
+        int err = follow_redirect(r);
+        if (err == 0)
+            return;
+        client_req_complete(r, err);
         return;
     }
     r->state = RQ_DONE;

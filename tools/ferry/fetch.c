@@ -47,6 +47,7 @@ typedef struct fetch_config {
     uint64_t timeout_ms;        /* --timeout: total_timeout_ms; 0 = none */
     uint64_t connect_timeout_ms;
     uint64_t retries;
+    uint64_t max_redirects;
     uint64_t max_sockets;       /* 0: conc */
     const char *out;            /* -o */
     const char *urls_file;      /* -i */
@@ -96,6 +97,7 @@ struct fetch_app {
 
 enum {
     F_N, F_C, F_X, F_H, F_D, F_DATA_FILE, F_FORM, F_TIMEOUT, F_CONNECT_TIMEOUT, F_RETRIES,
+    F_MAX_REDIRECTS,
     F_MAX_SOCKETS, F_O, F_I, F_COOKIES, F_JSON, F_HELP, F_HELP_SHORT,
 };
 
@@ -110,6 +112,7 @@ static const flag_spec specs[] = {
     {NULL, "--timeout", F_TIMEOUT, FLAG_UINT, 0, MS_FLAG_MAX},
     {NULL, "--connect-timeout", F_CONNECT_TIMEOUT, FLAG_UINT, 1, MS_FLAG_MAX},
     {NULL, "--retries", F_RETRIES, FLAG_UINT, 0, 100},
+    {NULL, "--max-redirects", F_MAX_REDIRECTS, FLAG_UINT, 0, 100},
     {NULL, "--max-sockets", F_MAX_SOCKETS, FLAG_UINT, 1, 100000},
     {"-o", NULL, F_O, FLAG_STR, 0, 0},
     {"-i", NULL, F_I, FLAG_STR, 0, 0},
@@ -138,6 +141,7 @@ static void usage(FILE *out)
             "  --timeout MS          deadline per request, retries included; 0 = none [0]\n"
             "  --connect-timeout MS  DNS + TCP connect, per attempt [the agent's: 10000]\n"
             "  --retries N           retries of idempotent requests [the agent's: 2]\n"
+            "  --max-redirects N     follow up to N redirects (301/302/303/307/308) [0]\n"
             "  --max-sockets N       sockets per origin [CONC]\n"
             "  -o FILE|DIR|-         write bodies: to FILE (one URL), one file per URL in DIR,\n"
             "                        or all to stdout [bodies are read and dropped]\n"
@@ -243,6 +247,7 @@ static int on_flag(void *ctx, const flag_spec *spec, const flag_value *v)
     case F_TIMEOUT: c->timeout_ms = v->u; break;
     case F_CONNECT_TIMEOUT: c->connect_timeout_ms = v->u; break;
     case F_RETRIES: c->retries = v->u; break;
+    case F_MAX_REDIRECTS: c->max_redirects = v->u; break;
     case F_MAX_SOCKETS: c->max_sockets = v->u; break;
     case F_O:
         if (!v->str[0])
@@ -679,6 +684,7 @@ int cmd_fetch(int argc, char **argv)
     app.ropts.body = body ? body : cfg.data;
     app.ropts.body_len = body_len;
     app.ropts.content_type = cfg.content_type;
+    app.ropts.max_redirects = (uint32_t) cfg.max_redirects;
     app.cbs = (ferry_request_callbacks){.on_response = on_response, .on_done = on_done};
 
     if (uv_loop_init(&app.loop) != 0) {
