@@ -707,7 +707,7 @@ static char *resolve_location(const client_req *r, const char *v, size_t n)
         return NULL;
     const url_parts *u = &r->url;
     const char *scheme = u->https ? "https:" : "http:";
-    size_t cap = n + u->host.len + u->path.len + 64;
+    size_t cap = n + r->u->len + u->path.len + 16; /* origin + directory + Location */
     char *out = malloc(cap);
     if (!out)
         return NULL;
