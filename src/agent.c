@@ -150,6 +150,11 @@ void agent_arm(ferry_agent *a, timeout_entry *e, uint64_t duration_ms, bool weak
 
 static void origin_free(client_origin *o)
 {
+    ferry_agent *a = o->agent;
+    if (a->last_url && a->last_url->origin == o) {
+        agent_url_unref(a->last_url);
+        a->last_url = NULL;
+    }
     list_remove(&o->link);
     list_remove(&o->starving_link);
     list_remove(&o->kick_link);
@@ -238,15 +243,15 @@ client_origin *agent_origin_for(ferry_agent *a, const url_parts *u, int *err)
 
 void agent_url_unref(client_url *u)
 {
-    if (u && --u->refs == 0) {
-        agent_origin_unref(u->origin);
+    if (u && --u->refs == 0)
         free(u);
-    }
 }
 
-/* The parsed URL for s, with its origin: the agent's last one when s is the
- * same string, else parsed now (allocates it: owner, its references — the
- * caller's, and the agent's as its last URL). */
+/* The parsed URL for s: the agent's last one when s is the same string, else
+ * parsed now (allocates it: owner, its references — the caller's, and the
+ * agent's as its last URL). The caller also gets one reference to u->origin.
+ * A URL holds no origin reference of its own: the requests using it do, and
+ * when its origin is forgotten the agent forgets it as its last URL too. */
 client_url *agent_url_get(ferry_agent *a, const char *s, int *err)
 {
     size_t len = strlen(s);
@@ -254,6 +259,7 @@ client_url *agent_url_get(ferry_agent *a, const char *s, int *err)
     *err = 0;
     if (u && u->len == len && memcmp(u->str, s, len) == 0) {
         u->refs++;
+        u->origin->refs++;
         return u;
     }
     u = malloc(sizeof(*u) + len + 1);
@@ -794,7 +800,7 @@ int ferry_agent_free(ferry_agent *a)
         return 0;
     if (!a->close_done)
         return FERRY_EBUSY;
-    agent_url_unref(a->last_url); /* and the origin it kept */
+    agent_url_unref(a->last_url);
     client_req_cache_clear(a);
     agent_fields_clear(a);
     free(a->hdrs);

@@ -235,7 +235,8 @@ bool client_conn_can_take(const client_conn *c, const client_req *r)
     if (max && c->served + c->ninflight >= max)
         return false;
     const client_req *last = container_of(c->inflight.prev, client_req, link);
-    return last->idempotent && !last->stream_body && !last->expect_continue && last->body_ended;
+    return last->idempotent && !last->stream_body && !last->expect_continue && last->body_ended &&
+           !last->close_after && !r->close_after; /* the socket ends with a close request */
 }
 
 /* ---- writing ---- */
@@ -320,8 +321,6 @@ void client_conn_send(client_conn *c, client_req *r)
         return;
     }
     r->force_new = false;
-    if (r->close_after)
-        c->no_reuse_after = true;
     r->state = RQ_SENT;
     r->conn = c;
     list_append(&c->inflight, &r->link);
@@ -447,7 +446,7 @@ static void message_end(client_conn *c, client_req *r)
     /* the server answered before r's body was all sent (an early 413, a
      * final status instead of 100): the rest of it must never be taken
      * for the next request */
-    if (!r->body_ended || c->peer_eof || c->no_reuse_after)
+    if (!r->body_ended || r->close_after || c->peer_eof || c->no_reuse_after)
         c->no_reuse = true;
     client_req_message_end(r); /* may free r */
     if (c->state == CC_CLOSED)

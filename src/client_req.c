@@ -224,8 +224,8 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
     sb_put(&b, "\r\n", 2);
     for (size_t i = 0; i < o->header_count; i++) {
         const ferry_header *h = &o->headers[i];
-        if (h == host_field)
-            continue;
+        if (h == host_field || name_is(&h->name, "connection"))
+            continue; /* written below, once */
         sb_put(&b, h->name.p, h->name.len);
         sb_put(&b, ": ", 2);
         sb_put(&b, h->value.p, h->value.len);
@@ -254,7 +254,7 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
     }
     if (o->expect_continue && has_body)
         sb_str(&b, "Expect: 100-continue\r\n");
-    if (a->opt.max_idle_per_origin == 0 && !r->close_after)
+    if (a->opt.max_idle_per_origin == 0 || r->close_after)
         sb_str(&b, "Connection: close\r\n");
     if (a->have_jar && !has_cookie) {
         size_t need = 0;
@@ -397,8 +397,7 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
     r->u = agent_url_get(a, o->url, &rc);
     if (r->u) {
         r->url = r->u->parts;
-        r->origin = r->u->origin;
-        r->origin->refs++;
+        r->origin = r->u->origin; /* the reference agent_url_get gave */
     }
     if (rc == 0) {
         r->idempotent = method_idempotent(method, mlen) || o->idempotent;
@@ -599,6 +598,9 @@ static void retry(client_req *r, uint64_t delay_ms)
     r->body_started = false;
     r->body_ended = false;
     r->retry_pending = false;
+    r->redirect_pending = false; /* a 3xx cut short: the next attempt decides anew */
+    free(r->redirect_to);
+    r->redirect_to = NULL;
     if (delay_ms == 0)
         agent_enqueue(r, true);
     else
@@ -692,10 +694,11 @@ static int64_t retry_after_ms(const parse_head *h)
 }
 
 /* Location (RFC 9110 §10.2.2) resolved against the request's URL, as an
- * absolute URL (allocated: owner, the caller). Handles absolute URLs,
- * scheme-relative "//host/path", absolute paths and relative paths (by
- * RFC 3986 §5.2's merge; dot segments are left for the server, as the URL
- * parser accepts them). A fragment is dropped. NULL: unusable. */
+ * absolute URL (allocated: owner, the caller), by RFC 3986 §5.2: absolute
+ * URLs, "//authority/path", "/path", "?query" and relative paths (merged
+ * with the base's directory; dot segments are left to the server). A
+ * fragment is dropped. NULL: nothing to follow (empty, or a scheme other
+ * than http and https — the 3xx is then the response). */
 static char *resolve_location(const client_req *r, const char *v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -705,34 +708,53 @@ static char *resolve_location(const client_req *r, const char *v, size_t n)
         }
     if (!n)
         return NULL;
+    /* a scheme: ALPHA *(ALPHA / DIGIT / "+" / "-" / ".") ":" before any / ? # */
+    size_t k = 0;
+    while (k < n && (((v[k] | 0x20) >= 'a' && (v[k] | 0x20) <= 'z') ||
+                     (k && ((v[k] >= '0' && v[k] <= '9') || v[k] == '+' || v[k] == '-' ||
+                            v[k] == '.'))))
+        k++;
+    bool has_scheme = k && k < n && v[k] == ':';
+    if (has_scheme && !((k == 4 && strncasecmp(v, "http", 4) == 0) ||
+                        (k == 5 && strncasecmp(v, "https", 5) == 0)))
+        return NULL;
     const url_parts *u = &r->url;
-    const char *scheme = u->https ? "https:" : "http:";
-    size_t cap = n + r->u->len + u->path.len + 16; /* origin + directory + Location */
+    const char *str = r->u->str;
+    /* the base's scheme and authority: up to the first / ? # after "://" */
+    const char *auth = strstr(str, "://");
+    size_t olen = auth ? (size_t) (auth + 3 - str) : 0;
+    while (olen < r->u->len && str[olen] != '/' && str[olen] != '?' && str[olen] != '#')
+        olen++;
+    size_t slen = auth ? (size_t) (auth - str) + 1 : 0; /* "http:" */
+    size_t cap = n + r->u->len + u->path.len + 16;
     char *out = malloc(cap);
     if (!out)
         return NULL;
     int len;
-    if ((n > 7 && strncasecmp(v, "http://", 7) == 0) || (n > 8 && strncasecmp(v, "https://", 8) == 0))
+    if (has_scheme)
         len = snprintf(out, cap, "%.*s", (int) n, v);
-    else if (n > 2 && v[0] == '/' && v[1] == '/')
-        len = snprintf(out, cap, "%s%.*s", scheme, (int) n, v);
+    else if (n >= 2 && v[0] == '/' && v[1] == '/')
+        len = snprintf(out, cap, "%.*s%.*s", (int) slen, str, (int) n, v);
+    else if (v[0] == '/')
+        len = snprintf(out, cap, "%.*s%.*s", (int) olen, str, (int) n, v);
+    else if (v[0] == '?')
+        len = snprintf(out, cap, "%.*s%.*s%.*s", (int) olen, str, (int) u->path.len, u->path.p,
+                       (int) n, v);
     else {
-        /* same origin: the origin part of the current URL string */
-        const char *str = r->u->str;
-        size_t olen = (size_t) (u->path.p - str);
-        if (u->path.p < str || u->path.p > str + r->u->len) /* the static "/" path */
-            olen = r->u->len - u->query.len;
-        if (v[0] == '/') {
-            len = snprintf(out, cap, "%.*s%.*s", (int) olen, str, (int) n, v);
-        } else {
-            size_t dir = u->path.len; /* the path up to its last '/' (it starts with one) */
-            while (dir > 1 && u->path.p[dir - 1] != '/')
-                dir--;
-            len = snprintf(out, cap, "%.*s%.*s%.*s", (int) olen, str, (int) dir, u->path.p,
-                           (int) n, v);
-        }
+        size_t dir = u->path.len; /* the path up to its last '/' (it starts with one) */
+        while (dir > 1 && u->path.p[dir - 1] != '/')
+            dir--;
+        len = snprintf(out, cap, "%.*s%.*s%.*s", (int) olen, str, (int) dir, u->path.p, (int) n,
+                       v);
     }
     if (len < 0 || (size_t) len >= cap) {
+        free(out);
+        return NULL;
+    }
+    /* a target that is not a URL at all is the server's fault: hand over the 3xx */
+    url_parts check;
+    int rc = url_parse(out, (size_t) len, &check);
+    if (rc != 0 && rc != FERRY_ENOTSUP) {
         free(out);
         return NULL;
     }
@@ -771,7 +793,9 @@ static int follow_redirect(client_req *r)
     if (r->creds_dropped && o.header_count) {
         kept = malloc(o.header_count * sizeof(*kept));
         if (!kept) {
+            client_origin *uo = u->origin;
             agent_url_unref(u);
+            agent_origin_unref(uo);
             return FERRY_ENOMEM;
         }
         size_t n = 0;
@@ -788,8 +812,7 @@ static int follow_redirect(client_req *r)
     agent_origin_unref(r->origin);
     r->u = u;
     r->url = u->parts;
-    r->origin = u->origin;
-    r->origin->refs++;
+    r->origin = u->origin; /* the reference agent_url_get gave */
     size_t mlen = strlen(method);
     r->is_head = mlen == 4 && memcmp(method, "HEAD", 4) == 0;
     r->idempotent = method_idempotent(method, mlen) || o.idempotent;

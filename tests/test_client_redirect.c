@@ -71,7 +71,19 @@ static void app(ferry_req *req, ferry_res *res, void *data)
     else if (path_is(req, "/cross")) {
         snprintf(to, sizeof(to), "http://127.0.0.1:%d/headers", other_port);
         redirect(res, 302, to);
-    } else if (path_is(req, "/same"))
+    } else if (path_is(req, "/dir/file")) {
+        ferry_str q = ferry_req_query(req);
+        if (!q.len)
+            redirect(res, 302, "?page=2");
+        else {
+            int n = snprintf(to, sizeof(to), "file %.*s", (int) q.len, q.p);
+            ferry_res_send(res, 200, "text/plain", to, (size_t) n);
+        }
+    } else if (path_is(req, "/ftp"))
+        redirect(res, 302, "ftp://example.com/f");
+    else if (path_is(req, "/broken"))
+        redirect(res, 302, "http://[::1");
+    else if (path_is(req, "/same"))
         redirect(res, 302, "/headers");
     else if (path_is(req, "/no-location"))
         ferry_res_send(res, 302, "text/plain", "nowhere", 7);
@@ -247,6 +259,21 @@ static void test_https_target_refused_and_no_location_delivered(void **state)
     assert_string_equal(g.body, "nowhere");
 }
 
+static void test_query_only_and_unfollowable_locations(void **state)
+{
+    (void) state;
+    got g = fetch("GET", "/dir/file", NULL, 5, NULL, 0); /* "?page=2": same path, new query */
+    assert_int_equal(g.http, 200);
+    assert_string_equal(g.body, "file page=2");
+    g = fetch("GET", "/ftp", NULL, 5, NULL, 0); /* another scheme: the 3xx is the answer */
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.http, 302);
+    assert_int_equal(g.redirects, 0);
+    g = fetch("GET", "/broken", NULL, 5, NULL, 0); /* not a URL: the 3xx is the answer */
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.http, 302);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_hop_limit),
         cmocka_unit_test(test_credentials_dropped_across_origins),
         cmocka_unit_test(test_https_target_refused_and_no_location_delivered),
+        cmocka_unit_test(test_query_only_and_unfollowable_locations),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
