@@ -313,6 +313,43 @@ static void test_host_and_connection_close_headers(void **state)
     harness_stop(h);
 }
 
+/* A Connection: close request pipelined behind another is sent once, ends
+ * its socket, and nothing is pipelined behind it (the review's case: it was
+ * replayed, so the server handled it twice). */
+static void test_connection_close_pipelined_sent_once(void **state)
+{
+    (void) state;
+    harness *h = harness_start(NULL, cs_inspect_handler, NULL);
+    uv_loop_t *loop = cs_loop_new();
+    ferry_agent_options ao;
+    ferry_agent_options_init(&ao);
+    ao.pipelining = 4;
+    ao.max_sockets_per_origin = 1;
+    ferry_agent *a = new_agent(loop, &ao);
+    ferry_header close_hdr[] = {{{"Connection", 10}, {"close", 5}}};
+    ferry_request_options oa = cs_opts("GET", cs_url(harness_port(h), "/inspect"));
+    ferry_request_options ob = oa, oc = oa;
+    ob.headers = close_hdr;
+    ob.header_count = 1;
+    int done = 0;
+    cs_result ra = {.counter = &done}, rb = {.counter = &done}, rc = {.counter = &done};
+    assert_int_equal(cs_request(a, &oa, &ra, false), 0);
+    assert_int_equal(cs_request(a, &ob, &rb, false), 0);
+    assert_int_equal(cs_request(a, &oc, &rc, false), 0);
+    assert_true(cs_run_until(loop, &done, 3, 5000));
+    cs_assert_done(&ra, 0);
+    cs_assert_done(&rb, 0);
+    cs_assert_done(&rc, 0);
+    assert_int_equal(harness_handler_calls(h), 3); /* not 4: B was not replayed */
+    ferry_agent_stats st;
+    ferry_agent_stats_get(a, &st);
+    assert_int_equal(st.retries, 0);
+    assert_int_equal(st.connections_opened, 2); /* A and B on one, C on the next */
+    cs_agent_finish(loop, a, 0);
+    cs_loop_finish(loop);
+    harness_stop(h);
+}
+
 static void test_no_keep_alive_sends_connection_close(void **state)
 {
     (void) state;
@@ -730,6 +767,7 @@ int main(void)
         cmocka_unit_test(test_response_head_fields),
         cmocka_unit_test(test_what_goes_on_the_wire),
         cmocka_unit_test(test_host_and_connection_close_headers),
+        cmocka_unit_test(test_connection_close_pipelined_sent_once),
         cmocka_unit_test(test_no_keep_alive_sends_connection_close),
         cmocka_unit_test(test_form_encode),
         cmocka_unit_test(test_head_request),
