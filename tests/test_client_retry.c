@@ -32,20 +32,7 @@ static ferry_agent *new_agent(uv_loop_t *loop, uint64_t retry_base_ms)
     ferry_agent_options ao;
     ferry_agent_options_init(&ao);
     ao.retry_base_ms = retry_base_ms;
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, &ao, &a), 0);
-    return a;
-}
-
-static void run_one(uv_loop_t *loop, ferry_agent *a, ferry_request_options *o, cs_result *r,
-                    int timeout_ms)
-{
-    int done = 0;
-    r->counter = &done;
-    assert_int_equal(cs_request(a, o, r, false), 0);
-    if (!cs_run_until(loop, &done, 1, timeout_ms))
-        fail_msg("the request did not end within %d ms", timeout_ms);
-    r->counter = NULL;
+    return cs_agent_new(loop, &ao);
 }
 
 static uint64_t raw_requests(raw_server *s)
@@ -76,15 +63,14 @@ static void status_case(int status, const char *retry_after, uint32_t error_firs
         o.content_type = "application/x-www-form-urlencoded";
     }
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 20000);
+    cs_run_request(loop, a, &o, &r, 20000);
     cs_assert_done(&r, 0);
     print_message("%s, %u x %d (Retry-After %s): final %d after %u attempts\n", method, error_first,
                   status, retry_after ? retry_after : "-", r.http_status, r.attempts);
     assert_int_equal(r.http_status, want_status);
     assert_int_equal(r.attempts, want_attempts);
     assert_int_equal(raw_requests(s), want_attempts);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.retries, want_attempts - 1);
     assert_int_equal(st.completed, 1);
     assert_int_equal(st.requests, 1);
@@ -96,8 +82,7 @@ static void status_case(int status, const char *retry_after, uint32_t error_firs
         raw_stats_get(s, &rs);
         assert_int_equal(rs.body_bytes, 3 * (uint64_t) want_attempts); /* the body each time */
     }
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -177,7 +162,7 @@ static void reset_case(const char *method, int idempotent, int want_ok)
         o.body_len = 3;
     }
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 20000);
+    cs_run_request(loop, a, &o, &r, 20000);
     raw_stats rs;
     raw_stats_get(s, &rs);
     print_message("%s%s on a reset: %s, server saw %llu requests\n", method,
@@ -198,8 +183,7 @@ static void reset_case(const char *method, int idempotent, int want_ok)
         assert_int_equal(r.responses, 0);
         assert_int_equal(rs.requests, 1); /* never sent twice */
     }
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -243,19 +227,17 @@ static void test_connection_refused_retried_then_error(void **state)
     ferry_agent *a = new_agent(loop, 5);
     ferry_request_options o = cs_opts("GET", cs_url(closed_port(), "/"));
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 20000);
+    cs_run_request(loop, a, &o, &r, 20000);
     cs_assert_done(&r, FERRY_ECONNREFUSED);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.retries, 2);
     assert_int_equal(st.failed, 1);
     /* POST: a refused connect sent nothing, but POST is not retried by default. */
     ferry_request_options p = cs_opts("POST", o.url);
     cs_result r2 = {0};
-    run_one(loop, a, &p, &r2, 20000);
+    cs_run_request(loop, a, &p, &r2, 20000);
     cs_assert_done(&r2, FERRY_ECONNREFUSED);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
 }
 
 /* Retry-After: 1 is honoured: the second attempt comes a second later. */
@@ -270,15 +252,14 @@ static void test_retry_after_honoured(void **state)
     ferry_agent *a = new_agent(loop, 1);
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 20000);
+    cs_run_request(loop, a, &o, &r, 20000);
     cs_assert_done(&r, 0);
     double ms = r.t_done - r.t_start;
     print_message("Retry-After: 1 → done after %.0f ms\n", ms);
     assert_int_equal(r.attempts, 2);
     assert_true(ms >= 950);
     assert_true(ms < 4000);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -295,11 +276,10 @@ static void test_retry_after_capped(void **state)
     ferry_agent_options_init(&ao);
     ao.retry_base_ms = 1;
     ao.retry_max_delay_ms = 100;
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, &ao, &a), 0);
+    ferry_agent *a = cs_agent_new(loop, &ao);
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 20000);
+    cs_run_request(loop, a, &o, &r, 20000);
     double ms = r.t_done - r.t_start;
     print_message("Retry-After: 30 with retry_max_delay_ms 100 → %s %d after %.0f ms\n",
                   r.status ? ferry_err_name(r.status) : "ok", r.http_status, ms);
@@ -307,8 +287,7 @@ static void test_retry_after_capped(void **state)
     assert_true(ms < 3000);
     /* Capped and retried (200), or given up at once (the 503): never a 30 s wait. */
     assert_true(r.http_status == 200 || r.http_status == 503);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -325,7 +304,7 @@ static void deadline_case(const char *retry_after)
     o.total_timeout_ms = 300;
     o.retries = 5;
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 20000);
+    cs_run_request(loop, a, &o, &r, 20000);
     double ms = r.t_done - r.t_start;
     print_message("backoff under a 300 ms deadline (Retry-After %s): %s %d after %.0f ms, %llu "
                   "requests\n",
@@ -335,8 +314,7 @@ static void deadline_case(const char *retry_after)
     assert_true(r.status == 0 || r.status == FERRY_EDEADLINE);
     if (r.status == 0) assert_int_equal(r.http_status, 503);
     if (ms > 300 + 1000) fail_msg("the deadline was 300 ms; the request ended after %.0f ms", ms);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -359,14 +337,13 @@ static void test_backoff_spacing_grows(void **state)
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
     o.retries = 3;
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 20000);
+    cs_run_request(loop, a, &o, &r, 20000);
     cs_assert_done(&r, 0);
     assert_int_equal(r.http_status, 200);
     assert_int_equal(r.attempts, 4);
     /* Full jitter over 20 * 2^n: at most 20 + 40 + 80 ms of waiting (plus slack). */
     assert_true(r.t_done - r.t_start < 140 + 1500);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 

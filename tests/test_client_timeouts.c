@@ -56,45 +56,27 @@ static ferry_agent *quiet_agent(uv_loop_t *loop, ferry_agent_options *ao)
     ao->headers_timeout_ms = 10000;
     ao->body_timeout_ms = 10000;
     ao->retries = 0;
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, ao, &a), 0);
-    return a;
-}
-
-/* One request against a raw server with one script; returns its result. */
-static void run_one(uv_loop_t *loop, ferry_agent *a, ferry_request_options *o, cs_result *r,
-                    int timeout_ms)
-{
-    int done = 0;
-    r->counter = &done;
-    assert_int_equal(cs_request(a, o, r, false), 0);
-    if (!cs_run_until(loop, &done, 1, timeout_ms))
-        fail_msg("the request did not end within %d ms", timeout_ms);
-    r->counter = NULL;
+    return cs_agent_new(loop, ao);
 }
 
 static void test_headers_timeout_server_never_answers(void **state)
 {
     (void) state;
-    raw_options ro = {0};
-    ro.script.mode = RAW_SILENT;
-    raw_server *s = raw_start(&ro);
+    raw_server *s = raw_start_mode(RAW_SILENT);
     uv_loop_t *loop = cs_loop_new();
     ferry_agent *a = quiet_agent(loop, NULL);
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
     o.headers_timeout_ms = 200;
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 10000);
+    cs_run_request(loop, a, &o, &r, 10000);
     cs_assert_done(&r, FERRY_EHEADERSTIMEOUT);
     assert_int_equal(r.responses, 0);
     check_elapsed("headers timeout (silent server)", &r, 200);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.timeouts_headers, 1);
     assert_int_equal(st.failed, 1);
     assert_int_equal(st.sockets_active, 0);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stats rs;
     raw_stats_get(s, &rs);
     assert_int_equal(rs.requests, 1);
@@ -104,23 +86,19 @@ static void test_headers_timeout_server_never_answers(void **state)
 static void test_headers_timeout_half_a_head(void **state)
 {
     (void) state;
-    raw_options ro = {0};
-    ro.script.mode = RAW_HALF_HEAD;
-    raw_server *s = raw_start(&ro);
+    raw_server *s = raw_start_mode(RAW_HALF_HEAD);
     uv_loop_t *loop = cs_loop_new();
     ferry_agent *a = quiet_agent(loop, NULL);
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
     o.headers_timeout_ms = 200;
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 10000);
+    cs_run_request(loop, a, &o, &r, 10000);
     cs_assert_done(&r, FERRY_EHEADERSTIMEOUT);
     assert_int_equal(r.responses, 0);
     check_elapsed("headers timeout (half a head)", &r, 200);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.timeouts_headers, 1);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -136,18 +114,16 @@ static void test_body_timeout_stall_mid_body(void **state)
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
     o.body_timeout_ms = 200;
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 10000);
+    cs_run_request(loop, a, &o, &r, 10000);
     cs_assert_done(&r, FERRY_EBODYTIMEOUT);
     assert_int_equal(r.responses, 1);
     assert_int_equal(r.http_status, 200);
     assert_int_equal(r.body_len, 1000);
     check_elapsed("body timeout (stall mid-body)", &r, 200);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.timeouts_body, 1);
     assert_int_equal(st.timeouts_headers, 0);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -169,9 +145,7 @@ static void on_fetch(ferry_client_req *req, int status, const ferry_response *r,
 static void test_body_timeout_fetch(void **state)
 {
     (void) state;
-    raw_options ro = {0};
-    ro.script.mode = RAW_PART_BODY;
-    raw_server *s = raw_start(&ro);
+    raw_server *s = raw_start_mode(RAW_PART_BODY);
     uv_loop_t *loop = cs_loop_new();
     ferry_agent *a = quiet_agent(loop, NULL);
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
@@ -184,8 +158,7 @@ static void test_body_timeout_fetch(void **state)
     assert_int_equal(f.http_status, 200);
     cs_run_for(loop, 20);
     assert_int_equal(f.calls, 1);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -219,8 +192,7 @@ static void test_body_timeout_while_paused(void **state)
     assert_int_equal(r.data_calls, 1); /* paused: on_data never ran again */
     assert_true(r.body_len < 4000000);
     check_elapsed("body timeout (paused)", &r, 200);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     harness_stop(h);
 }
 
@@ -234,16 +206,14 @@ static void test_connect_timeout_black_hole(void **state)
     ferry_request_options o = cs_opts("GET", cs_url(port, "/"));
     o.connect_timeout_ms = 200;
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 10000);
+    cs_run_request(loop, a, &o, &r, 10000);
     cs_assert_done(&r, FERRY_ECONNECTTIMEOUT);
     assert_int_equal(r.responses, 0);
     check_elapsed("connect timeout", &r, 200);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.timeouts_connect, 1);
     assert_int_equal(st.connections_opened, 0);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     blackhole_close(&b);
 }
 
@@ -262,39 +232,33 @@ static void test_connect_timeout_is_retried(void **state)
     o.connect_timeout_ms = 150;
     o.retries = 2;
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 15000);
+    cs_run_request(loop, a, &o, &r, 15000);
     cs_assert_done(&r, FERRY_ECONNECTTIMEOUT);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     cs_print_stats("connect timeout, retries 2", a);
     assert_int_equal(st.retries, 2);
     assert_int_equal(st.timeouts_connect, 3);
     assert_true(r.t_done - r.t_start >= 3 * 150 - EARLY_MS);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     blackhole_close(&b);
 }
 
 static void test_total_deadline(void **state)
 {
     (void) state;
-    raw_options ro = {0};
-    ro.script.mode = RAW_SILENT;
-    raw_server *s = raw_start(&ro);
+    raw_server *s = raw_start_mode(RAW_SILENT);
     uv_loop_t *loop = cs_loop_new();
     ferry_agent *a = quiet_agent(loop, NULL);
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
     o.total_timeout_ms = 250;
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 10000);
+    cs_run_request(loop, a, &o, &r, 10000);
     cs_assert_done(&r, FERRY_EDEADLINE);
     check_elapsed("total deadline", &r, 250);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.timeouts_total, 1);
     assert_int_equal(st.timeouts_headers, 0);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -302,29 +266,24 @@ static void test_total_deadline(void **state)
 static void test_total_deadline_mid_body(void **state)
 {
     (void) state;
-    raw_options ro = {0};
-    ro.script.mode = RAW_PART_BODY;
-    raw_server *s = raw_start(&ro);
+    raw_server *s = raw_start_mode(RAW_PART_BODY);
     uv_loop_t *loop = cs_loop_new();
     ferry_agent *a = quiet_agent(loop, NULL);
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
     o.total_timeout_ms = 250;
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 10000);
+    cs_run_request(loop, a, &o, &r, 10000);
     cs_assert_done(&r, FERRY_EDEADLINE);
     assert_int_equal(r.responses, 1);
     check_elapsed("total deadline mid-body", &r, 250);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
 static void test_queue_timeout_and_deadline_while_queued(void **state)
 {
     (void) state;
-    raw_options ro = {0};
-    ro.script.mode = RAW_SILENT;
-    raw_server *s = raw_start(&ro);
+    raw_server *s = raw_start_mode(RAW_SILENT);
     uv_loop_t *loop = cs_loop_new();
     ferry_agent_options ao;
     ferry_agent_options_init(&ao);
@@ -351,8 +310,7 @@ static void test_queue_timeout_and_deadline_while_queued(void **state)
     cs_assert_done(&q2, FERRY_EDEADLINE);
     check_elapsed("deadline while queued", &q2, 300);
     assert_int_equal(first.done, 0); /* still waiting for its head */
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.timeouts_queue, 1);
     assert_int_equal(st.timeouts_total, 1);
     assert_int_equal(st.queued, 0);
@@ -363,8 +321,7 @@ static void test_queue_timeout_and_deadline_while_queued(void **state)
     ferry_request_abort(first.req);
     assert_true(cs_run_until(loop, &done, 3, 5000));
     cs_assert_done(&first, FERRY_EABORTED);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -372,26 +329,22 @@ static void test_queue_timeout_and_deadline_while_queued(void **state)
 static void test_agent_default_timeouts_apply(void **state)
 {
     (void) state;
-    raw_options ro = {0};
-    ro.script.mode = RAW_SILENT;
-    raw_server *s = raw_start(&ro);
+    raw_server *s = raw_start_mode(RAW_SILENT);
     uv_loop_t *loop = cs_loop_new();
     ferry_agent_options ao;
     ferry_agent_options_init(&ao);
     ferry_agent *a0 = quiet_agent(loop, &ao);
     cs_agent_finish(loop, a0, 0);
     ao.headers_timeout_ms = 150;
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, &ao, &a), 0);
+    ferry_agent *a = cs_agent_new(loop, &ao);
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
     o.retries = 0;
     assert_true(o.headers_timeout_ms == FERRY_AGENT_DEFAULT);
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 10000);
+    cs_run_request(loop, a, &o, &r, 10000);
     cs_assert_done(&r, FERRY_EHEADERSTIMEOUT);
     check_elapsed("agent default headers timeout", &r, 150);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -409,21 +362,19 @@ static void test_no_timeout_before_its_time(void **state)
     o.total_timeout_ms = 2000;
     o.connect_timeout_ms = 600;
     cs_result r = {0};
-    run_one(loop, a, &o, &r, 10000);
+    cs_run_request(loop, a, &o, &r, 10000);
     cs_assert_done(&r, 0);
     assert_string_equal(r.body, "slow ms=150");
     /* The same socket again: the headers timer starts afresh on reuse. */
     cs_result r2 = {0};
-    run_one(loop, a, &o, &r2, 10000);
+    cs_run_request(loop, a, &o, &r2, 10000);
     cs_assert_done(&r2, 0);
     assert_int_equal(r2.reused, 1);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.timeouts_connect + st.timeouts_headers + st.timeouts_body +
                          st.timeouts_queue + st.timeouts_total,
                      0);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     harness_stop(h);
 }
 

@@ -180,6 +180,27 @@ void cs_agent_finish(uv_loop_t *loop, ferry_agent *a, int abort_active)
     if (rc != 0) fail_msg("ferry_agent_free after the close callback: %s", ferry_err_name(rc));
 }
 
+ferry_agent *cs_agent_new(uv_loop_t *loop, const ferry_agent_options *ao)
+{
+    ferry_agent *a;
+    int rc = ferry_agent_new(loop, ao, &a);
+    if (rc != 0) fail_msg("ferry_agent_new: %s", ferry_err_name(rc));
+    return a;
+}
+
+void cs_client_finish(uv_loop_t *loop, ferry_agent *a)
+{
+    cs_agent_finish(loop, a, 0);
+    cs_loop_finish(loop);
+}
+
+ferry_agent_stats cs_stats(const ferry_agent *a)
+{
+    ferry_agent_stats st;
+    ferry_agent_stats_get(a, &st);
+    return st;
+}
+
 /* ---- the recorder ---------------------------------------------------------- */
 
 static void rec_response(ferry_client_req *req, const ferry_response *r, void *data)
@@ -231,6 +252,18 @@ int cs_request(ferry_agent *a, const ferry_request_options *o, cs_result *r, boo
 {
     r->t_start = now_ms();
     return ferry_request(a, o, drain ? &cs_callbacks_drain : &cs_callbacks, r, &r->req);
+}
+
+/* The request's own counter, so the caller's cs_result needs none set. */
+void cs_run_request(uv_loop_t *loop, ferry_agent *a, const ferry_request_options *o, cs_result *r,
+                    int timeout_ms)
+{
+    int done = 0;
+    r->counter = &done;
+    assert_int_equal(cs_request(a, o, r, false), 0);
+    if (!cs_run_until(loop, &done, 1, timeout_ms))
+        fail_msg("the request did not end within %d ms", timeout_ms);
+    r->counter = NULL;
 }
 
 static void rec_fetch(ferry_client_req *req, int status, const ferry_response *resp, void *data)

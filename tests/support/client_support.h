@@ -36,6 +36,14 @@ void cs_run_for(uv_loop_t *loop, int ms);
  * exactly once), and free it. */
 void cs_agent_finish(uv_loop_t *loop, ferry_agent *a, int abort_active);
 
+/* ferry_agent_new on loop (ao NULL: the defaults); fails the test if refused. */
+ferry_agent *cs_agent_new(uv_loop_t *loop, const ferry_agent_options *ao);
+/* The usual end of a test's client side: cs_agent_finish(loop, a, 0), then
+ * cs_loop_finish(loop) (which proves the loop closed clean). */
+void cs_client_finish(uv_loop_t *loop, ferry_agent *a);
+/* The agent's stats now, as a value. */
+ferry_agent_stats cs_stats(const ferry_agent *a);
+
 /* ---- one request, recorded ------------------------------------------------- */
 
 typedef struct cs_result {
@@ -65,6 +73,10 @@ extern const ferry_request_callbacks cs_callbacks_drain;
 /* ferry_request with cs_callbacks (or _drain) and r as data; sets r->t_start
  * and r->req. Returns ferry_request's result. */
 int cs_request(ferry_agent *a, const ferry_request_options *o, cs_result *r, bool drain);
+/* cs_request (streaming, not drained), then run the loop until r ended; fails
+ * the test if it did not end within timeout_ms. */
+void cs_run_request(uv_loop_t *loop, ferry_agent *a, const ferry_request_options *o, cs_result *r,
+                    int timeout_ms);
 /* ferry_fetch recording into r (the body goes to r->body). */
 int cs_fetch(ferry_agent *a, const ferry_request_options *o, uint64_t max_body, cs_result *r);
 

@@ -539,6 +539,13 @@ raw_server *raw_start(const raw_options *o)
     return s;
 }
 
+raw_server *raw_start_mode(raw_mode mode)
+{
+    raw_options o = {0};
+    o.script.mode = mode;
+    return raw_start(&o);
+}
+
 int raw_port(const raw_server *s)
 {
     return s->port;

@@ -91,6 +91,8 @@ typedef struct raw_server raw_server;
 /* Start a server (o NULL: every connection answers 200 "ok", keep-alive) on
  * its own loop thread; returns once it listens. Fails the test otherwise. */
 raw_server *raw_start(const raw_options *o);
+/* raw_start with every connection playing one mode, everything else default. */
+raw_server *raw_start_mode(raw_mode mode);
 int raw_port(const raw_server *s);
 void raw_stats_get(raw_server *s, raw_stats *st);
 /* Wait until stats.requests >= n (or connections, for raw_wait_connections);
