@@ -107,18 +107,6 @@ static void chain_run(chain *c, int timeout_ms)
     assert_int_equal(c->ok, c->total);
 }
 
-static ferry_agent *new_agent(uv_loop_t *loop, ferry_agent_options *ao)
-{
-    ferry_agent_options o;
-    if (!ao) {
-        ferry_agent_options_init(&o);
-        ao = &o;
-    }
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, ao, &a), 0);
-    return a;
-}
-
 static void print_raw(const char *label, raw_server *s)
 {
     raw_stats st;
@@ -126,6 +114,17 @@ static void print_raw(const char *label, raw_server *s)
     print_message("%s: server saw %llu connections, %llu requests, closed %llu, reset %llu\n",
                   label, (unsigned long long) st.connections, (unsigned long long) st.requests,
                   (unsigned long long) st.server_closes, (unsigned long long) st.resets_sent);
+}
+
+/* Run the chain c on a new agent with the defaults, print what both sides
+ * saw, and return the agent's stats. */
+static ferry_agent_stats run_chain(chain *c, raw_server *s, const char *label, int timeout_ms)
+{
+    c->agent = cs_agent_new(c->loop, NULL);
+    chain_run(c, timeout_ms);
+    cs_print_stats(label, c->agent);
+    print_raw(label, s);
+    return cs_stats(c->agent);
 }
 
 /* ---- the races ------------------------------------------------------------------ */
@@ -138,19 +137,13 @@ static void test_fin_right_after_each_response(void **state)
     raw_server *s = raw_start(&ro);
     uv_loop_t *loop = cs_loop_new();
     chain c = {.loop = loop, .url = cs_url(raw_port(s), "/"), .total = 200, .spacing_ms = -1};
-    c.agent = new_agent(loop, NULL);
-    chain_run(&c, 60000);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(c.agent, &st);
-    cs_print_stats("FIN after each response", c.agent);
-    print_raw("FIN after each response", s);
+    ferry_agent_stats st = run_chain(&c, s, "FIN after each response", 60000);
     assert_int_equal(st.failed, 0);
     assert_int_equal(st.completed, 200);
     if (st.stale_retries + st.stale_detected == 0)
         fail_msg("200 requests, each on a socket the server closed right after the previous "
                  "response: no stale socket was detected or retried");
-    cs_agent_finish(loop, c.agent, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, c.agent);
     raw_stop(s);
 }
 
@@ -164,17 +157,11 @@ static void test_reset_shortly_after_each_response(void **state)
     raw_server *s = raw_start(&ro);
     uv_loop_t *loop = cs_loop_new();
     chain c = {.loop = loop, .url = cs_url(raw_port(s), "/"), .total = 200, .spacing_ms = -1};
-    c.agent = new_agent(loop, NULL);
-    chain_run(&c, 60000);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(c.agent, &st);
-    cs_print_stats("RST 5 ms after each response", c.agent);
-    print_raw("RST 5 ms after each response", s);
+    ferry_agent_stats st = run_chain(&c, s, "RST 5 ms after each response", 60000);
     assert_int_equal(st.failed, 0);
     if (st.stale_retries == 0)
         fail_msg("requests written on sockets the server then reset: stale_retries is 0");
-    cs_agent_finish(loop, c.agent, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, c.agent);
     raw_stop(s);
 }
 
@@ -187,18 +174,12 @@ static void test_idle_timeout_equals_request_spacing(void **state)
     uv_loop_t *loop = cs_loop_new();
     /* ... equals the client's pause between a response and the next request */
     chain c = {.loop = loop, .url = cs_url(raw_port(s), "/"), .total = 200, .spacing_ms = 15};
-    c.agent = new_agent(loop, NULL);
-    chain_run(&c, 60000);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(c.agent, &st);
-    cs_print_stats("idle timeout = spacing", c.agent);
-    print_raw("idle timeout = spacing", s);
+    ferry_agent_stats st = run_chain(&c, s, "idle timeout = spacing", 60000);
     assert_int_equal(st.failed, 0);
     raw_stats rs;
     raw_stats_get(s, &rs);
     assert_true(rs.server_closes >= 1); /* the race was run: the server did close idle sockets */
-    cs_agent_finish(loop, c.agent, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, c.agent);
     raw_stop(s);
 }
 
@@ -239,14 +220,13 @@ static void test_queued_requests_get_dead_reused_socket(void **state)
     ferry_agent_options ao;
     ferry_agent_options_init(&ao);
     ao.max_sockets_per_origin = 1;
-    ferry_agent *a = new_agent(loop, &ao);
+    ferry_agent *a = cs_agent_new(loop, &ao);
     many m = {0};
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
     for (int i = 0; i < 50; i++)
         assert_int_equal(ferry_request(a, &o, &many_cb, &m, NULL), 0);
     if (!cs_run_until(loop, &m.done, 50, 60000)) fail_msg("%d of 50 done", m.done);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     cs_print_stats("queued requests on dying sockets", a);
     print_raw("queued requests on dying sockets", s);
     if (m.errors)
@@ -256,8 +236,7 @@ static void test_queued_requests_get_dead_reused_socket(void **state)
     assert_int_equal(m.ok, 50);
     if (st.stale_retries == 0)
         fail_msg("queued requests were written on sockets the server reset: stale_retries is 0");
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -275,19 +254,14 @@ static void blocked_loop_case(raw_close_how how)
                .total = 6,
                .spacing_ms = 0,
                .block_ms = 150};
-    c.agent = new_agent(loop, NULL);
-    chain_run(&c, 30000);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(c.agent, &st);
-    cs_print_stats(how == RAW_RST ? "blocked loop, RST" : "blocked loop, FIN", c.agent);
-    print_raw("blocked loop", s);
+    ferry_agent_stats st =
+        run_chain(&c, s, how == RAW_RST ? "blocked loop, RST" : "blocked loop, FIN", 30000);
     assert_int_equal(st.failed, 0);
     assert_int_equal(c.reused, 0); /* every pooled socket was dead: none may carry a response */
     if (st.stale_retries + st.stale_detected == 0)
         fail_msg("5 requests each found its pooled socket closed by the server while the loop "
                  "was blocked: stale_detected and stale_retries are both 0");
-    cs_agent_finish(loop, c.agent, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, c.agent);
     raw_stop(s);
 }
 
@@ -314,12 +288,8 @@ static bool raw_peer_closed(void *arg)
 
 static void one_request(uv_loop_t *loop, ferry_agent *a, const char *url, cs_result *r)
 {
-    int done = 0;
-    r->counter = &done;
     ferry_request_options o = cs_opts("GET", url);
-    assert_int_equal(cs_request(a, &o, r, false), 0);
-    assert_true(cs_run_until(loop, &done, 1, 10000));
-    r->counter = NULL;
+    cs_run_request(loop, a, &o, r, 10000);
     cs_assert_done(r, 0);
 }
 
@@ -329,31 +299,28 @@ static void not_pooled_case(const char *keep_alive)
     ro.script.keep_alive = keep_alive; /* N s - margin 1 s <= 0: do not pool */
     raw_server *s = raw_start(&ro);
     uv_loop_t *loop = cs_loop_new();
-    ferry_agent *a = new_agent(loop, NULL);
+    ferry_agent *a = cs_agent_new(loop, NULL);
     cs_result r1 = {0}, r2 = {0};
     one_request(loop, a, cs_url(raw_port(s), "/"), &r1);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     if (st.sockets_idle != 0) {
-        cs_agent_finish(loop, a, 0); /* clean up first: the failure is the finding */
-        cs_loop_finish(loop);
+        cs_client_finish(loop, a); /* clean up first: the failure is the finding */
         raw_stop(s);
         fail_msg("Keep-Alive: %s leaves no time to reuse the socket, yet it was pooled",
                  keep_alive);
     }
     assert_true(cs_run_until_fn(loop, raw_peer_closed, s, 5000)); /* the client closed it */
-    ferry_agent_stats_get(a, &st);
+    st = cs_stats(a);
     assert_int_equal(st.idle_closed, 1);
     one_request(loop, a, cs_url(raw_port(s), "/"), &r2);
     assert_int_equal(r2.reused, 0);
-    ferry_agent_stats_get(a, &st);
+    st = cs_stats(a);
     assert_int_equal(st.connections_opened, 2);
     assert_int_equal(st.sockets_reused, 0);
     raw_stats rs;
     raw_stats_get(s, &rs);
     assert_int_equal(rs.connections, 2);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -387,26 +354,24 @@ static void test_keep_alive_hint_minus_margin(void **state)
     ferry_agent_options ao;
     ferry_agent_options_init(&ao);
     ao.keep_alive_margin_ms = 1700;
-    ferry_agent *a = new_agent(loop, &ao);
+    ferry_agent *a = cs_agent_new(loop, &ao);
     cs_result r1 = {0}, r2 = {0}, r3 = {0};
     one_request(loop, a, cs_url(raw_port(s), "/"), &r1);
     one_request(loop, a, cs_url(raw_port(s), "/"), &r2); /* within 300 ms: reused */
     assert_int_equal(r2.reused, 1);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.sockets_idle, 1);
     double t0 = now_ms();
     assert_true(cs_run_until_fn(loop, raw_peer_closed, s, 5000));
     double ms = now_ms() - t0;
     print_message("pooled socket retired after %.0f ms (hint 2 s, margin 1.7 s)\n", ms);
     assert_true(ms >= 250 && ms < 1700);
-    ferry_agent_stats_get(a, &st);
+    st = cs_stats(a);
     assert_int_equal(st.sockets_idle, 0);
     assert_int_equal(st.idle_closed, 1);
     one_request(loop, a, cs_url(raw_port(s), "/"), &r3);
     assert_int_equal(r3.reused, 0);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -420,7 +385,7 @@ static void test_idle_timeout_retires_pooled_socket(void **state)
     ferry_agent_options ao;
     ferry_agent_options_init(&ao);
     ao.idle_timeout_ms = 150;
-    ferry_agent *a = new_agent(loop, &ao);
+    ferry_agent *a = cs_agent_new(loop, &ao);
     cs_result r1 = {0}, r2 = {0};
     one_request(loop, a, cs_url(raw_port(s), "/"), &r1);
     double t0 = now_ms();
@@ -428,14 +393,12 @@ static void test_idle_timeout_retires_pooled_socket(void **state)
     double ms = now_ms() - t0;
     print_message("idle socket retired after %.0f ms (idle_timeout_ms 150)\n", ms);
     assert_true(ms >= 100 && ms < 1500);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.idle_closed, 1);
     assert_int_equal(st.sockets_idle, 0);
     one_request(loop, a, cs_url(raw_port(s), "/"), &r2);
     assert_int_equal(r2.reused, 0);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -448,16 +411,12 @@ static void test_connection_close_response(void **state)
     raw_server *s = raw_start(&ro);
     uv_loop_t *loop = cs_loop_new();
     chain c = {.loop = loop, .url = cs_url(raw_port(s), "/"), .total = 20, .spacing_ms = -1};
-    c.agent = new_agent(loop, NULL);
-    chain_run(&c, 30000);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(c.agent, &st);
+    ferry_agent_stats st = run_chain(&c, s, "Connection: close from the server", 30000);
     assert_int_equal(st.sockets_reused, 0);
     assert_int_equal(st.connections_opened, 20);
     assert_int_equal(st.stale_retries, 0); /* nothing stale: the server said it would close */
     assert_int_equal(st.sockets_idle, 0);
-    cs_agent_finish(loop, c.agent, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, c.agent);
     raw_stop(s);
 }
 
@@ -471,7 +430,7 @@ static void test_ferry_server_keep_alive_equals_spacing(void **state)
     harness *h = harness_start(&so, NULL, NULL);
     uv_loop_t *loop = cs_loop_new();
     chain c = {.loop = loop, .url = cs_url(harness_port(h), "/"), .total = 150, .spacing_ms = 20};
-    c.agent = new_agent(loop, NULL);
+    c.agent = cs_agent_new(loop, NULL);
     chain_run(&c, 60000);
     cs_print_stats("ferry server, keep-alive 20 ms = spacing", c.agent);
     ferry_server_stats ss;
@@ -479,8 +438,7 @@ static void test_ferry_server_keep_alive_equals_spacing(void **state)
     print_message("server: %llu connections, %llu keep-alive timeouts\n",
                   (unsigned long long) ss.connections_accepted,
                   (unsigned long long) ss.timeouts_keep_alive);
-    cs_agent_finish(loop, c.agent, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, c.agent);
     harness_stop(h);
 }
 

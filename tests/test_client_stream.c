@@ -86,29 +86,33 @@ static void rd_done(ferry_client_req *req, int status, void *data)
 
 static const ferry_request_callbacks reader_cb = {rd_response, rd_data, rd_done, NULL};
 
+/* GET url with the reader r (its pausing already set) until it ended. */
+static void read_all(uv_loop_t *loop, ferry_agent *a, const char *url, reader *r)
+{
+    uv_timer_init(loop, &r->timer);
+    r->timer.data = r;
+    ferry_request_options o = cs_opts("GET", url);
+    assert_int_equal(ferry_request(a, &o, &reader_cb, r, NULL), 0);
+    assert_true(cs_run_until(loop, &r->done, 1, 20000));
+    uv_close((uv_handle_t *) &r->timer, NULL);
+}
+
 static void test_pause_resume_from_on_data(void **state)
 {
     (void) state;
     harness *h = harness_start(NULL, NULL, NULL);
     uv_loop_t *loop = cs_loop_new();
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, NULL, &a), 0);
+    ferry_agent *a = cs_agent_new(loop, NULL);
     reader r = {0};
     r.pause_first_n = 40;
-    uv_timer_init(loop, &r.timer);
-    r.timer.data = &r;
-    ferry_request_options o = cs_opts("GET", cs_url(harness_port(h), "/big?bytes=3000000"));
-    assert_int_equal(ferry_request(a, &o, &reader_cb, &r, NULL), 0);
-    assert_true(cs_run_until(loop, &r.done, 1, 20000));
+    read_all(loop, a, cs_url(harness_port(h), "/big?bytes=3000000"), &r);
     print_message("3 MB in %d pieces, %d pauses\n", r.calls, r.pauses);
     assert_int_equal(r.status, 0);
     assert_int_equal(r.got, 3000000);
     assert_int_equal(r.mismatches, 0);
     assert_int_equal(r.data_while_paused, 0);
     assert_true(r.pauses >= 2);
-    uv_close((uv_handle_t *) &r.timer, NULL);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     harness_stop(h);
 }
 
@@ -117,22 +121,15 @@ static void test_pause_from_on_response(void **state)
     (void) state;
     harness *h = harness_start(NULL, NULL, NULL);
     uv_loop_t *loop = cs_loop_new();
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, NULL, &a), 0);
+    ferry_agent *a = cs_agent_new(loop, NULL);
     reader r = {0};
     r.pause_on_response = 1;
-    uv_timer_init(loop, &r.timer);
-    r.timer.data = &r;
-    ferry_request_options o = cs_opts("GET", cs_url(harness_port(h), "/big?bytes=200000"));
-    assert_int_equal(ferry_request(a, &o, &reader_cb, &r, NULL), 0);
-    assert_true(cs_run_until(loop, &r.done, 1, 20000));
+    read_all(loop, a, cs_url(harness_port(h), "/big?bytes=200000"), &r);
     assert_int_equal(r.status, 0);
     assert_int_equal(r.got, 200000);
     assert_int_equal(r.data_while_paused, 0);
     assert_true(r.t_first_data - r.t_response >= 90);
-    uv_close((uv_handle_t *) &r.timer, NULL);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     harness_stop(h);
 }
 
@@ -245,23 +242,18 @@ static void test_streamed_body_unknown_length_chunked(void **state)
     (void) state;
     harness *h = harness_start(NULL, cs_inspect_handler, NULL);
     uv_loop_t *loop = cs_loop_new();
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, NULL, &a), 0);
+    ferry_agent *a = cs_agent_new(loop, NULL);
     upload *u = calloc(1, sizeof(*u));
     upload_run(loop, a, "POST", cs_url(harness_port(h), "/inspect"), 500000, 10000, -1, u);
     check_upload(u, "chunked", "");
     free(u);
     /* The socket is in step after a chunked upload: the next request works on it. */
     cs_result r = {0};
-    int done = 0;
-    r.counter = &done;
     ferry_request_options o = cs_opts("GET", cs_url(harness_port(h), "/"));
-    assert_int_equal(cs_request(a, &o, &r, false), 0);
-    assert_true(cs_run_until(loop, &done, 1, 10000));
+    cs_run_request(loop, a, &o, &r, 10000);
     cs_assert_done(&r, 0);
     assert_int_equal(r.reused, 1);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     harness_stop(h);
 }
 
@@ -270,14 +262,12 @@ static void test_streamed_body_known_length(void **state)
     (void) state;
     harness *h = harness_start(NULL, cs_inspect_handler, NULL);
     uv_loop_t *loop = cs_loop_new();
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, NULL, &a), 0);
+    ferry_agent *a = cs_agent_new(loop, NULL);
     upload *u = calloc(1, sizeof(*u));
     upload_run(loop, a, "PUT", cs_url(harness_port(h), "/inspect"), 300000, 16384, 300000, u);
     check_upload(u, "", "300000");
     free(u);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     harness_stop(h);
 }
 
@@ -286,14 +276,12 @@ static void test_streamed_body_empty(void **state)
     (void) state;
     harness *h = harness_start(NULL, cs_inspect_handler, NULL);
     uv_loop_t *loop = cs_loop_new();
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, NULL, &a), 0);
+    ferry_agent *a = cs_agent_new(loop, NULL);
     upload *u = calloc(1, sizeof(*u));
     upload_run(loop, a, "POST", cs_url(harness_port(h), "/inspect"), 0, 100, -1, u);
     check_upload(u, "chunked", "");
     free(u);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     harness_stop(h);
 }
 
@@ -332,8 +320,7 @@ static void test_stream_misuse_refused(void **state)
     (void) state;
     harness *h = harness_start(NULL, cs_inspect_handler, NULL);
     uv_loop_t *loop = cs_loop_new();
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, NULL, &a), 0);
+    ferry_agent *a = cs_agent_new(loop, NULL);
     cs_result r = {0};
     ferry_request_options o = cs_opts("POST", cs_url(harness_port(h), "/inspect"));
     o.body = "abc";
@@ -354,8 +341,7 @@ static void test_stream_misuse_refused(void **state)
     assert_int_equal(m.ready, 1);
     assert_int_equal(m.over_rc, FERRY_EINVAL);
     assert_int_equal(m.status, 0);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     harness_stop(h);
 }
 
@@ -368,8 +354,7 @@ static void test_started_stream_not_retried(void **state)
     ro.retry_after = "0";
     raw_server *s = raw_start(&ro);
     uv_loop_t *loop = cs_loop_new();
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, NULL, &a), 0);
+    ferry_agent *a = cs_agent_new(loop, NULL);
     upload *u = calloc(1, sizeof(*u));
     upload_run(loop, a, "PUT", cs_url(raw_port(s), "/up"), 30000, 10000, -1, u);
     cs_assert_done(&u->res, 0);
@@ -381,8 +366,7 @@ static void test_started_stream_not_retried(void **state)
     assert_int_equal(rs.requests, 1);
     assert_int_equal(rs.body_bytes, 30000);
     free(u);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
