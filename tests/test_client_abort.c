@@ -31,9 +31,7 @@ static ferry_agent *new_agent(uv_loop_t *loop, uint32_t max_sockets_per_origin)
     ferry_agent_options ao;
     ferry_agent_options_init(&ao);
     if (max_sockets_per_origin) ao.max_sockets_per_origin = max_sockets_per_origin;
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, &ao, &a), 0);
-    return a;
+    return cs_agent_new(loop, &ao);
 }
 
 /* Abort now and check the callback does not run inside the call. */
@@ -42,6 +40,15 @@ static void abort_now(cs_result *r)
     int before = r->done;
     ferry_request_abort(r->req);
     if (r->done != before) fail_msg("on_done ran inside ferry_request_abort");
+}
+
+/* Abort r (abort_now), run until its on_done, and assert it ended with
+ * FERRY_EABORTED. */
+static void abort_and_wait(uv_loop_t *loop, cs_result *r, int timeout_ms)
+{
+    abort_now(r);
+    assert_true(cs_run_until(loop, &r->done, 1, timeout_ms));
+    cs_assert_done(r, FERRY_EABORTED);
 }
 
 static bool agent_quiet(void *arg)
@@ -91,9 +98,7 @@ static void wait_raw(uv_loop_t *loop, raw_server *s, uint64_t requests, uint64_t
 static void test_abort_queued_then_waiting_for_head(void **state)
 {
     (void) state;
-    raw_options ro = {0};
-    ro.script.mode = RAW_SILENT;
-    raw_server *s = raw_start(&ro);
+    raw_server *s = raw_start_mode(RAW_SILENT);
     uv_loop_t *loop = cs_loop_new();
     ferry_agent *a = new_agent(loop, 1);
     cs_result r1 = {0}, r2 = {0};
@@ -103,15 +108,14 @@ static void test_abort_queued_then_waiting_for_head(void **state)
     assert_int_equal(cs_request(a, &o, &r1, false), 0);
     assert_int_equal(cs_request(a, &o, &r2, false), 0);
     wait_raw(loop, s, 1, 0);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.queued, 1);
 
     abort_now(&r2); /* queued */
     assert_true(cs_run_until(loop, &done, 1, 5000));
     cs_assert_done(&r2, FERRY_EABORTED);
     assert_int_equal(r1.done, 0);
-    ferry_agent_stats_get(a, &st);
+    st = cs_stats(a);
     assert_int_equal(st.queued, 0);
     assert_int_equal(st.sockets_active, 1);
 
@@ -120,11 +124,10 @@ static void test_abort_queued_then_waiting_for_head(void **state)
     cs_assert_done(&r1, FERRY_EABORTED);
     wait_raw(loop, s, 1, 1); /* its socket was closed */
     assert_agent_quiet(loop, a);
-    ferry_agent_stats_get(a, &st);
+    st = cs_stats(a);
     assert_int_equal(st.failed, 2);
     assert_int_equal(st.sockets_idle, 0);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -142,25 +145,19 @@ static void test_abort_while_connecting(void **state)
     ferry_request_options o = cs_opts("GET", cs_url(port, "/"));
     o.connect_timeout_ms = 1000;
     cs_result r = {0};
-    int done = 0;
-    r.counter = &done;
     assert_int_equal(cs_request(a, &o, &r, false), 0);
     cs_run_for(loop, 50);
     assert_int_equal(r.done, 0);
-    abort_now(&r);
-    assert_true(cs_run_until(loop, &done, 1, 5000));
-    cs_assert_done(&r, FERRY_EABORTED);
+    abort_and_wait(loop, &r, 5000);
     assert_true(r.t_done - r.t_start < 500);
     double t0 = now_ms();
     if (!cs_run_until_fn(loop, agent_quiet, a, 3000))
         fail_msg("the aborted request's connect was still open 3 s later (connect timeout 1 s)");
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     print_message("orphan connect gone %.0f ms after the abort (timeouts_connect %llu)\n",
                   now_ms() - t0, (unsigned long long) st.timeouts_connect);
     assert_int_equal(st.queued, 0);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     blackhole_close(&b);
 }
 
@@ -188,17 +185,14 @@ static void test_abort_right_after_start(void **state)
     cs_assert_done(&r2, FERRY_EABORTED);
     assert_int_equal(r.responses + r2.responses, 0);
     assert_agent_quiet(loop, a);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
 static void test_abort_mid_body(void **state)
 {
     (void) state;
-    raw_options ro = {0};
-    ro.script.mode = RAW_PART_BODY;
-    raw_server *s = raw_start(&ro);
+    raw_server *s = raw_start_mode(RAW_PART_BODY);
     uv_loop_t *loop = cs_loop_new();
     ferry_agent *a = new_agent(loop, 0);
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
@@ -208,14 +202,10 @@ static void test_abort_mid_body(void **state)
     cs_run_for(loop, 20);
     assert_int_equal(r.responses, 1);
     assert_int_equal(r.body_len, 1000);
-    abort_now(&r);
-    int done_target = 1;
-    assert_true(cs_run_until(loop, &r.done, done_target, 5000));
-    cs_assert_done(&r, FERRY_EABORTED);
+    abort_and_wait(loop, &r, 5000);
     wait_raw(loop, s, 1, 1);
     assert_agent_quiet(loop, a);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -285,11 +275,9 @@ static void inside_case(int where)
         assert_int_equal(x.r.data_calls, where == 1 ? 0 : 1);
     }
     assert_agent_quiet(loop, a);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     if (where != 3) assert_int_equal(st.sockets_idle, 0); /* an aborted socket is not pooled */
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     harness_stop(h);
 }
 
@@ -327,25 +315,20 @@ static void test_abort_during_retry_backoff(void **state)
     cs_run_for(loop, 50); /* the 503 arrived; the retry waits 5 s */
     assert_int_equal(r.done, 0);
     assert_int_equal(r.responses, 0); /* retries happen before on_response */
-    abort_now(&r);
-    assert_true(cs_run_until(loop, &r.done, 1, 3000));
-    cs_assert_done(&r, FERRY_EABORTED);
+    abort_and_wait(loop, &r, 3000);
     assert_true(r.t_done - r.t_start < 3000);
     raw_stats rs;
     raw_stats_get(s, &rs);
     assert_int_equal(rs.requests, 1);
     assert_agent_quiet(loop, a);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
 static void test_abort_fetch_mid_body(void **state)
 {
     (void) state;
-    raw_options ro = {0};
-    ro.script.mode = RAW_PART_BODY;
-    raw_server *s = raw_start(&ro);
+    raw_server *s = raw_start_mode(RAW_PART_BODY);
     uv_loop_t *loop = cs_loop_new();
     ferry_agent *a = new_agent(loop, 0);
     ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/"));
@@ -353,13 +336,10 @@ static void test_abort_fetch_mid_body(void **state)
     assert_int_equal(cs_fetch(a, &o, 0, &r), 0);
     wait_raw(loop, s, 1, 0);
     cs_run_for(loop, 50);
-    abort_now(&r);
-    assert_true(cs_run_until(loop, &r.done, 1, 3000));
-    cs_assert_done(&r, FERRY_EABORTED);
+    abort_and_wait(loop, &r, 3000);
     assert_int_equal(r.http_status, 200); /* the head had arrived: the callback gets it */
     assert_agent_quiet(loop, a);
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     raw_stop(s);
 }
 
@@ -410,8 +390,7 @@ static void close_case(int abort_active, int upgrade_to_abort)
     assert_int_equal(cs_request(a, &o, &late, false), FERRY_ECLOSING);
     assert_int_equal(cs_fetch(a, &o, 0, &late), FERRY_ECLOSING);
     assert_int_equal(ferry_agent_free(a), FERRY_EBUSY);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.closing, 1);
 
     assert_true(cs_run_until(loop, &c.closed, 1, 10000));
@@ -470,8 +449,7 @@ static void test_agent_close_closes_idle_sockets_at_once(void **state)
     assert_int_equal(cs_request(a, &o, &r, false), 0);
     assert_true(cs_run_until(loop, &r.done, 1, 5000));
     cs_assert_done(&r, 0);
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.sockets_idle, 1);
     int done = 0;
     closing c = {0, 0, &done};

@@ -128,6 +128,15 @@ static void step(uv_loop_t *loop, ferry_agent *a, const char *method, const char
     print_message("%s %s → %d %s\n", method, strchr(url + 7, '/'), r->http_status, r->body);
 }
 
+/* An agent with the default options but its cookie jar on or off. */
+static ferry_agent *cookie_agent(uv_loop_t *loop, int cookies)
+{
+    ferry_agent_options ao;
+    ferry_agent_options_init(&ao);
+    ao.cookies = cookies;
+    return cs_agent_new(loop, &ao);
+}
+
 static char *form(const char *const *pairs, size_t n)
 {
     char *s = NULL;
@@ -142,11 +151,7 @@ static void test_login_chain_keeps_the_session(void **state)
     harness *h = harness_start(NULL, session_app, NULL);
     int port = harness_port(h);
     uv_loop_t *loop = cs_loop_new();
-    ferry_agent_options ao;
-    ferry_agent_options_init(&ao);
-    ao.cookies = 1;
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, &ao, &a), 0);
+    ferry_agent *a = cookie_agent(loop, 1);
 
     cs_result r1 = {0}, r2 = {0}, r3 = {0}, r4 = {0}, r5 = {0}, r6 = {0}, r7 = {0}, r0 = {0};
     step(loop, a, "GET", cs_url(port, "/me"), NULL, NULL, 0, &r0);
@@ -187,12 +192,10 @@ static void test_login_chain_keeps_the_session(void **state)
     assert_int_equal(r7.http_status, 401);
     assert_string_equal(r7.body, "who are you; cookie=");
 
-    ferry_agent_stats st;
-    ferry_agent_stats_get(a, &st);
+    ferry_agent_stats st = cs_stats(a);
     assert_int_equal(st.completed, 8);
     assert_int_equal(st.connections_opened, 1); /* one kept-alive socket for the whole chain */
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     harness_stop(h);
 }
 
@@ -202,16 +205,14 @@ static void test_cookies_off_sends_none(void **state)
     harness *h = harness_start(NULL, session_app, NULL);
     int port = harness_port(h);
     uv_loop_t *loop = cs_loop_new();
-    ferry_agent *a;
-    assert_int_equal(ferry_agent_new(loop, NULL, &a), 0); /* cookies = 0 */
+    ferry_agent *a = cookie_agent(loop, 0); /* the default */
     cs_result r1 = {0}, r2 = {0};
     step(loop, a, "POST", cs_url(port, "/login"), "user=alice&pass=s3cr%26t+%3D%21", NULL, 0, &r1);
     assert_int_equal(r1.http_status, 200);
     step(loop, a, "GET", cs_url(port, "/me"), NULL, NULL, 0, &r2);
     assert_int_equal(r2.http_status, 401);
     assert_string_equal(r2.body, "who are you; cookie=");
-    cs_agent_finish(loop, a, 0);
-    cs_loop_finish(loop);
+    cs_client_finish(loop, a);
     harness_stop(h);
 }
 
@@ -222,12 +223,8 @@ static void test_jars_are_per_agent(void **state)
     harness *h = harness_start(NULL, session_app, NULL);
     int port = harness_port(h);
     uv_loop_t *loop = cs_loop_new();
-    ferry_agent_options ao;
-    ferry_agent_options_init(&ao);
-    ao.cookies = 1;
-    ferry_agent *a, *b;
-    assert_int_equal(ferry_agent_new(loop, &ao, &a), 0);
-    assert_int_equal(ferry_agent_new(loop, &ao, &b), 0);
+    ferry_agent *a = cookie_agent(loop, 1);
+    ferry_agent *b = cookie_agent(loop, 1);
     cs_result r1 = {0}, r2 = {0}, r3 = {0};
     step(loop, a, "POST", cs_url(port, "/login"), "user=alice&pass=s3cr%26t+%3D%21", NULL, 0, &r1);
     step(loop, a, "GET", cs_url(port, "/me"), NULL, NULL, 0, &r2);
