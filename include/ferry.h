@@ -128,6 +128,22 @@ const char *ferry_err_name(int err);
  * 414, 431, 501, 505, ...), or 0 when it is not a request error. */
 int ferry_err_http_status(int err);
 
+/* What kind of failure a code is, for metrics and retry decisions: every
+ * code in the table has one (a test holds the table to it). */
+typedef enum ferry_err_kind {
+    FERRY_ERRK_OTHER = 0, /* argument, memory, file-system and local errors */
+    FERRY_ERRK_TIMEOUT,   /* a timeout of any kind fired */
+    FERRY_ERRK_CONNECT,   /* no connection: refused, unreachable, name not resolved, fds */
+    FERRY_ERRK_RESET,     /* the connection broke: reset, closed early, broken pipe */
+    FERRY_ERRK_PROTOCOL,  /* a malformed or unacceptable message (either side) */
+    FERRY_ERRK_POOL,      /* a limit or a closing pool/queue refused it */
+    FERRY_ERRK_ABORTED,   /* the caller aborted or cancelled it */
+} ferry_err_kind;
+
+ferry_err_kind ferry_err_kind_of(int err);
+/* "other", "timeout", "connect", "reset", "protocol", "pool", "aborted". */
+const char *ferry_err_kind_name(ferry_err_kind kind);
+
 
 /* ---- Strings -------------------------------------------------------------
  * A slice of bytes owned by someone else (usually a connection's read

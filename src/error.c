@@ -53,3 +53,51 @@ int ferry_err_http_status(int err)
     default: return 0;
     }
 }
+
+ferry_err_kind ferry_err_kind_of(int err)
+{
+    switch (err) {
+    case FERRY_ETIMEDOUT:
+    case FERRY_ECONNECTTIMEOUT:
+    case FERRY_EHEADERSTIMEOUT:
+    case FERRY_EREQUESTTIMEOUT:
+    case FERRY_EIDLETIMEOUT:
+    case FERRY_EBODYTIMEOUT:
+    case FERRY_EQUEUETIMEOUT:
+    case FERRY_EDEADLINE: return FERRY_ERRK_TIMEOUT;
+    case FERRY_ECONNREFUSED:
+    case FERRY_EHOSTUNREACH:
+    case FERRY_ENETUNREACH:
+    case FERRY_EADDRNOTAVAIL:
+    case FERRY_EAI_NONAME:
+    case FERRY_EAI_AGAIN:
+    case FERRY_EAI_FAIL:
+    case FERRY_ENOTCONN:
+    case FERRY_EMFILE:
+    case FERRY_ENFILE: return FERRY_ERRK_CONNECT;
+    case FERRY_ECONNRESET:
+    case FERRY_ECONNABORTED:
+    case FERRY_EPIPE:
+    case FERRY_EOF:
+    case FERRY_EINCOMPLETE: return FERRY_ERRK_RESET;
+    case FERRY_EQUEUEFULL:
+    case FERRY_EPOOLFULL:
+    case FERRY_ECLOSING: return FERRY_ERRK_POOL;
+    case FERRY_EABORTED:
+    case FERRY_ECANCELED: return FERRY_ERRK_ABORTED;
+    default: break;
+    }
+    /* the message-level codes: start lines, header fields, body framing,
+     * expectations — everything the table maps to an HTTP status, and the
+     * status line's own */
+    if (ferry_err_http_status(err) || err == FERRY_EBADSTATUS)
+        return FERRY_ERRK_PROTOCOL;
+    return FERRY_ERRK_OTHER;
+}
+
+const char *ferry_err_kind_name(ferry_err_kind kind)
+{
+    static const char *const names[] = {"other", "timeout", "connect", "reset",
+                                        "protocol", "pool", "aborted"};
+    return (unsigned) kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "other";
+}

@@ -1,6 +1,7 @@
 /* test_error.c — the error table: names, messages and statuses. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -63,6 +64,39 @@ static void test_http_status(void **state)
     assert_int_equal(ferry_err_http_status(12345), 0);
 }
 
+/* Every code in the table has a kind; the only "other" ones are listed here,
+ * so a new code that nobody classified fails this test. */
+static void test_every_code_has_a_kind(void **state)
+{
+    (void) state;
+    static const int other[] = {FERRY_ENOMEM, FERRY_EINVAL,     FERRY_ENOENT,
+                                FERRY_EACCES, FERRY_EBUSY,      FERRY_EALREADY,
+                                FERRY_ENOTSUP, FERRY_EADDRINUSE, FERRY_ENOBUFS};
+    static const int all[] = {
+#define CODE_(name, value, status, msg) value,
+        FERRY_ERRNO_MAP(CODE_)
+#undef CODE_
+    };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        bool listed = false;
+        for (size_t j = 0; j < sizeof(other) / sizeof(other[0]); j++)
+            listed |= all[i] == other[j];
+        if ((ferry_err_kind_of(all[i]) == FERRY_ERRK_OTHER) != listed)
+            fail_msg("%s: kind %s", ferry_err_name(all[i]),
+                     ferry_err_kind_name(ferry_err_kind_of(all[i])));
+    }
+    assert_int_equal(ferry_err_kind_of(FERRY_EHEADERSTIMEOUT), FERRY_ERRK_TIMEOUT);
+    assert_int_equal(ferry_err_kind_of(FERRY_EINCOMPLETE), FERRY_ERRK_RESET);
+    assert_int_equal(ferry_err_kind_of(FERRY_EBADSTATUS), FERRY_ERRK_PROTOCOL);
+    assert_int_equal(ferry_err_kind_of(FERRY_EBADCHUNK), FERRY_ERRK_PROTOCOL);
+    assert_int_equal(ferry_err_kind_of(FERRY_ECONNREFUSED), FERRY_ERRK_CONNECT);
+    assert_int_equal(ferry_err_kind_of(FERRY_EQUEUEFULL), FERRY_ERRK_POOL);
+    assert_int_equal(ferry_err_kind_of(FERRY_EABORTED), FERRY_ERRK_ABORTED);
+    assert_int_equal(ferry_err_kind_of(UV_EPERM), FERRY_ERRK_OTHER);
+    assert_string_equal(ferry_err_kind_name(FERRY_ERRK_TIMEOUT), "timeout");
+    assert_string_equal(ferry_err_kind_name((ferry_err_kind) 99), "other");
+}
+
 static void test_version(void **state)
 {
     (void) state;
@@ -77,6 +111,7 @@ int main(void)
         cmocka_unit_test(test_errno_codes_are_libuv_codes),
         cmocka_unit_test(test_codes_outside_the_table),
         cmocka_unit_test(test_http_status),
+        cmocka_unit_test(test_every_code_has_a_kind),
         cmocka_unit_test(test_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -75,42 +75,15 @@ void run_stats_error(run_stats *s, int err)
 
 err_kind err_kind_of(int err)
 {
-    switch (err) {
-    case FERRY_ETIMEDOUT:
-    case FERRY_ECONNECTTIMEOUT:
-    case FERRY_EHEADERSTIMEOUT:
-    case FERRY_EREQUESTTIMEOUT:
-    case FERRY_EIDLETIMEOUT:
-    case FERRY_EBODYTIMEOUT:
-    case FERRY_EQUEUETIMEOUT:
-    case FERRY_EDEADLINE: return ERRK_TIMEOUT;
-    case FERRY_ECONNREFUSED:
-    case FERRY_EHOSTUNREACH:
-    case FERRY_ENETUNREACH:
-    case FERRY_EADDRNOTAVAIL:
-    case FERRY_EAI_NONAME:
-    case FERRY_EAI_AGAIN:
-    case FERRY_EAI_FAIL:
-    case FERRY_ENOTCONN:
-    case FERRY_EMFILE:
-    case FERRY_ENFILE: return ERRK_CONNECT;
-    case FERRY_ECONNRESET:
-    case FERRY_ECONNABORTED:
-    case FERRY_EPIPE:
-    case FERRY_EOF:
-    case FERRY_EINCOMPLETE: return ERRK_RESET;
-    case FERRY_EQUEUEFULL:
-    case FERRY_EPOOLFULL:
-    case FERRY_ECLOSING: return ERRK_POOL;
-    case FERRY_EABORTED:
-    case FERRY_ECANCELED: return ERRK_ABORTED;
-    default: break;
+    switch (ferry_err_kind_of(err)) { /* the library's classification, one for every code */
+    case FERRY_ERRK_TIMEOUT: return ERRK_TIMEOUT;
+    case FERRY_ERRK_CONNECT: return ERRK_CONNECT;
+    case FERRY_ERRK_RESET: return ERRK_RESET;
+    case FERRY_ERRK_PROTOCOL: return ERRK_PROTOCOL;
+    case FERRY_ERRK_POOL: return ERRK_POOL;
+    case FERRY_ERRK_ABORTED: return ERRK_ABORTED;
+    default: return ERRK_OTHER;
     }
-    /* ferry's message-level codes: the request line and status line, header
-     * fields and body framing (-30001 .. -30039). */
-    if (err <= -30001 && err >= -30039)
-        return ERRK_PROTOCOL;
-    return ERRK_OTHER;
 }
 
 const char *err_kind_name(err_kind k)
