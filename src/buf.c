@@ -132,3 +132,18 @@ void buf_consume(buf_block *b, size_t n)
     memmove(b->data, b->data + n, b->len - n);
     b->len -= n;
 }
+
+int buf_reserve(char **buf, size_t *cap, size_t need, size_t first)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : first;
+    while (c < need)
+        c *= 2;
+    char *p = realloc(*buf, c);
+    if (!p)
+        return FERRY_ENOMEM;
+    *buf = p;
+    *cap = c;
+    return 0;
+}

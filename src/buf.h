@@ -105,6 +105,12 @@ void buf_pool_put_if_empty(buf_pool *pool, buf_block **slot);
  * already big enough), or FERRY_ENOMEM with *b unchanged and still valid. */
 int buf_grow(buf_pool *pool, buf_block **b, size_t min_size);
 
+/* Make a plain byte buffer (*buf, *cap bytes; owner: the caller's struct)
+ * hold `need` bytes, doubling from `first` (or from *cap), by realloc: the
+ * one growth rule for output, header and body buffers. Returns 0, or
+ * FERRY_ENOMEM with *buf and *cap unchanged. */
+int buf_reserve(char **buf, size_t *cap, size_t need, size_t first);
+
 /* For a uv_alloc_cb: point *out at the free tail of *slot,
  * data[len..size). If *slot is NULL, borrow a block into it first (owner:
  * whoever owns *slot, e.g. the connection, until buf_pool_put). When that

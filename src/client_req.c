@@ -62,17 +62,9 @@ static void sb_put(sbuf *b, const void *p, size_t n)
 {
     if (b->err)
         return;
-    if (b->len + n > b->cap) {
-        size_t c = b->cap ? b->cap : 256;
-        while (c < b->len + n)
-            c *= 2;
-        char *q = realloc(b->p, c);
-        if (!q) {
-            b->err = FERRY_ENOMEM;
-            return;
-        }
-        b->p = q;
-        b->cap = c;
+    if (buf_reserve(&b->p, &b->cap, b->len + n, 256) < 0) {
+        b->err = FERRY_ENOMEM;
+        return;
     }
     memcpy(b->p + b->len, p, n);
     b->len += n;
@@ -946,17 +938,9 @@ void client_req_body(client_req *r, const char *p, size_t n)
             client_req_complete(r, FERRY_EBODYTOOBIG);
             return;
         }
-        if (r->fetch_len + n > r->fetch_cap) {
-            size_t c = r->fetch_cap ? r->fetch_cap : 4096;
-            while (c < r->fetch_len + n)
-                c *= 2;
-            char *q = realloc(r->fetch_buf, c);
-            if (!q) {
-                client_req_complete(r, FERRY_ENOMEM);
-                return;
-            }
-            r->fetch_buf = q;
-            r->fetch_cap = c;
+        if (buf_reserve(&r->fetch_buf, &r->fetch_cap, r->fetch_len + n, 4096) < 0) {
+            client_req_complete(r, FERRY_ENOMEM);
+            return;
         }
         memcpy(r->fetch_buf + r->fetch_len, p, n);
         r->fetch_len += n;

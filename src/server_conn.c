@@ -292,23 +292,6 @@ static void conn_detach_exchange(server_conn *c)
 
 /* ---- output ---- */
 
-/* Grow the exchange's header block (ex->hdrs, owner: the exchange) to hold
- * `need` bytes, doubling from `first`; FERRY_ENOMEM leaves it as it was.
- * Output bytes grow in the transport_out instead. */
-static int grow(char **buf, size_t *cap, size_t need, size_t first)
-{
-    if (need <= *cap)
-        return 0;
-    size_t c = *cap ? *cap : first;
-    while (c < need)
-        c *= 2;
-    char *p = realloc(*buf, c);
-    if (!p)
-        return FERRY_ENOMEM;
-    *buf = p;
-    *cap = c;
-    return 0;
-}
 
 /* Make room for n more bytes of output (owner: the exchange's transport_out). */
 static inline int out_reserve(exchange *ex, size_t n)
@@ -1598,7 +1581,7 @@ static int header_common(ferry_res *res, const char *name, const char *value, bo
     if (replace && ex->hdrs_len)
         hdrs_remove(ex, name, n);
     size_t need = ex->hdrs_len + n + v + 4;
-    if (grow(&ex->hdrs, &ex->hdrs_cap, need, 256) < 0)
+    if (buf_reserve(&ex->hdrs, &ex->hdrs_cap, need, 256) < 0)
         return FERRY_ENOMEM;
     char *p = ex->hdrs + ex->hdrs_len;
     memcpy(p, name, n);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "buf.h"
 #include "ferry.h"
 
 int transport_open(uv_loop_t *loop, transport *t, uv_os_sock_t fd, bool is_pipe,
@@ -55,26 +56,10 @@ void transport_read_stop_now(transport *t)
     t->reading = false;
 }
 
-/* Grow *buf to hold need bytes, doubling from 4 KiB. */
-static int grow(char **buf, size_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return 0;
-    size_t c = *cap ? *cap : 4096;
-    while (c < need)
-        c *= 2;
-    char *p = realloc(*buf, c);
-    if (!p)
-        return FERRY_ENOMEM;
-    *buf = p;
-    *cap = c;
-    return 0;
-}
-
 /* Grows q->out (owner: q, freed by transport_out_free or _trim). */
 int transport_out_grow(transport_out *q, size_t n)
 {
-    return grow(&q->out, &q->out_cap, q->out_len + n);
+    return buf_reserve(&q->out, &q->out_cap, q->out_len + n, 4096);
 }
 
 void transport_out_free(transport_out *q)

@@ -269,6 +269,26 @@ static void test_reads_through_libuv(void **state)
     assert_int_equal(pool.stats.bytes, 0);
 }
 
+/* buf_reserve: the first allocation is `first`, then doubling; contents
+ * survive; enough room is a no-op. */
+static void test_reserve_plain_bytes(void **state)
+{
+    (void) state;
+    char *p = NULL;
+    size_t cap = 0;
+    assert_int_equal(buf_reserve(&p, &cap, 10, 256), 0);
+    assert_int_equal(cap, 256);
+    memcpy(p, "hello", 5);
+    char *before = p;
+    assert_int_equal(buf_reserve(&p, &cap, 200, 256), 0);
+    assert_ptr_equal(p, before);
+    assert_int_equal(cap, 256);
+    assert_int_equal(buf_reserve(&p, &cap, 1000, 256), 0);
+    assert_int_equal(cap, 1024);
+    assert_memory_equal(p, "hello", 5);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_commit_consume_put_if_empty),
         cmocka_unit_test(test_destroy_with_blocks_lent_out),
         cmocka_unit_test(test_reads_through_libuv),
+        cmocka_unit_test(test_reserve_plain_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
