@@ -62,7 +62,7 @@ static void sb_put(sbuf *b, const void *p, size_t n)
 {
     if (b->err)
         return;
-    if (buf_reserve(&b->p, &b->cap, b->len + n, 256) < 0) {
+    if (b->len + n > b->cap && buf_reserve(&b->p, &b->cap, b->len + n, 256) < 0) {
         b->err = FERRY_ENOMEM;
         return;
     }

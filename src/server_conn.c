@@ -1581,7 +1581,7 @@ static int header_common(ferry_res *res, const char *name, const char *value, bo
     if (replace && ex->hdrs_len)
         hdrs_remove(ex, name, n);
     size_t need = ex->hdrs_len + n + v + 4;
-    if (buf_reserve(&ex->hdrs, &ex->hdrs_cap, need, 256) < 0)
+    if (need > ex->hdrs_cap && buf_reserve(&ex->hdrs, &ex->hdrs_cap, need, 256) < 0)
         return FERRY_ENOMEM;
     char *p = ex->hdrs + ex->hdrs_len;
     memcpy(p, name, n);
