@@ -26,7 +26,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "parse.h"
+#include "http1/parse.h"
 
 /* ---- picohttpparser, as exported by libh2o --------------------------------------
  * Layouts from picohttpparser.h. The decoder struct is declared with the two

@@ -37,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cookie.h"
+#include "util/cookie.h"
 #include "ferry.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

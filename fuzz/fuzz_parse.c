@@ -38,7 +38,7 @@
 #include <string.h>
 
 #include "ferry.h"
-#include "parse.h"
+#include "http1/parse.h"
 
 #define FUZZ_MAX_MSG (64 * 1024)
 

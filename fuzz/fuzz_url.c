@@ -28,8 +28,8 @@
 #include <string.h>
 
 #include "ferry.h"
-#include "parse.h"
-#include "url.h"
+#include "http1/parse.h"
+#include "util/url.h"
 
 #define CHECK(cond, what)                                                                          \
     do {                                                                                           \

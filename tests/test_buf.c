@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
+#include "core/buf.h"
 #include "ferry.h"
 
 static void test_init_defaults_and_limits(void **state)

@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "cookie.h"
+#include "util/cookie.h"
 #include "ferry.h"
 
 /* 2023-11-14 22:13:20 UTC: "now" unless a step says otherwise. */

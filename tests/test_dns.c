@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "dns.h"
+#include "util/dns.h"
 #include "ferry.h"
 
 #define TTL_LONG 60000

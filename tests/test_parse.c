@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "ferry.h"
-#include "parse.h"
+#include "http1/parse.h"
 
 enum { K_REQ, K_SMALL, K_RESP, K_STRICT_RESP, K_HEAD_RESP, K_CONNECT_RESP };
 

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "ferry.h"
-#include "siphash.h"
+#include "util/siphash.h"
 
 #define MAXKEYS  128
 #define MAXORDER 4096

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "ferry.h"
-#include "timeouts.h"
+#include "core/timeouts.h"
 
 #define MS UINT64_C(1000000) /* uv_hrtime() nanoseconds per millisecond */
 

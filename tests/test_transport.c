@@ -26,7 +26,7 @@
 #include <cmocka.h>
 
 #include "ferry.h"
-#include "transport.h"
+#include "core/transport.h"
 
 #ifndef container_of
 #define container_of(ptr, type, member) ((type *) ((char *) (ptr) - offsetof(type, member)))

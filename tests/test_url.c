@@ -14,8 +14,8 @@
 #include <cmocka.h>
 
 #include "ferry.h"
-#include "parse.h"
-#include "url.h"
+#include "http1/parse.h"
+#include "util/url.h"
 
 /* ---- the table -------------------------------------------------------------------
  * `expect` is "ERR <name>" or the dump of the parsed URL:

@@ -26,7 +26,7 @@
 #include <cmocka.h>
 #include <uv.h>
 
-#include "parse.h"
+#include "http1/parse.h"
 #include "support/raw_server.h"
 
 enum {

@@ -47,7 +47,7 @@
 #include <sys/types.h>
 
 #include "ferry.h"
-#include "parse.h"
+#include "http1/parse.h"
 
 /* ---- the server on its loop thread --------------------------------------- */
 

@@ -7,7 +7,7 @@
  * holds the remaining bytes and the length modulo 256 in its top byte; then
  * 0xff is xored into v2 and d SipRounds give v0^v1^v2^v3.
  */
-#include "siphash.h"
+#include "util/siphash.h"
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 

@@ -8,7 +8,7 @@
  * later than any armed entry, so arming never has to restart a running timer.
  * See timeouts.h for the contract.
  */
-#include "timeouts.h"
+#include "core/timeouts.h"
 
 #include "ferry.h"
 

@@ -43,7 +43,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "list.h"
+#include "core/list.h"
 
 /* Most addresses kept per name. A request tries them one by one, each with
  * its own connect timeout, so beyond a handful they are never reached; the

@@ -56,7 +56,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "list.h"
+#include "core/list.h"
 
 #ifndef container_of
 /* The struct of type `type` whose field `member` is at `ptr`. */

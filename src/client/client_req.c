@@ -19,7 +19,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "client_internal.h"
+#include "client/client_internal.h"
 
 #define FETCH_DEFAULT_MAX (64u * 1024 * 1024)
 

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client_internal.h"
+#include "client/client_internal.h"
 
 #define CHUNK_TRAILER_MAX 16384
 

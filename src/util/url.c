@@ -8,7 +8,7 @@
  * IPv6 literal into a small stack buffer, because uv_inet_pton wants a
  * NUL-terminated string.
  */
-#include "url.h"
+#include "util/url.h"
 
 #include <string.h>
 

@@ -6,7 +6,7 @@
  * pointer moves. Grown blocks are recognised by size != the pool's size and
  * never cached. See buf.h for how a connection uses it from libuv callbacks.
  */
-#include "buf.h"
+#include "core/buf.h"
 
 #include <assert.h>
 #include <stdlib.h>

@@ -1,11 +1,11 @@
 /* transport.c — see transport.h. */
-#include "transport.h"
+#include "core/transport.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
-#include "buf.h"
+#include "core/buf.h"
 #include "ferry.h"
 
 int transport_open(uv_loop_t *loop, transport *t, uv_os_sock_t fd, bool is_pipe,

@@ -84,7 +84,7 @@
 #include <string.h>
 
 #include "ferry.h"
-#include "siphash.h"
+#include "util/siphash.h"
 
 #ifndef container_of
 // clang-format off

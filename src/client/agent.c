@@ -21,7 +21,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "client_internal.h"
+#include "client/client_internal.h"
 
 #define TOTAL_SOCKETS_RESERVE 64 /* fds left for everything else when deriving the budget */
 

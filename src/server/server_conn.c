@@ -35,8 +35,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server_internal.h"
-#include "transport.h"
+#include "server/server_internal.h"
+#include "core/transport.h"
 
 #define OUT_HIGH_WATER (64 * 1024) /* stop parsing pipelined requests above this */
 #define EXCHANGE_CACHE 64

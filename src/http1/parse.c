@@ -15,7 +15,7 @@
  * HTTP/1.1 parser (picohttpparser is only inside libh2o and checks far less;
  * http-parser is deprecated and lenient).
  */
-#include "parse.h"
+#include "http1/parse.h"
 
 #include <string.h>
 

@@ -21,15 +21,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "cookie.h"
-#include "dns.h"
+#include "core/buf.h"
+#include "util/cookie.h"
+#include "util/dns.h"
 #include "ferry.h"
-#include "list.h"
-#include "parse.h"
-#include "timeouts.h"
-#include "transport.h"
-#include "url.h"
+#include "core/list.h"
+#include "http1/parse.h"
+#include "core/timeouts.h"
+#include "core/transport.h"
+#include "util/url.h"
 
 typedef struct client_origin client_origin;
 typedef struct client_url client_url;

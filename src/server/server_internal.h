@@ -14,11 +14,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "buf.h"
+#include "core/buf.h"
 #include "ferry.h"
-#include "parse.h"
-#include "list.h"
-#include "timeouts.h"
+#include "http1/parse.h"
+#include "core/list.h"
+#include "core/timeouts.h"
 
 typedef struct server_conn server_conn;
 typedef struct ferry_req exchange; /* a request and its response */

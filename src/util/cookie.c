@@ -13,7 +13,7 @@
  * Set-Cookie parsing into a `parsed` record that points into the caller's
  * bytes, then storage (replacement, expiry, limits) and retrieval.
  */
-#include "cookie.h"
+#include "util/cookie.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server_internal.h"
+#include "server/server_internal.h"
 
 #define ACCEPT_BATCH      128 /* accepts per wake-up, so one listener cannot starve the loop */
 #define ACCEPT_RETRY_MS   50  /* back-off after EMFILE/ENFILE */

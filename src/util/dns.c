@@ -41,7 +41,7 @@
  * The close callback runs once the idle handle is closed and no
  * getaddrinfo is outstanding.
  */
-#include "dns.h"
+#include "util/dns.h"
 
 #include <assert.h>
 #include <netinet/in.h>
