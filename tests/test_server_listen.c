@@ -109,6 +109,26 @@ static void test_ipv6_loopback(void **state)
     assert_non_null(strstr(j.response, "hello, world"));
 }
 
+/* A name listens on every address it resolves to ("localhost" here: the
+ * loopback address /etc/hosts gives it), on one port. */
+static void test_listen_name(void **state)
+{
+    (void) state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    ferry_server *s;
+    assert_int_equal(ferry_server_new(&loop, NULL, hello, NULL, &s), 0);
+    assert_int_equal(ferry_server_listen(s, "localhost", 0), 0);
+    assert_true(ferry_server_port(s) > 0);
+    client_job j;
+    memset(&j, 0, sizeof(j));
+    struct sockaddr_in *a4 = (struct sockaddr_in *) &j.addr;
+    uv_ip4_addr("127.0.0.1", ferry_server_port(s), a4);
+    j.addr_len = sizeof(*a4);
+    serve_one(&loop, s, &j);
+    assert_non_null(strstr(j.response, "hello, world"));
+}
+
 static void test_unix_socket(void **state)
 {
     (void) state;
@@ -141,7 +161,10 @@ static void test_listen_errors_and_port_zero(void **state)
     ferry_server *s, *t;
     /* a server that never listened can be freed at once */
     assert_int_equal(ferry_server_new(&loop, NULL, hello, NULL, &t), 0);
-    assert_int_equal(ferry_server_listen(t, "not-an-ip", 0), FERRY_EINVAL);
+    /* a malformed IPv6 literal is refused without a lookup (names resolve:
+     * see test_listen_name) */
+    assert_int_equal(ferry_server_listen(t, "1::zz", 0), FERRY_EINVAL);
+    assert_int_equal(ferry_server_listen(t, "", 0), FERRY_EINVAL);
     assert_int_equal(ferry_server_listen(t, "127.0.0.1", 70000), FERRY_EINVAL);
     assert_int_equal(ferry_server_port(t), FERRY_ENOTCONN);
     assert_int_equal(ferry_server_free(t), 0);
@@ -207,6 +230,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ipv6_loopback),
+        cmocka_unit_test(test_listen_name),
         cmocka_unit_test(test_unix_socket),
         cmocka_unit_test(test_listen_errors_and_port_zero),
         cmocka_unit_test(test_upgrade_offer_is_declined_in_http11),

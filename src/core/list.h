@@ -5,6 +5,14 @@
 #define FERRY_LIST_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+#ifndef container_of
+/* The struct of type `type` whose field `member` is at `ptr`. */
+// clang-format off
+#define container_of(ptr, type, member) ((type *) ((char *) (ptr) - offsetof(type, member)))
+// clang-format on
+#endif
 
 typedef struct list_link {
     struct list_link *prev, *next;
@@ -35,6 +43,12 @@ static inline void list_insert_after(list_link *at, list_link *l)
     l->next = at->next;
     at->next->prev = l;
     at->next = l;
+}
+
+/* Put l right before `at` (a sentinel: at the back). */
+static inline void list_insert_before(list_link *at, list_link *l)
+{
+    list_append(at, l);
 }
 
 /* Unlink l; it is left pointing at itself, so removing it again is harmless. */

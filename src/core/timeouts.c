@@ -10,6 +10,9 @@
  */
 #include "core/timeouts.h"
 
+#include <stdlib.h>
+
+#include "core/closer.h"
 #include "ferry.h"
 
 static timeout_entry *entry_of(timeout_link *l)
@@ -168,4 +171,68 @@ void timeout_disarm(timeout_entry *entry)
 bool timeout_is_armed(const timeout_entry *entry)
 {
     return entry->_list != NULL;
+}
+
+/* ---- timeout sets ---- */
+
+struct timeout_set_node {
+    timeout_set_node *next;
+    bool weak;
+    timeout_list list;
+};
+
+void timeout_set_init(timeout_set *set, uv_loop_t *loop)
+{
+    set->loop = loop;
+    set->head = NULL;
+    set->closed = false;
+}
+
+/* Allocates a node (owner: the set, freed when its list has closed). */
+timeout_list *timeout_set_list(timeout_set *set, uint64_t duration_ms, bool weak)
+{
+    if (duration_ms == 0 || set->closed)
+        return NULL;
+    if (duration_ms > TIMEOUT_MAX_MS)
+        duration_ms = TIMEOUT_MAX_MS;
+    for (timeout_set_node *n = set->head; n; n = n->next)
+        if (n->weak == weak && n->list._duration == duration_ms)
+            return &n->list;
+    timeout_set_node *n = calloc(1, sizeof(*n));
+    if (!n || timeout_list_init(set->loop, &n->list, duration_ms) != 0) {
+        free(n);
+        return NULL;
+    }
+    if (weak)
+        timeout_list_set_weak(&n->list);
+    n->weak = weak;
+    n->next = set->head;
+    set->head = n;
+    return &n->list;
+}
+
+void timeout_set_arm(timeout_set *set, timeout_entry *e, uint64_t duration_ms, bool weak)
+{
+    timeout_list *l = timeout_set_list(set, duration_ms, weak);
+    if (l)
+        timeout_arm(l, e);
+    else
+        timeout_disarm(e);
+}
+
+static void free_node(timeout_list *l)
+{
+    free(container_of(l, timeout_set_node, list));
+}
+
+void timeout_set_close(timeout_set *set, closer *c)
+{
+    set->closed = true;
+    timeout_set_node *n = set->head;
+    set->head = NULL;
+    while (n) {
+        timeout_set_node *next = n->next;
+        closer_list(c, &n->list, free_node);
+        n = next;
+    }
 }

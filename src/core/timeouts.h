@@ -58,13 +58,6 @@
 
 #include "core/list.h"
 
-#ifndef container_of
-/* The struct of type `type` whose field `member` is at `ptr`. */
-// clang-format off
-#define container_of(ptr, type, member) ((type *) ((char *) (ptr) - offsetof(type, member)))
-// clang-format on
-#endif
-
 /* The loop clock counts whole milliseconds (truncated) and may come from a
  * clock that lags by up to 1 ms (libuv uses CLOCK_MONOTONIC_COARSE when its
  * resolution is 1 ms or finer), so "now" can be up to 2 ms behind real time.
@@ -147,5 +140,26 @@ void timeout_disarm(timeout_entry *entry);
 
 /* Whether `entry` is armed (on any list) and has not fired since. */
 bool timeout_is_armed(const timeout_entry *entry);
+
+/* ---- a set of lists, one per duration, made on first use ----
+ * For timeouts whose durations are options per request (a client's connect,
+ * headers, body, queue and total timeouts): a program uses a handful of
+ * values, so a short list of lists serves them. */
+typedef struct timeout_set_node timeout_set_node;
+typedef struct timeout_set {
+    uv_loop_t *loop;
+    timeout_set_node *head; /* most recently made first */
+    bool closed;
+} timeout_set;
+
+void timeout_set_init(timeout_set *set, uv_loop_t *loop);
+/* The list for duration_ms (weak: it does not keep the loop alive), made on
+ * first use; NULL for 0, after close, or without memory. */
+timeout_list *timeout_set_list(timeout_set *set, uint64_t duration_ms, bool weak);
+/* Arm e for duration_ms on the set's list for it; 0 (or no list) disarms. */
+void timeout_set_arm(timeout_set *set, timeout_entry *e, uint64_t duration_ms, bool weak);
+/* Close every list through c (core/closer.h); their memory goes as each closes. */
+struct closer;
+void timeout_set_close(timeout_set *set, struct closer *c);
 
 #endif /* FERRY_TIMEOUTS_H */

@@ -1,181 +1,135 @@
-/* transport.c — see transport.h. */
+/* transport.c — what every transport shares: its pool, the read buffer it
+ * lends out, the output buffer and its totals. The implementations
+ * (transport_tcp.c, src/tls/transport_tls.c) only move bytes. */
 #include "core/transport.h"
 
-#include <errno.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 
-#include "core/buf.h"
 #include "ferry.h"
 
-int transport_open(uv_loop_t *loop, transport *t, uv_os_sock_t fd, bool is_pipe,
-                   bool *initialised)
+#define OUT_CACHE 256 /* output buffers a pool keeps for reuse */
+
+int transport_pool_init(transport_pool *p, const transport_events *ev, size_t rbuf_size,
+                        size_t rbuf_cache)
 {
-    *initialised = false;
-    t->is_pipe = is_pipe;
-    t->reading = false;
-    int rc = is_pipe ? uv_pipe_init(loop, &t->io.pipe, 0) : uv_tcp_init(loop, &t->io.tcp);
-    if (rc < 0)
-        return rc;
-    *initialised = true;
-    rc = is_pipe ? uv_pipe_open(&t->io.pipe, fd) : uv_tcp_open(&t->io.tcp, fd);
-    if (rc < 0)
-        return rc;
-    if (!is_pipe)
-        uv_tcp_nodelay(&t->io.tcp, 1);
-    return 0;
+    memset(p, 0, sizeof(*p));
+    p->ev = ev;
+    p->max_free_out = OUT_CACHE;
+    p->out_keep_bytes = 64 * 1024;
+    return buf_pool_init(&p->rbufs, rbuf_size, rbuf_cache);
 }
 
-int transport_tcp_init(uv_loop_t *loop, transport *t)
+int transport_pool_destroy(transport_pool *p)
 {
-    t->is_pipe = false;
-    t->reading = false;
-    return uv_tcp_init(loop, &t->io.tcp);
-}
-
-int transport_connect(transport *t, uv_connect_t *req, const struct sockaddr *addr,
-                      uv_connect_cb cb)
-{
-    uv_tcp_nodelay(&t->io.tcp, 1);
-    return uv_tcp_connect(req, &t->io.tcp, addr, cb);
-}
-
-/* The out-of-line halves of the inline calls in transport.h: these do the
- * work once the inline check has found there is some. */
-int transport_read_start_now(transport *t, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
-{
-    int rc = uv_read_start(&t->io.s, alloc_cb, read_cb);
-    if (rc == 0)
-        t->reading = true;
-    return rc;
-}
-
-void transport_read_stop_now(transport *t)
-{
-    uv_read_stop(&t->io.s);
-    t->reading = false;
-}
-
-/* Grows q->out (owner: q, freed by transport_out_free or _trim). */
-int transport_out_grow(transport_out *q, size_t n)
-{
-    return buf_reserve(&q->out, &q->out_cap, q->out_len + n, 4096);
-}
-
-void transport_out_free(transport_out *q)
-{
-    free(q->out);
-    free(q->wout);
-    q->out = q->wout = NULL;
-    q->out_cap = q->wout_cap = q->out_len = q->wout_len = 0;
-}
-
-void transport_out_trim_now(transport_out *q, size_t keep_bytes)
-{
-    if (q->out_cap > keep_bytes && !q->out_len) {
-        free(q->out);
-        q->out = NULL;
-        q->out_cap = 0;
+    while (p->free_out) {
+        transport_out *o = p->free_out;
+        p->free_out = o->next_free;
+        free(o->buf);
+        free(o);
     }
-    if (q->wout_cap > keep_bytes && !q->writing) {
-        free(q->wout);
-        q->wout = NULL;
-        q->wout_cap = 0;
-    }
+    p->nfree_out = 0;
+    return buf_pool_destroy(&p->rbufs);
 }
 
-int64_t transport_flush_rest(transport *t, transport_out *q, size_t taken, uv_write_cb cb)
+buf_block *transport_rbuf_get(transport *t)
 {
-    /* swap buffers: the in-flight write keeps `wout`, new bytes go to `out` */
-    char *w = q->wout;
-    size_t wcap = q->wout_cap;
-    q->wout = q->out;
-    q->wout_cap = q->out_cap;
-    q->wout_len = q->out_len - taken;
-    q->out = w;
-    q->out_cap = wcap;
-    q->out_len = 0;
-    uv_buf_t rest = {.base = q->wout + taken, .len = q->wout_len};
-    int rc = uv_write(&q->wreq, &t->io.s, &rest, 1, cb);
-    if (rc < 0)
-        return rc;
-    q->writing = true;
-    return (int64_t) taken;
+    if (!t->rbuf)
+        t->rbuf = buf_pool_get(&t->pool->rbufs);
+    return t->rbuf;
 }
 
-size_t transport_out_written(transport_out *q, int status)
+void transport_rbuf_release(transport *t)
 {
-    size_t n = status < 0 ? 0 : q->wout_len;
-    q->flushed_total += n;
-    q->wout_len = 0;
-    q->writing = false;
-    return n;
+    buf_pool_put_if_empty(&t->pool->rbufs, &t->rbuf);
 }
 
-int transport_peek(transport *t)
+int transport_rbuf_grow(transport *t, size_t min_size)
 {
-    uv_os_fd_t fd;
-    int rc = uv_fileno(&t->io.h, &fd);
-    if (rc != 0)
-        return rc;
-    char b;
-    for (;;) {
-        ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n > 0)
-            return 1;
-        if (n == 0)
-            return FERRY_EOF;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
+    if (!transport_rbuf_get(t))
+        return FERRY_ENOMEM;
+    return buf_grow(&t->pool->rbufs, &t->rbuf, min_size);
+}
+
+/* Borrows t->out from the pool's cache or allocates it (owner: t until
+ * transport_out_release gives it back; the pool frees cached ones), and
+ * grows its buffer (owner: the transport_out). */
+int transport_reserve_slow(transport *t, size_t n)
+{
+    transport_out *o = t->out;
+    if (!o) {
+        transport_pool *p = t->pool;
+        if ((o = p->free_out)) { /* the usual case: a cached one, empty */
+            p->free_out = o->next_free;
+            p->nfree_out--;
+        } else if (!(o = calloc(1, sizeof(*o)))) {
+            return FERRY_ENOMEM;
+        }
+        t->out = o;
+        if (n <= o->cap)
             return 0;
-        return -errno;
+    } else if (o->off && o->off == o->len) {
+        o->off = o->len = 0;
+    } else if (o->off > o->cap / 2) { /* most of it is written: move the rest down */
+        memmove(o->buf, o->buf + o->off, o->len - o->off);
+        o->len -= o->off;
+        o->off = 0;
+    }
+    if (o->len + n <= o->cap)
+        return 0;
+    return buf_reserve(&o->buf, &o->cap, o->len + n, 4096);
+}
+
+void transport_out_advance(transport *t, size_t n)
+{
+    transport_out *o = t->out;
+    o->off += n;
+    t->flushed_total += n;
+    t->pool->bytes_out += n;
+    if (o->off == o->len)
+        o->off = o->len = 0;
+}
+
+void transport_out_release(transport *t)
+{
+    transport_out *o = t->out;
+    if (!o || o->len || !(t->flags & TF_IDLE)) /* bytes queued, or the owner is busy */
+        return;
+    t->out = NULL;
+    transport_pool *p = t->pool;
+    if (o->cap > p->out_keep_bytes) { /* one big response does not stay cached */
+        free(o->buf);
+        o->buf = NULL;
+        o->cap = 0;
+    }
+    if (p->nfree_out < p->max_free_out) {
+        o->next_free = p->free_out;
+        p->free_out = o;
+        p->nfree_out++;
+    } else {
+        free(o->buf);
+        free(o);
     }
 }
 
-ssize_t transport_read_now(transport *t, char *buf, size_t cap)
+void transport_release_all(transport *t)
 {
-    uv_os_fd_t fd;
-    int rc = uv_fileno(&t->io.h, &fd);
-    if (rc != 0)
-        return rc;
-    for (;;) {
-        ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
-        if (n > 0)
-            return n;
-        if (n == 0)
-            return cap ? FERRY_EOF : 0;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return 0;
-        return -errno;
+    if (t->rbuf) {
+        buf_pool_put(&t->pool->rbufs, t->rbuf);
+        t->rbuf = NULL;
+    }
+    if (t->out) {
+        t->out->off = t->out->len = 0; /* unwritten bytes are dropped */
+        t->flags = (uint16_t) ((t->flags | TF_IDLE) & ~TF_WRITING);
+        transport_out_release(t);
     }
 }
 
-int transport_shutdown_write(transport *t)
+void transport_ref(transport *t, bool ref)
 {
-    uv_os_fd_t fd;
-    int rc = uv_fileno(&t->io.h, &fd);
-    if (rc != 0)
-        return rc;
-    return shutdown(fd, SHUT_WR) == 0 ? 0 : -errno;
-}
-
-int transport_peername(transport *t, struct sockaddr_storage *addr)
-{
-    if (t->is_pipe)
-        return FERRY_ENOTSUP;
-    int len = (int) sizeof(*addr);
-    return uv_tcp_getpeername(&t->io.tcp, (struct sockaddr *) addr, &len);
-}
-
-void transport_close(transport *t, bool reset, uv_close_cb cb)
-{
-    t->reading = false;
-    if (uv_is_closing(&t->io.h))
+    if (t->fd < 0)
         return;
-    if (reset && !t->is_pipe && uv_tcp_close_reset(&t->io.tcp, cb) == 0)
-        return;
-    uv_close(&t->io.h, cb);
+    if (ref)
+        uv_ref((uv_handle_t *) &t->poll);
+    else
+        uv_unref((uv_handle_t *) &t->poll);
 }

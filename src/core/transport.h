@@ -1,19 +1,36 @@
-/* transport.h — a byte stream over a libuv socket, shared by the server's
- * connections (server_conn.c) and the client's (client_conn.c), so neither
- * side has its own copy of the socket plumbing: opening and connecting,
- * reading with an on/off switch, writing with a try_write fast path, the
- * checks made before closing or reusing a socket, and closing with a FIN or a
- * RST. Plain TCP and unix sockets now; TLS will slot in behind the same calls.
+/* transport.h — a byte stream the HTTP code reads and writes without knowing
+ * what carries it: plain TCP or a unix socket (transport_tcp.c), TLS
+ * (src/tls/transport_tls.c), or a test's fake. It is the only place in ferry
+ * that does socket I/O (Redis's connection.h and nginx's c->recv/c->send are
+ * the models).
  *
- * Memory: nothing here allocates except transport_out_reserve() (through
- * transport_out_grow()), which grows the caller's output buffers (owner: the
- * transport_out, freed by transport_out_free() or, past a size, by
- * transport_out_trim()). The transport is embedded in its owner's struct and
- * must not move or be freed before the close callback ran.
+ * What a transport owns:
+ * - the socket and its uv_poll_t (the plain transports make their own
+ *   recv/send calls; transport_tcp.c says why);
+ * - the read buffer it fills, `rbuf`, a block borrowed from its pool's
+ *   buf_pool while it holds bytes and given back when the owner has consumed
+ *   them all: the bytes there are always *plaintext*, whatever the wire
+ *   carries;
+ * - its output buffer `out`, borrowed from the pool when bytes are queued and
+ *   given back once they are written and the owner said it is idle: so bytes
+ *   can still be written for an idle connection (a TLS close_notify or
+ *   handshake record) and an idle connection holds no buffer at all;
+ * - the totals `queued_total` / `flushed_total`, so an owner's write
+ *   callbacks fire exactly when their bytes reached the kernel.
  *
- * The calls the server makes per request (reserve, flush, read start/stop,
- * trim) are inline up to their first libuv call: they replaced code that
- * was inline in server_conn.c, and the hot path must not pay for the move.
+ * What the owner (a server connection, a client socket) does: embeds the
+ * transport in its own struct (recovering itself with container_of), reads
+ * the bytes in t->rbuf from on_read and consumes them with buf_consume,
+ * queues output with transport_reserve + transport_put, calls
+ * transport_flush, and says when it wants bytes (read_start / read_stop).
+ * The transport reports upward through the pool's transport_events, one
+ * table per kind of owner. No event ever runs inside the call that caused it,
+ * except that transport_close may run nothing and on_closed runs later.
+ *
+ * Memory: the transport is embedded in its owner's struct and must not move
+ * or be freed before on_closed ran. rbuf and out are the pool's blocks, lent
+ * (owner: this transport until it gives them back; transport_close gives
+ * them back). impl (TLS state, a fake's state) is the implementation's.
  */
 #ifndef FERRY_TRANSPORT_H
 #define FERRY_TRANSPORT_H
@@ -21,174 +38,301 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <uv.h>
 
-typedef struct transport {
-    union {
-        uv_handle_t h;
-        uv_stream_t s;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } io;
-    bool is_pipe;
-    bool reading; /* uv_read_start is in effect */
-} transport;
+#include "core/buf.h"
 
-/* Bytes waiting to be written. `out` collects new bytes; while a uv_write is
- * in flight it owns `wout`, and new bytes keep going to `out`. */
+typedef struct transport transport;
+typedef struct transport_pool transport_pool;
+
+/* Output bytes waiting to be written: buf[off..len) (off: written already). */
 typedef struct transport_out {
-    char *out, *wout;
-    size_t out_len, out_cap, wout_len, wout_cap;
-    uv_write_t wreq;
-    bool writing;           /* a uv_write is in flight */
-    uint64_t queued_total;  /* bytes ever appended */
-    uint64_t flushed_total; /* bytes ever handed to the kernel */
+    struct transport_out *next_free; /* in the pool's cache */
+    char *buf;
+    size_t off, len, cap;
 } transport_out;
 
-/* The transport whose handle is h (h->data is the owner's; this is for
- * callbacks that get the handle). */
-#define transport_of(handle) ((transport *) (handle))
+/* What a transport tells its owner. Every event gets the transport. */
+typedef struct transport_events {
+    /* n > 0: n plaintext bytes were appended to t->rbuf (in discard mode:
+     * read and dropped). n == FERRY_EOF: the peer closed its side cleanly
+     * (FIN; over TLS a close_notify). FERRY_EINCOMPLETE: the peer closed
+     * without the close it owed (TLS only: a truncation). Other n < 0: the
+     * connection failed (a reset, a TLS alert). After an end or a failure no
+     * more reads are reported. */
+    void (*on_read)(transport *t, ssize_t n);
+    /* Bytes that could not be written at once went out later: status 0 and
+     * flushed_total advanced (transport_out_pending says whether more wait),
+     * or writing failed (status < 0; what was queued is dropped). */
+    void (*on_written)(transport *t, int status);
+    /* The transport can carry application bytes, or never will: a client's
+     * connect (and TLS handshake) finished, or a TLS server's handshake did.
+     * status < 0: it failed; the owner closes the transport. */
+    void (*on_ready)(transport *t, int status);
+    /* The handle is closed: from here on the owner may free the memory. */
+    void (*on_closed)(transport *t);
+} transport_events;
 
-/* Wrap an accepted (or otherwise open) socket: init, open, TCP_NODELAY.
- * On failure after the handle was initialised, *initialised is set and the
- * caller must still transport_close() it. A socket uv_*_open refused was not
- * adopted by the handle: closing the handle does not close it; the caller
- * closes it. */
-int transport_open(uv_loop_t *loop, transport *t, uv_os_sock_t fd, bool is_pipe,
-                   bool *initialised);
+/* One implementation. Reached through the inline calls below, never directly. */
+typedef struct transport_ops {
+    const char *name;
+    /* t->want_read changed, or the implementation needs other I/O. */
+    void (*update)(transport *t);
+    /* Hand t->out to the peer: what the socket takes now, the rest later. */
+    int64_t (*flush)(transport *t);
+    int (*pending)(transport *t);
+    ssize_t (*read_now)(transport *t);
+    int (*shutdown)(transport *t);
+    void (*close)(transport *t, bool reset);
+    void (*idle)(transport *t); /* may be NULL: nothing beyond the output buffer */
+    int (*peername)(transport *t, struct sockaddr_storage *addr);
+} transport_ops;
 
-/* A TCP transport ready to connect (init only). */
-int transport_tcp_init(uv_loop_t *loop, transport *t);
-/* Connect to addr; cb(req, status) as uv_tcp_connect's. Sets TCP_NODELAY. */
-int transport_connect(transport *t, uv_connect_t *req, const struct sockaddr *addr,
-                      uv_connect_cb cb);
+/* Shared by every transport of one owner (the server's connections, an
+ * agent's sockets): their event table, their read buffers and a cache of
+ * output buffers. One per owner per loop; not thread-safe. */
+struct transport_pool {
+    const transport_events *ev;
+    buf_pool rbufs;
+    transport_out *free_out; /* cached output buffers, LIFO */
+    uint32_t nfree_out, max_free_out;
+    size_t out_keep_bytes;   /* output buffers bigger than this are freed, not cached */
+    uint64_t bytes_in;       /* application bytes read, all transports (stats) */
+    uint64_t bytes_out;      /* application bytes handed to the kernel */
+    char discard[4096];      /* where a discarding transport's bytes go */
+};
 
-/* Start/stop reading; both idempotent (the `reading` flag tracks it, inline,
- * since the server asks after every request). */
-static inline int transport_read_start(transport *t, uv_alloc_cb alloc_cb, uv_read_cb read_cb);
-static inline void transport_read_stop(transport *t);
-int transport_read_start_now(transport *t, uv_alloc_cb alloc_cb, uv_read_cb read_cb);
-void transport_read_stop_now(transport *t);
+/* flags */
+enum {
+    TF_WANT_READ = 1 << 0, /* the owner wants bytes (read_start) */
+    TF_WRITING = 1 << 1,   /* bytes wait for the socket to take them */
+    TF_DISCARD = 1 << 2,   /* read and drop (a closing server connection's linger) */
+    TF_IDLE = 1 << 3,      /* the owner expects nothing soon: give buffers back */
+    TF_CLOSING = 1 << 4,   /* transport_close was called */
+    TF_PIPE = 1 << 5,      /* a unix socket */
+    TF_POLLING = 1 << 6,   /* the poll handle is started */
+    TF_ENDED = 1 << 7,     /* an end or a failure was reported: nothing more to read */
+    TF_CONNECTING = 1 << 8, /* a client's connect is under way */
+    TF_SHUT_PENDING = 1 << 9, /* send our FIN once the output is written */
+};
 
-/* Grow q->out to take n more bytes; FERRY_ENOMEM leaves it as it was.
- * Inline when there is room already (every response asks at least once). */
-static inline int transport_out_reserve(transport_out *q, size_t n);
-int transport_out_grow(transport_out *q, size_t n);
-static inline void transport_out_put(transport_out *q, const void *p, size_t n);
-/* Release q's buffers (they may also be kept for reuse: see transport_out_trim). */
-void transport_out_free(transport_out *q);
-/* Forget queued bytes and the totals, keeping the buffers, so q can serve
- * another exchange. No write may be in flight. */
-static inline void transport_out_reset(transport_out *q);
-/* Free buffers bigger than keep_bytes, so a cached transport_out stays small
- * (inline: a pooled exchange asks after every request). */
-static inline void transport_out_trim(transport_out *q, size_t keep_bytes);
-void transport_out_trim_now(transport_out *q, size_t keep_bytes);
-/* Whether bytes are queued or a write is in flight. */
-static inline bool transport_out_pending(const transport_out *q)
+struct transport {
+    const transport_ops *ops;
+    transport_pool *pool;
+    buf_block *rbuf;        /* plaintext read so far, not yet consumed (may be NULL) */
+    transport_out *out;     /* output not yet written (NULL: none) */
+    void *impl;             /* the implementation's state: TLS, a fake; NULL for TCP */
+    uint64_t queued_total;  /* output bytes ever queued */
+    uint64_t flushed_total; /* output bytes ever handed to the kernel */
+    int fd;                 /* -1: none */
+    uint16_t flags;         /* TF_* */
+    uint16_t poll_events;   /* UV_READABLE/UV_WRITABLE the poll handle watches */
+    uv_poll_t poll;         /* poll.data = the transport; only if fd >= 0 */
+};
+
+/* ---- pools ---- */
+
+/* Ready a pool whose transports report to ev and read into blocks of
+ * rbuf_size bytes (keeping up to rbuf_cache of them). Allocates nothing. */
+int transport_pool_init(transport_pool *p, const transport_events *ev, size_t rbuf_size,
+                        size_t rbuf_cache);
+/* Free the cached buffers. FERRY_EBUSY if read buffers are still lent out. */
+int transport_pool_destroy(transport_pool *p);
+
+/* ---- plain sockets (transport_tcp.c) ---- */
+
+/* Wrap an open, connected socket (accepted, or inherited): the transport
+ * owns fd from here on, also on failure (it closes it). */
+int transport_tcp_open(transport *t, transport_pool *p, uv_loop_t *loop, uv_os_sock_t fd,
+                       bool is_pipe);
+/* A new TCP socket connecting to addr; on_ready(t, status) when it is done.
+ * A failure to start (EMFILE...) is returned here and nothing is open. */
+int transport_tcp_connect(transport *t, transport_pool *p, uv_loop_t *loop,
+                          const struct sockaddr *addr);
+extern const transport_ops transport_tcp_ops;
+
+/* The plain socket calls TLS builds on (transport_tcp.c): move bytes between
+ * the socket and a buffer, without the HTTP-level bookkeeping. */
+ssize_t transport_sock_recv(transport *t, char *buf, size_t cap);  /* n, 0 nothing, EOF, <0 */
+ssize_t transport_sock_send(transport *t, const char *buf, size_t n); /* n taken, <0 */
+void transport_sock_watch(transport *t, int events, uv_poll_cb cb);  /* UV_READABLE|UV_WRITABLE */
+int transport_sock_error(transport *t, int fallback);               /* SO_ERROR, as -errno */
+
+/* ---- reading ---- */
+
+/* Ask for bytes / stop asking (idempotent, cheap: callers ask after every
+ * request). Stopping is how the owner applies backpressure. */
+static inline void transport_read_start(transport *t)
 {
-    return q->out_len || q->writing;
-}
-
-/* Hand q->out to the kernel: uv_try_write first (no request, no callback);
- * what the socket would not take goes to one uv_write whose completion calls
- * cb (recover q with container_of(req, transport_out, wreq) and call
- * transport_out_written). Returns the bytes the kernel took at once (>= 0;
- * q->writing tells whether a write is now in flight), or a negative code
- * (the socket failed; no write is in flight, and q->flushed_total still
- * counts what try_write took before uv_write failed). Does nothing while a
- * write is in flight or nothing is queued. */
-static inline int64_t transport_flush(transport *t, transport_out *q, uv_write_cb cb);
-/* transport_flush's slow half: try_write took only `taken` bytes, so swap
- * the buffers and start the uv_write for the rest. */
-int64_t transport_flush_rest(transport *t, transport_out *q, size_t taken, uv_write_cb cb);
-/* Account for a completed uv_write, given the status its callback got:
- * returns the bytes it carried to the kernel (0 if it failed). */
-size_t transport_out_written(transport_out *q, int status);
-
-/* The calls below that reach the socket itself return UV_EBADF (from
- * uv_fileno) when there is no open socket (closing, or never opened), so
- * callers can tell that apart from what the socket says. */
-
-/* What is waiting on the socket, without consuming it and without
- * blocking: 0 nothing, 1 bytes to read, FERRY_EOF the peer closed (FIN), or
- * a negative code (a reset). The client asks before reusing an idle socket;
- * the server before deciding whether to linger. */
-int transport_peek(transport *t);
-
-/* Read what the kernel already holds, without waiting, into buf[0..cap).
- * Returns bytes read (0: nothing waiting), FERRY_EOF, or a negative code. */
-ssize_t transport_read_now(transport *t, char *buf, size_t cap);
-
-/* Send our FIN (shutdown(SHUT_WR)) without closing: reading goes on.
- * 0, UV_EBADF, or shutdown(2)'s error (the peer may have reset already). */
-int transport_shutdown_write(transport *t);
-
-/* The peer's address; FERRY_ENOTSUP on a unix socket. */
-int transport_peername(transport *t, struct sockaddr_storage *addr);
-
-/* Close: with a FIN, or (reset, TCP only) a RST so the peer sees at once
- * that the exchange failed. cb runs from the loop once the handle is closed;
- * only then may the transport's memory go. */
-void transport_close(transport *t, bool reset, uv_close_cb cb);
-
-/* ---- inline ---- */
-#include <string.h>
-static inline int transport_read_start(transport *t, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
-{
-    return t->reading ? 0 : transport_read_start_now(t, alloc_cb, read_cb);
+    if (!(t->flags & TF_WANT_READ)) {
+        t->flags |= TF_WANT_READ;
+        t->ops->update(t);
+    }
 }
 
 static inline void transport_read_stop(transport *t)
 {
-    if (t->reading)
-        transport_read_stop_now(t);
-}
-
-static inline void transport_out_trim(transport_out *q, size_t keep_bytes)
-{
-    if (q->out_cap > keep_bytes || q->wout_cap > keep_bytes)
-        transport_out_trim_now(q, keep_bytes);
-}
-
-static inline int transport_out_reserve(transport_out *q, size_t n)
-{
-    return q->out_len + n <= q->out_cap ? 0 : transport_out_grow(q, n);
-}
-
-static inline void transport_out_put(transport_out *q, const void *p, size_t n)
-{
-    memcpy(q->out + q->out_len, p, n);
-    q->out_len += n;
-    q->queued_total += n;
-}
-
-/* Inline up to the try_write, which usually takes everything: a response
- * then costs no call beyond libuv's. */
-static inline int64_t transport_flush(transport *t, transport_out *q, uv_write_cb cb)
-{
-    if (q->writing || q->out_len == 0)
-        return 0;
-    /* not uv_buf_init: a call into libuv per write for a two-field struct */
-    uv_buf_t b = {.base = q->out, .len = q->out_len};
-    int n = uv_try_write(&t->io.s, &b, 1);
-    if (n == UV_EAGAIN || n == UV_ENOSYS)
-        n = 0;
-    if (n < 0)
-        return n;
-    q->flushed_total += (uint64_t) n;
-    if ((size_t) n == q->out_len) {
-        q->out_len = 0;
-        return n;
+    if (t->flags & TF_WANT_READ) {
+        t->flags &= (uint16_t) ~TF_WANT_READ;
+        t->ops->update(t);
     }
-    return transport_flush_rest(t, q, (size_t) n, cb);
 }
 
-static inline void transport_out_reset(transport_out *q)
+static inline bool transport_reading(const transport *t)
 {
-    q->out_len = q->wout_len = 0;
-    q->queued_total = q->flushed_total = 0;
+    return (t->flags & TF_WANT_READ) != 0;
 }
+
+/* Read and drop everything from now on (on_read still reports counts, the
+ * end and failures). For a connection that sent its FIN and waits for the
+ * peer's. */
+static inline void transport_discard(transport *t)
+{
+    t->flags |= TF_DISCARD;
+}
+
+/* Read what has already arrived, without waiting, into t->rbuf (decrypted).
+ * Returns bytes added (0: nothing waiting, or no room), FERRY_EOF, or a
+ * negative code. For the idle-close race: bytes the kernel holds for a
+ * connection about to close. */
+static inline ssize_t transport_read_now(transport *t)
+{
+    return t->ops->read_now(t);
+}
+
+/* What is waiting, without losing it: 0 nothing, 1 application bytes
+ * (already in t->rbuf or still in the kernel), FERRY_EOF the peer closed, or
+ * a negative code. A TLS record that carries no application data (a session
+ * ticket) counts as nothing. Asked before reusing an idle client socket and
+ * before a server decides whether to linger. UV_EBADF: no open socket. */
+static inline int transport_pending(transport *t)
+{
+    return t->rbuf && t->rbuf->len ? 1 : t->ops->pending(t);
+}
+
+/* Borrow t->rbuf if it has none (NULL without memory) — for callers that read
+ * into it themselves through transport_read_now. */
+buf_block *transport_rbuf_get(transport *t);
+/* Give t->rbuf back to the pool if it holds no bytes. */
+void transport_rbuf_release(transport *t);
+/* Make t->rbuf hold at least min_size bytes (it may move). */
+int transport_rbuf_grow(transport *t, size_t min_size);
+
+/* ---- writing ---- */
+
+/* Room for n more output bytes (FERRY_ENOMEM leaves everything as it was).
+ * Inline when there is room already: every response asks. */
+int transport_reserve_slow(transport *t, size_t n);
+static inline int transport_reserve(transport *t, size_t n)
+{
+    transport_out *o = t->out;
+    return o && o->len + n <= o->cap ? 0 : transport_reserve_slow(t, n);
+}
+
+/* Queue n bytes (room reserved first). */
+static inline void transport_put(transport *t, const void *p, size_t n)
+{
+    transport_out *o = t->out;
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
+    t->queued_total += n;
+}
+
+/* Where the next reserved bytes go, and the call that counts them: for
+ * writers that format in place (numbers, chunk sizes). */
+static inline char *transport_put_ptr(transport *t)
+{
+    return t->out->buf + t->out->len;
+}
+
+static inline void transport_put_done(transport *t, size_t n)
+{
+    t->out->len += n;
+    t->queued_total += n;
+}
+
+/* Queued bytes not yet handed to the kernel. */
+static inline uint64_t transport_out_queued(const transport *t)
+{
+    return t->queued_total - t->flushed_total;
+}
+
+static inline bool transport_out_pending(const transport *t)
+{
+    return t->queued_total != t->flushed_total;
+}
+
+/* Hand queued bytes on. Returns the bytes the kernel took now (>= 0; what it
+ * did not take goes out later and on_written reports it), or a negative code
+ * (the connection failed; nothing more will be written). */
+static inline int64_t transport_flush(transport *t)
+{
+    return t->out && t->out->off < t->out->len ? t->ops->flush(t) : 0;
+}
+
+/* ---- the connection's end ---- */
+
+/* Graceful end of our side, reading goes on: FIN once the output is written
+ * (TLS: close_notify first). 0, UV_EBADF (no socket), or the system's error. */
+static inline int transport_shutdown(transport *t)
+{
+    return t->ops->shutdown(t);
+}
+
+/* Nothing is expected soon (an idle keep-alive connection): give the output
+ * buffer back once it is written, and let an implementation release what it
+ * can (TLS: its record buffers). Any read or write later borrows again. */
+void transport_out_release(transport *t);
+static inline void transport_idle(transport *t)
+{
+    t->flags |= TF_IDLE;
+    if (t->out)
+        transport_out_release(t);
+    if (t->ops->idle)
+        t->ops->idle(t);
+}
+
+static inline void transport_busy(transport *t)
+{
+    t->flags &= (uint16_t) ~TF_IDLE;
+}
+
+/* Close: gracefully (reset false: TLS sends its close_notify if the socket
+ * takes it now, then FIN) or with a RST (TCP), so the peer learns at once
+ * that the exchange failed. Queued output is dropped. on_closed runs from
+ * the loop later; only then may the transport's memory go. Idempotent. */
+static inline void transport_close(transport *t, bool reset)
+{
+    if (!(t->flags & TF_CLOSING)) {
+        t->flags |= TF_CLOSING;
+        t->ops->close(t, reset);
+    }
+}
+
+static inline bool transport_closing(const transport *t)
+{
+    return (t->flags & TF_CLOSING) != 0;
+}
+
+/* The peer's address; FERRY_ENOTSUP on a unix socket. */
+static inline int transport_peername(transport *t, struct sockaddr_storage *addr)
+{
+    return t->ops->peername(t, addr);
+}
+
+/* Keep the loop alive for this transport or not (an idle pooled client
+ * socket does not keep a program running). */
+void transport_ref(transport *t, bool ref);
+
+/* ---- for implementations ---- */
+
+/* Give back t->out if it is drained and the owner is idle (declared above). */
+/* Count n queued bytes as handed to the kernel. */
+void transport_out_advance(transport *t, size_t n);
+/* Give everything back (close). */
+void transport_release_all(transport *t);
 
 #endif /* FERRY_TRANSPORT_H */

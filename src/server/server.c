@@ -1,32 +1,25 @@
-/* server.c — a ferry_server: options, listening and accepting, the four
- * shutdown calls, stats, and the Date header cache.
+/* server.c — a ferry_server: options, listening, the four shutdown calls,
+ * signals and stats. The parts it drives: listener.c (sockets and the
+ * accept loop), server_conn.c (connections), exchange.c (the handler's API).
  *
- * Accepting is ours, not uv_listen's: the listening socket is watched by a
- * uv_poll_t and we call accept4() ourselves. That lets the server pause for
- * real — stop polling and leave clients waiting in the kernel's backlog —
- * when it reaches max_connections or runs out of file descriptors. (libuv's
- * listener answers EMFILE by accepting and closing the excess connections.)
- *
- * Shutdown is counted, not guessed: close() finishes when the connection list
- * is empty and every exchange a handler held has been ended; then the
- * server's own handles (poll, timers, signals, timeout lists) are closed and
- * the user's callback runs once the last of them is.
+ * Shutdown is counted, not guessed: close() finishes when the connection set
+ * is empty and every exchange a handler held has been released (the set's
+ * `changed` callback tells); then the server's own handles (timers, signals,
+ * timeout lists) are closed and the user's callback runs once the last of
+ * them is.
  */
-#define _GNU_SOURCE /* accept4 */
 #include <errno.h>
-#include <signal.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "server/server_internal.h"
+#include "server/server_conn.h"
 
-#define ACCEPT_BATCH      128 /* accepts per wake-up, so one listener cannot starve the loop */
-#define ACCEPT_RETRY_MS   50  /* back-off after EMFILE/ENFILE */
+#define MAX_LISTENERS 16 /* addresses one name may listen on */
 
 void ferry_server_options_init(ferry_server_options *o)
 {
@@ -49,10 +42,18 @@ void ferry_server_options_init(ferry_server_options *o)
     o->reuse_port = 0;
 }
 
+static void maybe_finish(ferry_server *s);
+static void on_set_changed(conn_set *set);
+static void on_accept(listener *l, uv_os_sock_t fd, bool is_pipe);
+static bool may_accept(listener *l);
+static void on_emfile(listener *l);
+
 /* Allocates the server (owner: the caller, released by ferry_server_free). */
 int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_request_cb on_request,
                      void *data, ferry_server **out)
 {
+    if (!out)
+        return FERRY_EINVAL;
     *out = NULL;
     if (!loop || !on_request)
         return FERRY_EINVAL;
@@ -71,32 +72,25 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
     ferry_server *s = calloc(1, sizeof(*s));
     if (!s)
         return FERRY_ENOMEM;
-    /* A write to a socket the peer reset must be an error code, not the end
-     * of the process: ignore SIGPIPE unless the program chose a handler. */
-    struct sigaction old;
-    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
-        signal(SIGPIPE, SIG_IGN);
     s->loop = loop;
     s->opt = *o;
     if (s->opt.backlog == 0)
         s->opt.backlog = 511;
     if (s->opt.max_body_bytes == 0)
         s->opt.max_body_bytes = UINT64_MAX; /* 0 = no limit */
-    if (s->opt.keep_alive_timeout_ms) /* announced on every keep-alive response: build once */
-        s->ka_line_len = (uint8_t) snprintf(s->ka_line, sizeof(s->ka_line),
-                                            "Keep-Alive: timeout=%llu\r\n",
-                                            (unsigned long long) (s->opt.keep_alive_timeout_ms / 1000));
+    response_ctx_init(&s->rctx, s->opt.keep_alive_timeout_ms);
     s->on_request = on_request;
     s->data = data;
-    s->listen_fd = -1;
-    s->date_sec = -1;
-    list_init(&s->conns);
+    list_init(&s->set.conns);
+    s->set.changed = on_set_changed;
+    s->exev = exchange_events();
+    s->lowner = (listener_owner){s, on_accept, may_accept, on_emfile};
     /* The block holds the head plus room for body bytes behind it, so a head
      * at the limit never forces the buffer to move (its slices stay valid). */
     size_t block = o->read_buffer_bytes;
     if (block < (size_t) o->max_header_bytes + 4096)
         block = (size_t) o->max_header_bytes + 4096;
-    int rc = buf_pool_init(&s->rbufs, block, 256);
+    int rc = transport_pool_init(&s->tpool, &server_conn_transport_events, block, 256);
     if (rc < 0) {
         free(s);
         return rc;
@@ -112,75 +106,41 @@ void *ferry_server_data(const ferry_server *s)
 
 int ferry_server_port(const ferry_server *s)
 {
-    return s->port > 0 ? s->port : FERRY_ENOTCONN;
+    for (uint32_t i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].port > 0)
+            return s->listeners[i].port;
+    return FERRY_ENOTCONN;
 }
 
-static void on_listen_readable(uv_poll_t *p, int status, int events);
+/* ---- listening ---- */
 
-static void accept_resume(ferry_server *s)
+static ferry_server *owner_server(listener *l)
 {
-    if (!s->accept_paused || s->closing || !s->listening)
-        return;
-    s->accept_paused = false;
-    uv_poll_start(&s->listen_poll, UV_READABLE, on_listen_readable);
+    return l->owner->data;
 }
 
-static void accept_pause(ferry_server *s, int emfile)
+static void on_accept(listener *l, uv_os_sock_t fd, bool is_pipe)
 {
-    if (s->accept_paused)
-        return;
-    s->accept_paused = true;
-    uv_poll_stop(&s->listen_poll);
-    if (emfile) {
-        s->stats.accept_pauses_emfile++;
-    } else {
-        s->stats.accept_pauses_max_connections++;
-    }
+    server_conn_accept(owner_server(l), fd, is_pipe); /* it closes fd on failure */
 }
 
-static void on_accept_retry(uv_timer_t *t)
+static bool may_accept(listener *l)
 {
-    accept_resume(t->data);
+    ferry_server *s = owner_server(l);
+    return !s->opt.max_connections || s->set.n < s->opt.max_connections;
 }
 
-/* Accept up to `batch` waiting connections. */
-static void accept_some(ferry_server *s, int batch)
+static void on_emfile(listener *l)
 {
-    for (int i = 0; i < batch; i++) {
-        if (s->opt.max_connections && s->nconns >= s->opt.max_connections) {
-            accept_pause(s, 0);
-            return;
-        }
-        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == EPERM)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Leave the client in the backlog and try again shortly:
-                 * never accept-and-drop, never spin. */
-                accept_pause(s, 1);
-                uv_timer_start(&s->accept_retry, on_accept_retry, ACCEPT_RETRY_MS, 0);
-            }
-            return;
-        }
-        if (server_conn_accept(s, fd, s->listen_is_pipe) < 0)
-            close(fd);
-    }
+    (void) l;
 }
 
-static void on_listen_readable(uv_poll_t *p, int status, int events)
-{
-    ferry_server *s = p->data;
-    (void) events;
-    if (status < 0 || s->closing)
-        return;
-    accept_some(s, ACCEPT_BATCH);
-}
-
-/* Lists, timers and the poll handle exist only once the server listens, so a
+/* Lists, timers and handles exist only once the server listens, so a
  * server that never listened can be freed at once. */
-static int server_start_handles(ferry_server *s)
+static int server_start(ferry_server *s)
 {
+    if (s->started)
+        return 0;
     const ferry_server_options *o = &s->opt;
     timeout_list *lists[] = {&s->t_headers, &s->t_request, &s->t_keep_alive, &s->t_idle,
                              &s->t_linger};
@@ -190,206 +150,211 @@ static int server_start_handles(ferry_server *s)
         int rc = timeout_list_init(s->loop, lists[i], durations[i]);
         if (rc < 0)
             return rc; /* only possible for bad durations, checked in _new */
-        lists[i]->data = s;
     }
-    uv_timer_init(s->loop, &s->accept_retry);
-    s->accept_retry.data = s;
     uv_timer_init(s->loop, &s->grace_timer);
     s->grace_timer.data = s;
     uv_idle_init(s->loop, &s->defer);
     s->defer.data = s;
+    s->started = true;
     return 0;
 }
 
-static int listen_on_fd(ferry_server *s, int fd, bool is_pipe)
+/* Take the bound listeners in l[0..n) (owner: the server from here on) and
+ * start accepting on them. */
+static int server_adopt(ferry_server *s, listener *l, uint32_t n)
 {
-    if (listen(fd, (int) s->opt.backlog) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
+    int rc = server_start(s);
+    listener *all = rc == 0 ? malloc(n * sizeof(*all)) : NULL;
+    if (!all) {
+        for (uint32_t i = 0; i < n; i++)
+            close(l[i].fd);
+        return rc < 0 ? rc : FERRY_ENOMEM;
     }
-    int rc = server_start_handles(s);
-    if (rc == 0)
-        rc = uv_poll_init_socket(s->loop, &s->listen_poll, fd);
-    if (rc < 0) {
-        close(fd);
-        return rc;
+    memcpy(all, l, n * sizeof(*all));
+    for (uint32_t i = 0; i < n; i++) {
+        rc = listener_start(&all[i], s->loop, &s->lowner);
+        if (rc < 0) {
+            for (uint32_t k = 0; k < n; k++) /* nothing started is left behind */
+                if (k >= i)
+                    close(all[k].fd);
+            if (i == 0) {
+                free(all);
+                return rc;
+            }
+            n = i; /* the started ones close with the server */
+            break;
+        }
     }
-    s->listen_poll.data = s;
-    s->listen_fd = fd;
-    s->listen_is_pipe = is_pipe;
-    s->listening = true;
-    uv_poll_start(&s->listen_poll, UV_READABLE, on_listen_readable);
-    return 0;
+    s->listeners = all;
+    s->nlisteners = n;
+    return rc;
+}
+
+/* The addresses `host` stands for: a literal, or every address a name
+ * resolves to (getaddrinfo, synchronous: listening happens once, at start). */
+static int resolve_listen_host(const char *host, int port, struct sockaddr_storage *out,
+                               uint32_t *n)
+{
+    *n = 0;
+    memset(out, 0, sizeof(*out));
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *) out) == 0 ||
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *) out) == 0) {
+        *n = 1;
+        return 0;
+    }
+    if (!*host || strchr(host, ':'))
+        return FERRY_EINVAL; /* a malformed IPv6 literal is not a name */
+    struct addrinfo hints, *res;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0)
+        return rc == EAI_NONAME || rc == EAI_FAIL ? FERRY_EAI_NONAME : FERRY_EAI_AGAIN;
+    for (struct addrinfo *ai = res; ai && *n < MAX_LISTENERS; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        bool dup = false;
+        for (uint32_t i = 0; i < *n && !dup; i++)
+            dup = memcmp(&out[i], ai->ai_addr, ai->ai_addrlen) == 0;
+        if (dup)
+            continue;
+        memset(&out[*n], 0, sizeof(out[*n]));
+        memcpy(&out[*n], ai->ai_addr, ai->ai_addrlen);
+        if (ai->ai_family == AF_INET)
+            ((struct sockaddr_in *) &out[*n])->sin_port = htons((uint16_t) port);
+        else
+            ((struct sockaddr_in6 *) &out[*n])->sin6_port = htons((uint16_t) port);
+        (*n)++;
+    }
+    freeaddrinfo(res);
+    return *n ? 0 : FERRY_EAI_NONAME;
 }
 
 int ferry_server_listen(ferry_server *s, const char *host, int port)
 {
-    if (s->listening || s->closing)
+    if (!s)
+        return FERRY_EINVAL;
+    if (s->nlisteners || s->closing)
         return FERRY_EALREADY;
     if (port < 0 || port > 65535)
         return FERRY_EINVAL;
-    if (!host || strcmp(host, "localhost") == 0)
+    if (!host)
         host = "127.0.0.1";
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    memset(&ss, 0, sizeof(ss));
-    if (strchr(host, ':')) {
-        if (uv_ip6_addr(host, port, (struct sockaddr_in6 *) &ss) != 0)
-            return FERRY_EINVAL;
-        sl = sizeof(struct sockaddr_in6);
-    } else {
-        if (uv_ip4_addr(host, port, (struct sockaddr_in *) &ss) != 0)
-            return FERRY_EINVAL;
-        sl = sizeof(struct sockaddr_in);
+    struct sockaddr_storage addrs[MAX_LISTENERS];
+    uint32_t n;
+    int rc = resolve_listen_host(host, port, addrs, &n);
+    if (rc < 0)
+        return rc;
+    listener ls[MAX_LISTENERS];
+    uint32_t bound = 0;
+    /* port 0 with several addresses: the first gets a free port and the rest
+     * take the same one, which may be taken on their family: try again */
+    for (int attempt = 0; attempt < (port == 0 && n > 1 ? 8 : 1); attempt++) {
+        bound = 0;
+        rc = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            uint16_t want = bound && port == 0 ? (uint16_t) ls[0].port : (uint16_t) port;
+            if (addrs[i].ss_family == AF_INET)
+                ((struct sockaddr_in *) &addrs[i])->sin_port = htons(want);
+            else
+                ((struct sockaddr_in6 *) &addrs[i])->sin6_port = htons(want);
+            rc = listener_bind_tcp(&ls[bound], (struct sockaddr *) &addrs[i], s->opt.backlog,
+                                   s->opt.reuse_port != 0);
+            if (rc == 0)
+                bound++;
+            else if (n == 1 || (rc != FERRY_EADDRNOTAVAIL && rc != -EAFNOSUPPORT))
+                break; /* a name's address this host cannot have (IPv6 off) is skipped */
+            else
+                rc = 0;
+        }
+        if (rc == 0 && bound)
+            break;
+        for (uint32_t i = 0; i < bound; i++)
+            close(ls[i].fd);
+        bound = 0;
+        if (rc != FERRY_EADDRINUSE)
+            break;
     }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-#ifdef SO_REUSEPORT
-    if (s->opt.reuse_port)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-#endif
-    if (bind(fd, (struct sockaddr *) &ss, sl) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    sl = sizeof(ss);
-    getsockname(fd, (struct sockaddr *) &ss, &sl);
-    s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port
-                                             : ((struct sockaddr_in *) &ss)->sin_port);
-    return listen_on_fd(s, fd, false);
+    if (rc < 0 || bound == 0)
+        return rc < 0 ? rc : FERRY_EADDRNOTAVAIL;
+    return server_adopt(s, ls, bound);
 }
 
 int ferry_server_listen_unix(ferry_server *s, const char *path)
 {
-    if (s->listening || s->closing)
-        return FERRY_EALREADY;
-    struct sockaddr_un sun;
-    if (!path || strlen(path) >= sizeof(sun.sun_path))
+    if (!s)
         return FERRY_EINVAL;
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    memcpy(sun.sun_path, path, strlen(path));
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (bind(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return listen_on_fd(s, fd, true);
-}
-
-/* ---- the Date header ---- */
-
-const char *server_date_line(ferry_server *s)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t now = time(NULL);
-    if ((int64_t) now != s->date_sec) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        /* by hand, not strftime: %a/%b follow the process locale */
-        snprintf(s->date_line, sizeof(s->date_line), "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
-                 days[tm.tm_wday],
-                 tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec);
-        s->date_sec = (int64_t) now;
-    }
-    return s->date_line;
+    if (s->nlisteners || s->closing)
+        return FERRY_EALREADY;
+    listener l;
+    int rc = listener_bind_unix(&l, path, s->opt.backlog);
+    if (rc < 0)
+        return rc;
+    return server_adopt(s, &l, 1);
 }
 
 /* ---- shutdown ---- */
 
-static void stop_listening(ferry_server *s);
-static void maybe_finish(ferry_server *s);
-
-/* One of our handles finished closing; the last one fires the user's callback. */
-static void handle_done(ferry_server *s)
+static void on_all_closed(closer *c)
 {
-    if (--s->open_handles == 0 && s->handles_closing && !s->close_cb_fired) {
-        s->close_cb_fired = true;
-        if (s->close_cb)
-            s->close_cb(s, s->data);
-    }
-}
-
-static void on_handle_closed(uv_handle_t *h)
-{
-    handle_done(h->data);
-}
-
-static void on_list_closed(timeout_list *l)
-{
-    handle_done(l->data);
-}
-
-static void close_handle(ferry_server *s, uv_handle_t *h)
-{
-    if (uv_is_closing(h))
+    ferry_server *s = container_of(c, ferry_server, closer);
+    if (s->close_cb_fired)
         return;
-    h->data = s;
-    s->open_handles++;
-    uv_close(h, on_handle_closed);
+    s->close_cb_fired = true;
+    if (s->close_cb)
+        s->close_cb(s, s->data);
+}
+
+/* The close has begun: from here on handles are closed through the closer. */
+static void begin_closing(ferry_server *s)
+{
+    s->closing = true;
+    s->stats.closing = 1;
+    closer_begin(&s->closer, on_all_closed);
+    /* The listening sockets close now, not a loop turn later: a connect()
+     * after close() returns must be refused, not left in a backlog nobody
+     * accepts. */
+    for (uint32_t i = 0; i < s->nlisteners; i++)
+        listener_close(&s->listeners[i], &s->closer);
 }
 
 /* Everything is gone: close our own handles; the user's callback runs when
  * the last one is closed. */
 static void maybe_finish(ferry_server *s)
 {
-    if (!s->closing || s->handles_closing || s->nconns || s->ex_outstanding)
+    if (!s->closing || s->handles_closing || s->set.n || s->set.ex_outstanding)
         return;
     s->handles_closing = true;
-    s->open_handles++; /* held until every close below is issued */
-    if (s->listening) {
-        close_handle(s, (uv_handle_t *) &s->accept_retry);
-        close_handle(s, (uv_handle_t *) &s->grace_timer);
-        close_handle(s, (uv_handle_t *) &s->defer);
+    if (s->started) {
+        closer_handle(&s->closer, (uv_handle_t *) &s->grace_timer);
+        closer_handle(&s->closer, (uv_handle_t *) &s->defer);
         timeout_list *lists[] = {&s->t_headers, &s->t_request, &s->t_keep_alive, &s->t_idle,
                                  &s->t_linger};
-        for (int i = 0; i < 5; i++) {
-            s->open_handles++;
-            timeout_list_close(lists[i], on_list_closed);
-        }
+        for (int i = 0; i < 5; i++)
+            closer_list(&s->closer, lists[i], NULL);
     }
     if (s->signals_on) {
-        close_handle(s, (uv_handle_t *) &s->sig_term);
-        close_handle(s, (uv_handle_t *) &s->sig_int);
+        closer_handle(&s->closer, (uv_handle_t *) &s->sig_term);
+        closer_handle(&s->closer, (uv_handle_t *) &s->sig_int);
     }
-    /* the poll handle was closed by stop_listening */
-    handle_done(s);
+    closer_end(&s->closer);
 }
 
-static void on_poll_closed(uv_handle_t *h)
+static void on_set_changed(conn_set *set)
 {
-    handle_done(h->data);
-}
-
-/* Close the listening socket now, not a loop turn later: a connect() after
- * close() returns must be refused, not left in a backlog nobody accepts. */
-static void stop_listening(ferry_server *s)
-{
-    if (!s->listening || uv_is_closing((uv_handle_t *) &s->listen_poll))
-        return;
-    uv_timer_stop(&s->accept_retry);
-    uv_poll_stop(&s->listen_poll);
-    close(s->listen_fd);
-    s->listen_fd = -1;
-    s->open_handles++;
-    uv_close((uv_handle_t *) &s->listen_poll, on_poll_closed);
+    ferry_server *s = container_of(set, ferry_server, set);
+    if (s->opt.max_connections && set->n < s->opt.max_connections)
+        for (uint32_t i = 0; i < s->nlisteners; i++)
+            listener_resume(&s->listeners[i]); /* a slot is free */
+    maybe_finish(s);
 }
 
 void ferry_server_close_idle(ferry_server *s)
 {
-    list_link *l = s->conns.next;
-    while (l != &s->conns) {
+    list_link *l = s->set.conns.next;
+    while (l != &s->set.conns) {
         list_link *next = l->next; /* closing may unlink this one */
         server_conn *c = server_conn_from_link(l);
         if (server_conn_is_idle(c))
@@ -423,13 +388,12 @@ void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_c
     /* Clients already in the backlog connected before close(): take them in,
      * so a request they already sent is answered (with Connection: close)
      * rather than reset with the listening socket. */
-    if (s->listening && !s->accept_paused && !uv_is_closing((uv_handle_t *) &s->listen_poll))
-        accept_some(s, 1 << 20);
-    s->closing = true;
-    s->stats.closing = 1;
-    stop_listening(s);
-    list_link *l = s->conns.next;
-    while (l != &s->conns) {
+    for (uint32_t i = 0; i < s->nlisteners; i++)
+        if (!s->listeners[i].paused)
+            listener_accept(&s->listeners[i], 1 << 20);
+    begin_closing(s);
+    list_link *l = s->set.conns.next;
+    while (l != &s->set.conns) {
         list_link *next = l->next;
         server_conn *c = server_conn_from_link(l);
         if (server_conn_is_idle(c))
@@ -438,27 +402,22 @@ void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_c
             server_conn_begin_shutdown(c);
         l = next;
     }
-    if (grace_ms && s->listening && s->nconns) {
-        s->grace_armed = true;
+    if (grace_ms && s->started && s->set.n)
         uv_timer_start(&s->grace_timer, on_grace_timeout, grace_ms, 0);
-    }
     maybe_finish(s);
 }
 
 void ferry_server_destroy(ferry_server *s)
 {
-    if (!s->closing) {
-        s->closing = true;
-        s->stats.closing = 1;
-        stop_listening(s);
-    }
+    if (!s->closing)
+        begin_closing(s);
     s->destroyed = true;
-    if (s->listening)
+    if (s->started)
         uv_timer_stop(&s->grace_timer);
-    list_link *l = s->conns.next;
-    while (l != &s->conns) {
+    list_link *l = s->set.conns.next;
+    while (l != &s->set.conns) {
         list_link *next = l->next;
-        server_conn_destroy(server_conn_from_link(l));
+        server_conn_destroy(server_conn_from_link(l), FERRY_ECLOSING);
         l = next;
     }
     maybe_finish(s);
@@ -499,10 +458,11 @@ int ferry_server_free(ferry_server *s)
 {
     if (!s)
         return 0;
-    if ((s->listening || s->signals_on) && !s->close_cb_fired)
+    if ((s->started || s->signals_on) && !s->close_cb_fired)
         return FERRY_EBUSY;
     exchange_cache_clear(s);
-    buf_pool_destroy(&s->rbufs);
+    transport_pool_destroy(&s->tpool);
+    free(s->listeners);
     free(s);
     return 0;
 }
@@ -510,23 +470,12 @@ int ferry_server_free(ferry_server *s)
 void ferry_server_stats_get(const ferry_server *s, ferry_server_stats *st)
 {
     *st = s->stats;
-    st->connections_active = s->nconns;
-    st->connections_idle = s->nidle;
-}
-
-/* ---- called by connections ---- */
-
-void server_conn_closed(ferry_server *s)
-{
-    s->nconns--;
-    if (s->accept_paused && s->opt.max_connections && s->nconns < s->opt.max_connections &&
-        !uv_is_active((uv_handle_t *) &s->accept_retry))
-        accept_resume(s);
-    maybe_finish(s);
-}
-
-void server_exchange_released(ferry_server *s)
-{
-    s->ex_outstanding--;
-    maybe_finish(s);
+    st->connections_active = s->set.n;
+    st->connections_idle = s->set.nidle;
+    st->bytes_in = s->tpool.bytes_in;
+    st->bytes_out = s->tpool.bytes_out;
+    for (uint32_t i = 0; i < s->nlisteners; i++) {
+        st->accept_pauses_emfile += s->listeners[i].pauses_emfile;
+        st->accept_pauses_max_connections += s->listeners[i].pauses_full;
+    }
 }

@@ -513,7 +513,6 @@ static void *raw_main(void *arg)
 
 raw_server *raw_start(const raw_options *o)
 {
-    signal(SIGPIPE, SIG_IGN);
     raw_server *s = calloc(1, sizeof(*s));
     assert_non_null(s);
     if (o) s->opts = *o;

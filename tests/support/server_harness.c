@@ -401,8 +401,6 @@ static void *loop_main(void *arg)
 
 harness *harness_start(const ferry_server_options *o, ferry_request_cb cb, void *data)
 {
-    /* A client write to a reset socket must be an error, not a dead test process. */
-    signal(SIGPIPE, SIG_IGN);
     harness *h = calloc(1, sizeof(*h));
     assert_non_null(h);
     if (o)

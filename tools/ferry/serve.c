@@ -679,7 +679,8 @@ int cmd_serve(int argc, char **argv)
         app.root_len = strlen(root);
     }
 
-    /* A peer that resets mid-write must give EPIPE, not kill the process. */
+    /* The library never raises SIGPIPE (its sockets send with MSG_NOSIGNAL);
+     * this is for the access log: a closed stdout pipe must not end the server. */
     signal(SIGPIPE, SIG_IGN);
     int status = serve_run(&cfg, &app);
     free(root);

@@ -1,11 +1,11 @@
-/* client_req.c — one client request: the public calls, its bytes on the
- * wire (built once, replayed on retry), its timeouts, the retry policy and
- * its completion.
+/* request.c — one client request: the public calls, its bytes on the wire
+ * (built once, replayed on retry), its timeouts, the retry policy, redirects,
+ * cookies and its completion. The only file that changes a request's state.
  *
- * Life: ferry_request → queued on its origin → sent on a socket → response
- * head (on_response, or a retry decision) → body → on_done. Any attempt can
- * fail; client_req_attempt_failed decides between another attempt and the
- * end. Retries happen before on_response, never after it.
+ * Life: ferry_request → queued on its origin (pool.c) → sent on a socket
+ * (conn.c) → response head (on_response, or a retry decision) → body →
+ * on_done. Any attempt can fail; attempt_failed decides between another
+ * attempt and the end. Retries happen before on_response, never after it.
  *
  * Completion runs the user's callback exactly once. After a successful
  * response it runs at once (we are in the socket's read callback); every
@@ -19,7 +19,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "client/client_internal.h"
+#include "client/client.h"
+#include "http1/message.h"
 
 #define FETCH_DEFAULT_MAX (64u * 1024 * 1024)
 
@@ -73,16 +74,6 @@ static void sb_put(sbuf *b, const void *p, size_t n)
 static void sb_str(sbuf *b, const char *s)
 {
     sb_put(b, s, strlen(s));
-}
-
-static bool value_ok(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char) p[i];
-        if (ch == '\r' || ch == '\n' || ch == '\0')
-            return false;
-    }
-    return true;
 }
 
 static bool name_is(const ferry_str *s, const char *name)
@@ -180,7 +171,7 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
     for (size_t i = 0; i < o->header_count; i++) {
         const ferry_header *h = &o->headers[i];
         if (!h->name.p || !parse_is_token(h->name.p, h->name.len) ||
-            (h->value.len && !h->value.p) || !value_ok(h->value.p, h->value.len))
+            (h->value.len && !h->value.p) || !http1_value_ok(h->value.p, h->value.len))
             return wire_fail(r, &b, FERRY_EINVAL);
         if (name_is(&h->name, "content-length") || name_is(&h->name, "transfer-encoding"))
             return wire_fail(r, &b, FERRY_EINVAL); /* ferry frames the message */
@@ -193,14 +184,14 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
             /* close: this socket ends with the response; keep-alive is the
              * default anyway; anything else (upgrade...) ferry cannot honour */
             if (value_is(&h->value, "close"))
-                r->close_after = true;
+                r->x.close_after = true;
             else if (!value_is(&h->value, "keep-alive"))
                 return wire_fail(r, &b, FERRY_EINVAL);
         }
         if (name_is(&h->name, "cookie"))
             has_cookie = true;
     }
-    if (o->content_type && !value_ok(o->content_type, strlen(o->content_type)))
+    if (o->content_type && !http1_value_ok(o->content_type, strlen(o->content_type)))
         return wire_fail(r, &b, FERRY_EINVAL);
 
     sb_str(&b, method);
@@ -228,25 +219,21 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
         sb_str(&b, o->content_type);
         sb_put(&b, "\r\n", 2);
     }
-    char line[64];
+    char line[HTTP1_CONTENT_LENGTH_MAX];
     bool has_body = false;
     if (o->stream_body) {
         has_body = true;
-        if (o->stream_body_length >= 0) {
-            int n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n",
-                             (long long) o->stream_body_length);
-            sb_put(&b, line, (size_t) n);
-        } else {
+        if (o->stream_body_length >= 0)
+            sb_put(&b, line, http1_put_content_length(line, (uint64_t) o->stream_body_length));
+        else
             sb_str(&b, "Transfer-Encoding: chunked\r\n");
-        }
     } else if (o->body_len || method_wants_length(method, strlen(method))) {
         has_body = o->body_len > 0;
-        int n = snprintf(line, sizeof(line), "Content-Length: %zu\r\n", o->body_len);
-        sb_put(&b, line, (size_t) n);
+        sb_put(&b, line, http1_put_content_length(line, o->body_len));
     }
     if (o->expect_continue && has_body)
         sb_str(&b, "Expect: 100-continue\r\n");
-    if (a->opt.max_idle_per_origin == 0 || r->close_after)
+    if (a->opt.max_idle_per_origin == 0 || r->x.close_after)
         sb_str(&b, "Connection: close\r\n");
     if (a->have_jar && !has_cookie) {
         size_t need = 0;
@@ -265,16 +252,75 @@ static int build_wire(client_req *r, const ferry_request_options *o, const char 
         }
     }
     sb_put(&b, "\r\n", 2);
-    r->head_len = b.len;
+    r->x.head_len = b.len;
     if (!o->stream_body && o->body_len)
         sb_put(&b, o->body, o->body_len);
     r->wire = b.p;
     r->wire_cap = b.cap;
     if (b.err)
         return b.err;
-    r->wire_len = b.len;
-    r->expect_continue = o->expect_continue && has_body;
+    r->x.wire = r->wire;
+    r->x.wire_len = b.len;
+    r->x.expect_continue = o->expect_continue && has_body;
     return 0;
+}
+
+/* ---- URLs ---- */
+
+static void url_unref(client_url *u)
+{
+    if (u && --u->refs == 0)
+        free(u);
+}
+
+/* The parsed URL for s: the agent's last one when s is the same string, else
+ * parsed now (allocates it: owner, its references — the caller's, and the
+ * agent's as its last URL). The caller also gets one reference to u->origin.
+ * A URL holds no origin reference of its own: the requests using it do, and
+ * when its origin is forgotten the agent forgets it as its last URL too
+ * (request_on_origin_freed). */
+static client_url *url_get(ferry_agent *a, const char *s, int *err)
+{
+    size_t len = strlen(s);
+    client_url *u = a->last_url;
+    *err = 0;
+    if (u && u->len == len && memcmp(u->str, s, len) == 0) {
+        u->refs++;
+        pool_origin_ref(u->origin);
+        return u;
+    }
+    u = malloc(sizeof(*u) + len + 1);
+    if (!u) {
+        *err = FERRY_ENOMEM;
+        return NULL;
+    }
+    memcpy(u->str, s, len + 1);
+    u->len = len;
+    *err = url_parse(u->str, len, &u->parts);
+    if (*err == FERRY_EBADHOST || *err == FERRY_EBADTARGET)
+        *err = FERRY_EINVAL; /* to the caller, a bad URL is a bad argument */
+    if (*err == 0 && u->parts.https)
+        *err = FERRY_ENOTSUP; /* until TLS lands */
+    if (*err == 0)
+        *err = url_host_header(&u->parts, u->host_hdr, sizeof(u->host_hdr), &u->host_hdr_len);
+    if (*err == 0)
+        u->origin = pool_origin_for(&a->pool, &u->parts, err);
+    if (*err) {
+        free(u);
+        return NULL;
+    }
+    u->refs = 2;
+    url_unref(a->last_url);
+    a->last_url = u;
+    return u;
+}
+
+void request_on_origin_freed(ferry_agent *a, client_origin *o)
+{
+    if (a->last_url && a->last_url->origin == o) {
+        url_unref(a->last_url);
+        a->last_url = NULL;
+    }
 }
 
 /* ---- starting ---- */
@@ -303,14 +349,13 @@ static void req_free(client_req *r)
     ferry_agent *a = r->agent;
     timeout_disarm(&r->tmo);
     timeout_disarm(&r->t_deadline);
-    timeout_disarm(&r->t_continue);
-    if (r->origin)
-        agent_origin_unref(r->origin);
-    agent_url_unref(r->u);
+    if (r->pe.origin)
+        pool_origin_unref(r->pe.origin);
+    url_unref(r->u);
     free(r->hdrs);
     free(r->head_copy);
     free(r->fetch_buf);
-    free(r->waiters);
+    waiters_free(&r->x.waiters);
     free(r->saved);
     free(r->redirect_to);
     a->live_requests--;
@@ -330,7 +375,6 @@ static void req_free(client_req *r)
         free(r->wire);
         free(r);
     }
-    agent_maybe_close_done(a);
 }
 
 /* A request struct: a kept one, or a new one (owner: the agent's cache
@@ -347,7 +391,7 @@ static client_req *req_alloc(ferry_agent *a)
     return calloc(1, sizeof(*r));
 }
 
-void client_req_cache_clear(ferry_agent *a)
+void request_cache_clear(ferry_agent *a)
 {
     while (a->free_reqs) {
         client_req *r = a->free_reqs;
@@ -356,9 +400,13 @@ void client_req_cache_clear(ferry_agent *a)
         free(r);
     }
     a->nfree_reqs = 0;
+    url_unref(a->last_url);
+    a->last_url = NULL;
 }
 
-static void on_continue_timeout(timeout_entry *e);
+static void on_queue_timeout(timeout_entry *e);
+static void on_deadline(timeout_entry *e);
+static void enqueue(client_req *r, bool front);
 
 /* Allocates the request (owner: the caller's callbacks until its
  * completion callback returns; freed right after it). */
@@ -382,21 +430,22 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
         return FERRY_ENOMEM;
     r->agent = a;
     list_init(&r->link);
-    timeout_entry_init(&r->tmo, client_req_on_timeout);
-    timeout_entry_init(&r->t_deadline, client_req_on_deadline);
-    timeout_entry_init(&r->t_continue, on_continue_timeout);
+    r->pe.x = &r->x;
+    timeout_entry_init(&r->tmo, on_queue_timeout);
+    timeout_entry_init(&r->t_deadline, on_deadline);
     int rc;
-    r->u = agent_url_get(a, o->url, &rc);
+    r->u = url_get(a, o->url, &rc);
     if (r->u) {
         r->url = r->u->parts;
-        r->origin = r->u->origin; /* the reference agent_url_get gave */
+        r->pe.origin = r->u->origin; /* the reference url_get gave */
     }
     if (rc == 0) {
         r->idempotent = method_idempotent(method, mlen) || o->idempotent;
-        r->is_head = mlen == 4 && memcmp(method, "HEAD", 4) == 0;
-        r->stream_body = o->stream_body != 0;
-        r->chunked_body = r->stream_body && o->stream_body_length < 0;
-        r->stream_len = r->stream_body && o->stream_body_length >= 0
+        r->x.pipelinable = r->idempotent;
+        r->x.is_head = mlen == 4 && memcmp(method, "HEAD", 4) == 0;
+        r->x.stream_body = o->stream_body != 0;
+        r->x.chunked_body = r->x.stream_body && o->stream_body_length < 0;
+        r->stream_len = r->x.stream_body && o->stream_body_length >= 0
                             ? (uint64_t) o->stream_body_length
                             : UINT64_MAX;
         rc = build_wire(r, o, method);
@@ -408,8 +457,8 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
     if (rc == 0 && a->opt.max_queue) {
         /* would this request wait, and is the queue full? (checked now, so
          * the caller learns it from the return value) */
-        uint32_t excess = agent_queue_excess(r->origin);
-        uint32_t others = a->nqueued - r->origin->nwaiting;
+        uint32_t excess = pool_queue_excess(r->pe.origin);
+        uint32_t others = a->pool.nqueued - r->pe.origin->nwaiting;
         if (excess && others + excess > a->opt.max_queue) {
             a->stats.queue_rejected++;
             rc = FERRY_EQUEUEFULL;
@@ -426,9 +475,9 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
     r->fetch_cb = fetch_cb;
     r->fetch_max = fetch_max ? fetch_max : FETCH_DEFAULT_MAX;
     r->data = data;
-    r->t_connect = pick(o->connect_timeout_ms, a->opt.connect_timeout_ms);
-    r->t_headers = pick(o->headers_timeout_ms, a->opt.headers_timeout_ms);
-    r->t_body = pick(o->body_timeout_ms, a->opt.body_timeout_ms);
+    r->pe.connect_ms = pick(o->connect_timeout_ms, a->opt.connect_timeout_ms);
+    r->x.t_headers = r->t_headers = pick(o->headers_timeout_ms, a->opt.headers_timeout_ms);
+    r->x.t_body = r->t_body = pick(o->body_timeout_ms, a->opt.body_timeout_ms);
     r->t_queue = pick(o->queue_timeout_ms, a->opt.queue_timeout_ms);
     r->t_total = pick(o->total_timeout_ms, a->opt.total_timeout_ms);
     uint64_t retries = o->retries == FERRY_AGENT_DEFAULT ? (r->idempotent ? a->opt.retries : 0)
@@ -440,9 +489,9 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
     if (r->t_total) {
         uv_update_time(a->loop);
         r->deadline_at = uv_now(a->loop) + r->t_total;
-        agent_arm(a, &r->t_deadline, r->t_total, false);
+        timeout_set_arm(&a->pool.timers, &r->t_deadline, r->t_total, false);
     }
-    agent_enqueue(r, false);
+    enqueue(r, false);
     if (out)
         *out = r;
     return 0;
@@ -464,34 +513,126 @@ int ferry_fetch(ferry_agent *a, const ferry_request_options *o, uint64_t max_bod
     return start(a, o, NULL, cb, max_body_bytes, data, out);
 }
 
+/* ---- the queue and backoff ---- */
+
+/* r joins its origin's queue (at the tail, or the front when it is being
+ * retried after waiting its turn once already). */
+static void enqueue(client_req *r, bool front)
+{
+    r->state = RQ_WAITING;
+    pool_enqueue(&r->pe, front);
+    timeout_set_arm(&r->agent->pool.timers, &r->tmo, r->t_queue, false);
+}
+
+/* ...or right behind lead, which is queued on the same origin. */
+static void enqueue_after(client_req *r, client_req *lead)
+{
+    r->state = RQ_WAITING;
+    pool_enqueue_after(&r->pe, &lead->pe);
+    timeout_set_arm(&r->agent->pool.timers, &r->tmo, r->t_queue, false);
+}
+
+static void on_retry_timer(uv_timer_t *t);
+
+static void retry_timer_update(ferry_agent *a)
+{
+    if (list_empty(&a->retry_wait)) {
+        uv_timer_stop(&a->retry_timer);
+        return;
+    }
+    client_req *r = container_of(a->retry_wait.next, client_req, link);
+    uint64_t now = uv_now(a->loop);
+    uv_timer_start(&a->retry_timer, on_retry_timer, r->retry_at > now ? r->retry_at - now : 0, 0);
+}
+
+/* Wait until loop time `at`; among equal times, first come first out.
+ * Backoffs are rare, so the list is kept sorted by a linear insertion; one
+ * timer serves it. */
+static void backoff_until(client_req *r, uint64_t at)
+{
+    ferry_agent *a = r->agent;
+    r->retry_at = at;
+    r->state = RQ_BACKOFF;
+    list_link *l = a->retry_wait.prev;
+    while (l != &a->retry_wait && container_of(l, client_req, link)->retry_at > r->retry_at)
+        l = l->prev;
+    list_insert_after(l, &r->link);
+    retry_timer_update(a);
+}
+
+static void backoff(client_req *r, uint64_t delay_ms)
+{
+    uv_update_time(r->agent->loop);
+    backoff_until(r, uv_now(r->agent->loop) + delay_ms);
+}
+
+static void cancel_backoff(client_req *r)
+{
+    list_remove(&r->link);
+    retry_timer_update(r->agent);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    ferry_agent *a = t->data;
+    uint64_t now = uv_now(a->loop);
+    list_link due;
+    list_init(&due);
+    while (!list_empty(&a->retry_wait)) {
+        client_req *r = container_of(a->retry_wait.next, client_req, link);
+        if (r->retry_at > now)
+            break;
+        list_remove(&r->link);
+        list_append(&due, &r->link);
+    }
+    /* the last due first: each goes to the front, so they keep their order */
+    while (!list_empty(&due)) {
+        client_req *r = container_of(due.prev, client_req, link);
+        list_remove(&r->link);
+        enqueue(r, true);
+    }
+    retry_timer_update(a);
+}
+
+/* Full jitter (AWS's name): a uniform delay in [0, min(cap, base * 2^n)),
+ * so clients that failed together do not come back together. */
+static uint64_t backoff_ms(ferry_agent *a, uint32_t retry_no)
+{
+    uint64_t ceil = a->opt.retry_base_ms;
+    for (uint32_t i = 0; i < retry_no && ceil < a->opt.retry_max_delay_ms; i++)
+        ceil *= 2;
+    if (ceil > a->opt.retry_max_delay_ms)
+        ceil = a->opt.retry_max_delay_ms;
+    if (ceil == 0)
+        return 0;
+    /* jitter only needs to decorrelate clients, not to be unpredictable */
+    a->rng = a->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    if (a->rng_seeded == false) {
+        a->rng ^= (uint64_t) uv_hrtime() ^ (uint64_t) (uintptr_t) a;
+        a->rng_seeded = true;
+    }
+    return (a->rng >> 33) % ceil;
+}
+
 /* ---- ending ---- */
 
 /* Take r off whatever it is on (queue, socket, backoff). */
 static void req_leave(client_req *r, int err)
 {
     switch (r->state) {
-    case RQ_WAITING: {
-        client_conn *c = r->driving;
-        client_origin *o = r->origin;
-        agent_unqueue(r);
-        /* a connect made for r that no other queued request will use */
-        if (c && o->nwaiting < o->nconnecting)
-            client_conn_close(c, 0);
-        break;
-    }
-    case RQ_BACKOFF: agent_cancel_retry(r); break;
+    case RQ_WAITING: pool_cancel(&r->pe); break;
+    case RQ_BACKOFF: cancel_backoff(r); break;
     case RQ_SENT:
-        if (r->conn)
-            client_conn_detach(r->conn, r, err);
+        if (r->x.conn)
+            conn_detach(r->x.conn, &r->x, err);
         break;
     default: list_remove(&r->link); break;
     }
     timeout_disarm(&r->tmo);
-    timeout_disarm(&r->t_continue);
 }
 
-/* End r with status; the callback runs from the agent's kick. */
-void client_req_complete(client_req *r, int status)
+/* End r with status; the callback runs from the pool's kick. */
+static void complete(client_req *r, int status)
 {
     if (r->state == RQ_DONE)
         return;
@@ -500,32 +641,18 @@ void client_req_complete(client_req *r, int status)
     r->final_status = status;
     timeout_disarm(&r->t_deadline);
     list_append(&r->agent->done, &r->link);
-    agent_kick(r->agent);
-}
-
-void client_req_fire_waiters(client_req *r, uint64_t flushed)
-{
-    while (r->nwaiters && r->waiters[0].at <= flushed) {
-        client_waiter w = r->waiters[0];
-        memmove(r->waiters, r->waiters + 1, (r->nwaiters - 1) * sizeof(w));
-        r->nwaiters--;
-        if (w.cb)
-            w.cb(r, 0, w.data);
-        if (r->state == RQ_DONE)
-            return;
-    }
+    pool_kick(&r->agent->pool);
 }
 
 /* Run the completion callback, then free r. */
-void client_req_deliver_done(client_req *r)
+static void deliver_done(client_req *r)
 {
     ferry_agent *a = r->agent;
     int status = r->final_status;
-    while (r->nwaiters) { /* their bytes never made it */
-        client_waiter w = r->waiters[--r->nwaiters];
+    write_waiter w; /* their bytes never made it */
+    while (waiters_pop(&r->x.waiters, 0, true, &w))
         if (w.cb)
-            w.cb(r, status < 0 ? status : FERRY_ECANCELED, w.data);
-    }
+            ((ferry_client_write_cb) w.cb)(r, status < 0 ? status : FERRY_ECANCELED, w.data);
     if (status < 0)
         a->stats.failed++;
     else
@@ -542,6 +669,26 @@ void client_req_deliver_done(client_req *r)
         r->cb.on_done(r, status, r->data);
     }
     req_free(r);
+}
+
+void request_run_done(ferry_agent *a)
+{
+    while (!list_empty(&a->done)) {
+        client_req *r = container_of(a->done.next, client_req, link);
+        list_remove(&r->link);
+        deliver_done(r);
+    }
+}
+
+void request_abort_backoff(ferry_agent *a)
+{
+    while (!list_empty(&a->retry_wait)) {
+        client_req *r = container_of(a->retry_wait.next, client_req, link);
+        list_remove(&r->link);
+        r->state = RQ_NEW;
+        complete(r, FERRY_ECLOSING);
+    }
+    retry_timer_update(a);
 }
 
 static bool connect_error(int err)
@@ -586,81 +733,98 @@ static void retry(client_req *r, uint64_t delay_ms)
     r->attempts++;
     r->reused = false;
     r->agent->stats.retries++;
-    r->got_byte = false;
     r->body_started = false;
-    r->body_ended = false;
     r->retry_pending = false;
     r->redirect_pending = false; /* a 3xx cut short: the next attempt decides anew */
     free(r->redirect_to);
     r->redirect_to = NULL;
     if (delay_ms == 0)
-        agent_enqueue(r, true);
+        enqueue(r, true);
     else
-        agent_schedule_retry(r, delay_ms);
+        backoff(r, delay_ms);
 }
 
-/* An attempt failed with err; r is off its socket already. how: AF_*. */
-void client_req_attempt_failed(client_req *r, int err, int how)
+/* How an attempt failed: on the socket after sending, or while connecting
+ * (nothing was sent). */
+enum { AF_SENT, AF_CONNECT };
+
+/* An attempt failed with err; r is off its socket already. */
+static void attempt_failed(client_req *r, int err, int how)
 {
     ferry_agent *a = r->agent;
     if (r->state == RQ_DONE)
         return;
     r->state = RQ_NEW;
     if (a->closing_abort) {
-        client_req_complete(r, FERRY_ECLOSING);
+        complete(r, FERRY_ECLOSING);
         return;
     }
-    bool replayable = !(r->stream_body && r->body_started);
+    bool replayable = !(r->x.stream_body && r->body_started);
     if (r->response_delivered || !replayable) {
-        client_req_complete(r, err);
+        complete(r, err);
         return;
     }
     /* The keep-alive race: a reused socket the server closed just as we
      * wrote. The server never saw the request; try once more on a fresh
      * socket, whatever the method, outside the retry budget. */
-    if (r->reused && !r->got_byte && !r->stale_retried && reset_error(err)) {
+    if (r->reused && !r->x.got_byte && !r->stale_retried && reset_error(err)) {
         r->stale_retried = true;
-        r->force_new = true;
+        r->pe.force_new = true;
         a->stats.stale_retries++;
         retry(r, 0);
         return;
     }
     bool nothing_sent = how == AF_CONNECT && connect_error(err);
     if (r->retries_left && (nothing_sent || (r->idempotent && reset_error(err)))) {
-        uint64_t delay = agent_backoff_ms(a, r->attempts - 1);
+        uint64_t delay = backoff_ms(a, r->attempts - 1);
         if (within_deadline(r, delay)) {
             r->retries_left--;
             retry(r, delay);
             return;
         }
     }
-    client_req_complete(r, err);
+    complete(r, err);
 }
 
 /* r was pipelined behind a request that failed and never got an answer:
  * send it again, right behind `lead` (the request before it: in its backoff,
  * or after it in the queue), so the order holds. Returns r, the next lead. */
-client_req *client_req_replay(client_req *r, client_req *lead)
+static client_req *replay(client_req *r, client_req *lead)
 {
     ferry_agent *a = r->agent;
     if (r->state == RQ_DONE)
         return lead;
     r->state = RQ_NEW;
-    if (a->closing_abort || r->got_byte || (r->stream_body && r->body_started)) {
-        client_req_attempt_failed(r, r->got_byte ? FERRY_EINCOMPLETE : FERRY_ECONNRESET,
-                                  AF_SENT);
+    if (a->closing_abort || r->x.got_byte || (r->x.stream_body && r->body_started)) {
+        attempt_failed(r, r->x.got_byte ? FERRY_EINCOMPLETE : FERRY_ECONNRESET, AF_SENT);
         return lead;
     }
-    if (lead && lead->state == RQ_BACKOFF) {
-        agent_schedule_retry_at(r, lead->retry_at);
-    } else if (lead && lead->state == RQ_WAITING) {
-        agent_enqueue_after(r, lead);
-    } else {
-        agent_enqueue(r, true);
-    }
+    if (lead && lead->state == RQ_BACKOFF)
+        backoff_until(r, lead->retry_at);
+    else if (lead && lead->state == RQ_WAITING)
+        enqueue_after(r, lead);
+    else
+        enqueue(r, true);
     return r;
 }
 
+/* ---- pool events ---- */
+
+void request_on_sending(pool_entry *e, client_conn *c, bool reused)
+{
+    client_req *r = container_of(e, client_req, pe);
+    (void) c;
+    timeout_disarm(&r->tmo); /* the queue wait is over */
+    r->state = RQ_SENT;
+    r->reused = reused;
+}
+
+void request_on_failed(pool_entry *e, int err)
+{
+    client_req *r = container_of(e, client_req, pe);
+    timeout_disarm(&r->tmo);
+    attempt_failed(r, err, AF_CONNECT);
+}
 /* Retry-After (RFC 9110 §10.2.3): seconds, or an HTTP date. Returns ms, or
  * -1 when absent or unreadable. */
 static int64_t retry_after_ms(const parse_head *h)
@@ -761,7 +925,7 @@ static int follow_redirect(client_req *r)
     ferry_request_options o = *r->saved;
     int st = r->redirect_status;
     r->redirect_pending = false;
-    bool to_get = st == 303 ? !r->is_head
+    bool to_get = st == 303 ? !r->x.is_head
                             : (st == 301 || st == 302) && strcmp(r->method, "POST") == 0;
     if (to_get) {
         r->method = "GET"; /* for this and every later hop */
@@ -775,10 +939,10 @@ static int follow_redirect(client_req *r)
         o.expect_continue = 0;
     }
     int rc;
-    client_url *u = agent_url_get(a, r->redirect_to, &rc);
+    client_url *u = url_get(a, r->redirect_to, &rc);
     if (!u)
         return rc;
-    if (u->origin != r->origin)
+    if (u->origin != r->pe.origin)
         r->creds_dropped = true;
     /* credentials the caller gave for one origin do not travel to another */
     ferry_header *kept = NULL;
@@ -786,8 +950,8 @@ static int follow_redirect(client_req *r)
         kept = malloc(o.header_count * sizeof(*kept));
         if (!kept) {
             client_origin *uo = u->origin;
-            agent_url_unref(u);
-            agent_origin_unref(uo);
+            url_unref(u);
+            pool_origin_unref(uo);
             return FERRY_ENOMEM;
         }
         size_t n = 0;
@@ -800,15 +964,16 @@ static int follow_redirect(client_req *r)
         o.headers = kept;
         o.header_count = n;
     }
-    agent_url_unref(r->u);
-    agent_origin_unref(r->origin);
+    url_unref(r->u);
+    pool_origin_unref(r->pe.origin);
     r->u = u;
     r->url = u->parts;
-    r->origin = u->origin; /* the reference agent_url_get gave */
+    r->pe.origin = u->origin; /* the reference url_get gave */
     size_t mlen = strlen(method);
-    r->is_head = mlen == 4 && memcmp(method, "HEAD", 4) == 0;
+    r->x.is_head = mlen == 4 && memcmp(method, "HEAD", 4) == 0;
     r->idempotent = method_idempotent(method, mlen) || o.idempotent;
-    r->close_after = false;
+    r->x.pipelinable = r->idempotent;
+    r->x.close_after = false;
     rc = build_wire(r, &o, method);
     free(kept);
     if (rc)
@@ -816,10 +981,9 @@ static int follow_redirect(client_req *r)
     r->redirects_left--;
     r->nredirects++;
     a->stats.redirects++;
-    r->got_byte = r->reused = r->body_started = r->body_ended = false;
+    r->reused = r->body_started = false;
     r->response_delivered = false;
-    r->state = RQ_NEW;
-    agent_enqueue(r, true);
+    enqueue(r, true);
     return 0;
 }
 
@@ -862,12 +1026,10 @@ static void store_cookies(client_req *r, const parse_head *h)
 }
 
 /* A final response head arrived for r on c. */
-void client_req_response_head(client_req *r, client_conn *c, const parse_head *h,
-                              size_t head_len)
+static void on_head(client_exchange *x, const parse_head *h, const char *base, size_t head_len)
 {
+    client_req *r = container_of(x, client_req, x);
     ferry_agent *a = r->agent;
-    if (r->ghost)
-        return;
     if (a->have_jar)
         store_cookies(r, h);
     /* a redirect to follow: drain this response, then go there */
@@ -885,16 +1047,15 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
     }
     /* a retryable status: drain this response, then try again */
     if ((st == 502 || st == 503 || st == 504 || st == 429) && r->retries_left && r->idempotent &&
-        !(r->stream_body && r->body_started)) {
+        !(r->x.stream_body && r->body_started)) {
         int64_t ra = retry_after_ms(h);
-        uint64_t delay = ra >= 0 ? (uint64_t) ra : agent_backoff_ms(a, r->attempts - 1);
+        uint64_t delay = ra >= 0 ? (uint64_t) ra : backoff_ms(a, r->attempts - 1);
         if ((ra < 0 || (uint64_t) ra <= a->opt.retry_max_delay_ms) && within_deadline(r, delay)) {
             r->retry_pending = true;
             r->retry_delay = delay;
             return;
         }
     }
-    const char *base = c->rbuf->data;
     if (r->fetch) {
         size_t hl = head_len;
         char *copy = malloc(hl ? hl : 1);
@@ -902,7 +1063,7 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
         if (!copy || !hs) {
             free(copy);
             free(hs);
-            client_req_complete(r, FERRY_ENOMEM);
+            complete(r, FERRY_ENOMEM);
             return;
         }
         free(r->hdrs);
@@ -913,13 +1074,13 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
         r->head_copy = copy;
         r->response_delivered = true;
         if ((h->flags & PARSE_F_CONTENT_LENGTH) && h->content_length > r->fetch_max)
-            client_req_complete(r, FERRY_EBODYTOOBIG); /* refused before a byte of it */
+            complete(r, FERRY_EBODYTOOBIG); /* refused before a byte of it */
         return;
     }
     /* streamed: the headers live in the read buffer until on_response
      * returns, and callbacks never nest, so one array serves the agent */
     if (!a->hdrs && !(a->hdrs = malloc(a->opt.max_headers * sizeof(*a->hdrs)))) {
-        client_req_complete(r, FERRY_ENOMEM);
+        complete(r, FERRY_ENOMEM);
         return;
     }
     fill_response(r, h, base, NULL, a->hdrs);
@@ -929,17 +1090,18 @@ void client_req_response_head(client_req *r, client_conn *c, const parse_head *h
 }
 
 /* Body bytes of the response to r. */
-void client_req_body(client_req *r, const char *p, size_t n)
+static void on_body(client_exchange *x, const char *p, size_t n)
 {
-    if (r->retry_pending || r->redirect_pending || r->state == RQ_DONE || r->ghost)
+    client_req *r = container_of(x, client_req, x);
+    if (r->retry_pending || r->redirect_pending || r->state == RQ_DONE)
         return; /* drained */
     if (r->fetch) {
         if (r->fetch_len + n > r->fetch_max) {
-            client_req_complete(r, FERRY_EBODYTOOBIG);
+            complete(r, FERRY_EBODYTOOBIG);
             return;
         }
         if (buf_reserve(&r->fetch_buf, &r->fetch_cap, r->fetch_len + n, 4096) < 0) {
-            client_req_complete(r, FERRY_ENOMEM);
+            complete(r, FERRY_ENOMEM);
             return;
         }
         memcpy(r->fetch_buf + r->fetch_len, p, n);
@@ -951,12 +1113,9 @@ void client_req_body(client_req *r, const char *p, size_t n)
 }
 
 /* The response to r ended (r is off its socket): done, or retried. */
-void client_req_message_end(client_req *r)
+static void on_end(client_exchange *x)
 {
-    if (r->ghost) {
-        client_req_free_ghost(r);
-        return;
-    }
+    client_req *r = container_of(x, client_req, x);
     if (r->state == RQ_DONE)
         return;
     if (r->retry_pending) {
@@ -969,86 +1128,87 @@ void client_req_message_end(client_req *r)
         int err = follow_redirect(r);
         if (err == 0)
             return;
-        client_req_complete(r, err);
+        complete(r, err);
         return;
     }
     r->state = RQ_DONE;
     r->final_status = 0;
     timeout_disarm(&r->t_deadline);
-    timeout_disarm(&r->t_continue);
-    client_req_deliver_done(r);
+    deliver_done(r);
 }
 
-/* ---- ghosts ---- */
+/* ---- exchange events ---- */
 
-/* Allocates a ghost for r (owner: r's socket, which frees it when the
- * response it stands for has been read, or when the socket closes). It
- * knows only what reading that response needs. NULL without memory. */
-client_req *client_req_ghost(const client_req *r)
+static client_exchange *on_failed(client_exchange *x, int err)
 {
-    client_req *g = calloc(1, sizeof(*g));
-    if (!g)
-        return NULL;
-    g->ghost = true;
-    g->agent = r->agent;
-    g->is_head = r->is_head;
-    g->body_ended = r->body_ended;
-    g->state = RQ_SENT;
-    g->t_headers = r->t_headers;
-    g->t_body = r->t_body;
-    timeout_entry_init(&g->tmo, client_req_on_timeout);
-    return g;
+    client_req *r = container_of(x, client_req, x);
+    attempt_failed(r, err, AF_SENT);
+    return x;
 }
 
-void client_req_free_ghost(client_req *g)
+static client_exchange *on_replay(client_exchange *x, client_exchange *lead)
 {
-    timeout_disarm(&g->tmo);
-    free(g);
+    client_req *r = container_of(x, client_req, x);
+    client_req *l = replay(r, lead ? container_of(lead, client_req, x) : NULL);
+    return l ? &l->x : NULL;
 }
 
-/* ---- timeouts ---- */
+/* this attempt's socket wants the streamed body */
+static void on_body_ready(client_exchange *x)
+{
+    client_req *r = container_of(x, client_req, x);
+    r->body_started = true;
+    r->stream_sent = 0;
+    if (r->cb.on_body_ready)
+        r->cb.on_body_ready(r, r->data);
+}
 
-void client_req_on_timeout(timeout_entry *e)
+static void on_writes_due(client_exchange *x, uint64_t flushed)
+{
+    client_req *r = container_of(x, client_req, x);
+    write_waiter w;
+    while (r->state != RQ_DONE && waiters_pop(&x->waiters, flushed, false, &w))
+        if (w.cb)
+            ((ferry_client_write_cb) w.cb)(r, 0, w.data);
+}
+
+static void on_timeout(client_exchange *x, int err)
+{
+    client_req *r = container_of(x, client_req, x);
+    if (err == FERRY_EBODYTIMEOUT)
+        r->agent->stats.timeouts_body++;
+    else
+        r->agent->stats.timeouts_headers++;
+    complete(r, err);
+}
+
+const exchange_events request_exchange_events = {
+    .head = on_head,
+    .body = on_body,
+    .end = on_end,
+    .failed = on_failed,
+    .replay = on_replay,
+    .body_ready = on_body_ready,
+    .writes_due = on_writes_due,
+    .timeout = on_timeout,
+};
+
+/* ---- request timeouts ---- */
+
+static void on_queue_timeout(timeout_entry *e)
 {
     client_req *r = container_of(e, client_req, tmo);
-    ferry_agent *a = r->agent;
-    int err;
-    if (r->ghost) { /* the response nobody waits for never came: the socket is stuck */
-        a->stats.timeouts_headers++;
-        client_conn_close_ex(r->conn, FERRY_EHEADERSTIMEOUT, true);
+    if (r->state != RQ_WAITING)
         return;
-    }
-    if (r->state == RQ_WAITING) {
-        a->stats.timeouts_queue++;
-        err = FERRY_EQUEUETIMEOUT;
-    } else if (r->state == RQ_SENT && r->conn) {
-        client_conn *c = r->conn;
-        bool first = c->inflight.next == &r->link;
-        if (first && c->head_done) {
-            a->stats.timeouts_body++;
-            err = FERRY_EBODYTIMEOUT;
-        } else {
-            a->stats.timeouts_headers++;
-            err = FERRY_EHEADERSTIMEOUT;
-        }
-    } else {
-        return;
-    }
-    client_req_complete(r, err);
+    r->agent->stats.timeouts_queue++;
+    complete(r, FERRY_EQUEUETIMEOUT);
 }
 
-void client_req_on_deadline(timeout_entry *e)
+static void on_deadline(timeout_entry *e)
 {
     client_req *r = container_of(e, client_req, t_deadline);
     r->agent->stats.timeouts_total++;
-    client_req_complete(r, FERRY_EDEADLINE);
-}
-
-static void on_continue_timeout(timeout_entry *e)
-{
-    client_req *r = container_of(e, client_req, t_continue);
-    if (r->state == RQ_SENT && r->conn && r->continue_waiting)
-        client_conn_send_body(r->conn, r);
+    complete(r, FERRY_EDEADLINE);
 }
 
 /* ---- public calls on a request ---- */
@@ -1057,80 +1217,59 @@ void ferry_request_abort(ferry_client_req *r)
 {
     if (!r || r->state == RQ_DONE)
         return;
-    client_req_complete(r, FERRY_EABORTED);
+    complete(r, FERRY_EABORTED);
 }
 
 void ferry_client_req_pause(ferry_client_req *r)
 {
     if (r)
-        r->paused = true;
+        r->x.paused = true;
 }
 
 void ferry_client_req_resume(ferry_client_req *r)
 {
-    if (!r || !r->paused)
+    if (!r || !r->x.paused)
         return;
-    r->paused = false;
-    if (r->conn && r->state == RQ_SENT)
-        client_conn_resume(r->conn);
-}
-
-/* on_body_ready: this attempt's socket wants the streamed body. */
-void client_req_body_ready(client_req *r)
-{
-    r->body_started = true;
-    r->stream_sent = 0;
-    if (r->cb.on_body_ready)
-        r->cb.on_body_ready(r, r->data);
+    r->x.paused = false;
+    if (r->x.conn && r->state == RQ_SENT)
+        conn_resume(r->x.conn);
 }
 
 int ferry_client_req_write(ferry_client_req *r, const void *buf, size_t len,
                            ferry_client_write_cb cb, void *data)
 {
-    if (!r || !r->stream_body || r->body_ended || (len && !buf))
+    if (!r || !r->x.stream_body || r->x.body_ended || (len && !buf))
         return FERRY_EINVAL;
-    if (r->state != RQ_SENT || !r->conn || !r->body_started)
+    client_conn *c = r->x.conn;
+    if (r->state != RQ_SENT || !c || !r->body_started)
         return FERRY_ENOTCONN;
     if (r->stream_len != UINT64_MAX && r->stream_sent + len > r->stream_len)
         return FERRY_EINVAL;
-    if (cb && r->nwaiters == r->waiters_cap) {
-        size_t n = r->waiters_cap ? r->waiters_cap * 2 : 4;
-        client_waiter *w = realloc(r->waiters, n * sizeof(*w));
-        if (!w)
-            return FERRY_ENOMEM;
-        r->waiters = w;
-        r->waiters_cap = n;
-    }
-    client_conn *c = r->conn;
+    if (cb && waiters_reserve(&r->x.waiters) < 0)
+        return FERRY_ENOMEM;
     r->stream_sent += len;
-    client_conn_write_body(c, r, buf, len, false);
-    if (r->state != RQ_SENT || r->conn != c)
+    if (conn_write_body(c, &r->x, buf, len, false) < 0)
         return FERRY_ENOMEM; /* appending failed and took the socket down */
     if (cb)
-        r->waiters[r->nwaiters++] = (client_waiter){c->out.queued_total, cb, data};
-    /* the upload is progress: the response clock starts again */
-    if (c->inflight.next == &r->link)
-        agent_arm(r->agent, &r->tmo, r->t_headers, false);
-    client_conn_flush(c); /* a failure here reaches cb through the request's end */
+        waiters_push(&r->x.waiters, c->t.queued_total, (waiter_fn) cb, data);
+    conn_touch(c, &r->x); /* the upload is progress: the response clock starts again */
+    conn_flush(c);        /* a failure here reaches cb through the request's end */
     return 0;
 }
 
 int ferry_client_req_end_body(ferry_client_req *r)
 {
-    if (!r || !r->stream_body || r->body_ended)
+    if (!r || !r->x.stream_body || r->x.body_ended)
         return FERRY_EINVAL;
-    if (r->state != RQ_SENT || !r->conn || !r->body_started)
+    client_conn *c = r->x.conn;
+    if (r->state != RQ_SENT || !c || !r->body_started)
         return FERRY_ENOTCONN;
     if (r->stream_len != UINT64_MAX && r->stream_sent != r->stream_len)
         return FERRY_EINVAL;
-    client_conn *c = r->conn;
-    r->body_ended = true;
-    client_conn_write_body(c, r, NULL, 0, true);
-    if (r->state != RQ_SENT || r->conn != c)
+    if (conn_write_body(c, &r->x, NULL, 0, true) < 0)
         return FERRY_ENOMEM;
-    if (c->inflight.next == &r->link)
-        agent_arm(r->agent, &r->tmo, r->t_headers, false);
-    client_conn_flush(c);
+    conn_touch(c, &r->x);
+    conn_flush(c);
     return 0;
 }
 
