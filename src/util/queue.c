@@ -83,56 +83,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/closer.h"
+#include "core/list.h"
 #include "ferry.h"
 #include "util/siphash.h"
 
-#ifndef container_of
-// clang-format off
-#define container_of(ptr, type, member) ((type *) ((char *) (ptr) - offsetof(type, member)))
-// clang-format on
-#endif
-
 #define KEYTAB_MIN_BUCKETS 16
-
-/* ---- intrusive doubly linked lists, with a sentinel ---------------------- */
-
-typedef struct qlink {
-    struct qlink *prev;
-    struct qlink *next;
-} qlink;
-
-static void list_init(qlink *l)
-{
-    l->prev = l->next = l;
-}
-
-static bool list_empty(const qlink *l)
-{
-    return l->next == l;
-}
-
-/* Insert `n` before `pos` (before the sentinel = append). */
-static void list_insert_before(qlink *pos, qlink *n)
-{
-    n->prev = pos->prev;
-    n->next = pos;
-    pos->prev->next = n;
-    pos->prev = n;
-}
-
-static void list_remove(qlink *n)
-{
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->prev = n->next = n;
-}
 
 /* ---- types ----------------------------------------------------------------- */
 
 typedef struct qkey {
     struct qkey *hnext; /* next in its bucket's chain */
     uint64_t hash;
-    qlink waiting; /* its queued tasks (klink), in push order */
+    list_link waiting; /* its queued tasks (klink), in push order */
     size_t nwaiting;
     bool running; /* one of its tasks is running */
     size_t len;
@@ -146,8 +109,8 @@ struct ferry_queue_task {
     qkey *key; /* NULL: no key (and once cancelled) */
     ferry_task_cb cb;
     void *data;
-    qlink klink; /* in key->waiting while queued under a key */
-    qlink rlink; /* in q->ready while runnable; in q->cancelled once cancelled */
+    list_link klink; /* in key->waiting while queued under a key */
+    list_link rlink; /* in q->ready while runnable; in q->cancelled once cancelled */
     uint8_t state;
     bool ready; /* rlink is in q->ready */
 };
@@ -159,8 +122,8 @@ struct ferry_queue {
     ferry_queue_options opt;
     uv_idle_t idle;   /* runs a pass before the poll; also keeps the poll from blocking */
     uv_check_t check; /* runs a pass right after the poll */
-    qlink ready;      /* runnable tasks, in the order they became runnable */
-    qlink cancelled;  /* cancelled tasks whose callback has not run yet */
+    list_link ready;      /* runnable tasks, in the order they became runnable */
+    list_link cancelled;  /* cancelled tasks whose callback has not run yet */
     /* the key table */
     qkey **buckets;
     size_t mask; /* buckets - 1; a power of two minus one */
@@ -172,7 +135,7 @@ struct ferry_queue {
     uint64_t pushed, completed, ncancelled, rejected;
     /* state */
     queue_state state;
-    int handles_open;
+    closer closer;
     bool armed;         /* idle and check started */
     bool dispatching;   /* inside a pass: done/cancel/push/close leave the re-arming to it */
     uint32_t turn_left; /* starts left before the next poll (reset in the check phase) */
@@ -251,19 +214,19 @@ static void key_release(ferry_queue *q, qkey *k, bool may_shrink)
 
 /* ---- dispatching ------------------------------------------------------------ */
 
-static ferry_queue_task *task_of_rlink(qlink *l)
+static ferry_queue_task *task_of_rlink(list_link *l)
 {
     return container_of(l, ferry_queue_task, rlink);
 }
 
-static ferry_queue_task *task_of_klink(qlink *l)
+static ferry_queue_task *task_of_klink(list_link *l)
 {
     return container_of(l, ferry_queue_task, klink);
 }
 
 static void ready_append(ferry_queue *q, ferry_queue_task *t)
 {
-    list_insert_before(&q->ready, &t->rlink);
+    list_append(&q->ready, &t->rlink);
     t->ready = true;
 }
 
@@ -279,7 +242,7 @@ static bool has_work(const ferry_queue *q)
 
 static void on_idle(uv_idle_t *h);
 static void on_check(uv_check_t *h);
-static void on_handle_closed(uv_handle_t *h);
+static void on_handles_closed(closer *c);
 
 static void handles_arm(ferry_queue *q)
 {
@@ -311,8 +274,10 @@ static void queue_kick(ferry_queue *q)
     handles_disarm(q);
     if (q->state == Q_CLOSING && q->queued == 0 && q->running == 0) {
         q->state = Q_HANDLES_CLOSING;
-        uv_close((uv_handle_t *) &q->idle, on_handle_closed);
-        uv_close((uv_handle_t *) &q->check, on_handle_closed);
+        closer_begin(&q->closer, on_handles_closed);
+        closer_handle(&q->closer, (uv_handle_t *) &q->idle);
+        closer_handle(&q->closer, (uv_handle_t *) &q->check);
+        closer_end(&q->closer);
     }
 }
 
@@ -380,10 +345,9 @@ static void on_check(uv_check_t *h)
     queue_pass(q);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void on_handles_closed(closer *c)
 {
-    ferry_queue *q = h->data;
-    if (--q->handles_open > 0) return;
+    ferry_queue *q = container_of(c, ferry_queue, closer);
     q->state = Q_CLOSED;
     if (q->close_cb != NULL) q->close_cb(q, q->close_data); /* may free q: nothing after this */
 }
@@ -435,7 +399,6 @@ int ferry_queue_new(uv_loop_t *loop, const ferry_queue_options *o, ferry_queue *
     uv_check_init(loop, &q->check);
     q->idle.data = q;
     q->check.data = q;
-    q->handles_open = 2;
     q->state = Q_OPEN;
     *out = q;
     return 0;
