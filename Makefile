@@ -19,15 +19,19 @@ deps:
 deps-bench:
 	@scripts/deps.sh --bench
 
+# `make` and `make run` build the library, the CLI and the examples; the test
+# suite (and cmocka) only comes with `make test` and `make asan`.
 build: deps
-	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=$(WERROR) >/dev/null
+	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=$(WERROR) -DFERRY_TESTS=OFF >/dev/null
 	@$(CMAKE) --build build -j $(JOBS)
 
-test: build
+test: deps
+	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=$(WERROR) -DFERRY_TESTS=ON >/dev/null
+	@$(CMAKE) --build build -j $(JOBS)
 	@cd build && $(CTEST)
 
 asan: deps
-	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON -DFERRY_WERROR=$(WERROR) >/dev/null
+	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON -DFERRY_WERROR=$(WERROR) -DFERRY_TESTS=ON >/dev/null
 	@$(CMAKE) --build build-asan -j $(JOBS)
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $(CTEST)
 
