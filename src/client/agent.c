@@ -22,10 +22,11 @@
 #include <time.h>
 
 #include "client/client_internal.h"
+#include "core/options.h"
 
 #define TOTAL_SOCKETS_RESERVE 64 /* fds left for everything else when deriving the budget */
 
-void ferry_agent_options_init(ferry_agent_options *o)
+static void agent_options_defaults(ferry_agent_options *o)
 {
     memset(o, 0, sizeof(*o));
     o->max_sockets_per_origin = 256;
@@ -50,6 +51,13 @@ void ferry_agent_options_init(ferry_agent_options *o)
     o->dns_ttl_ms = 30000;
 }
 
+void ferry_agent_options_init_sized(ferry_agent_options *o, size_t size)
+{
+    ferry_agent_options def;
+    agent_options_defaults(&def);
+    options_init_sized(o, size, &def, sizeof(def));
+}
+
 /* The default socket budget: what the fd limit allows, minus a reserve. */
 static uint32_t default_total_sockets(void)
 {
@@ -69,11 +77,11 @@ int ferry_agent_new(uv_loop_t *loop, const ferry_agent_options *o, ferry_agent *
 {
     if (!loop || !out)
         return FERRY_EINVAL;
-    ferry_agent_options def;
-    if (!o) {
-        ferry_agent_options_init(&def);
-        o = &def;
-    }
+    ferry_agent_options opt; /* the caller's, perhaps from an older header, over our defaults */
+    agent_options_defaults(&opt);
+    if (o && options_copy(&opt, sizeof(opt), o, AGENT_OPTIONS_V1_SIZE) != 0)
+        return FERRY_EINVAL;
+    o = &opt;
     if (o->pipelining == 0 || o->max_sockets_per_origin == 0 || o->max_headers == 0 ||
         o->max_header_bytes < 64)
         return FERRY_EINVAL;
