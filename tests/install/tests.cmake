@@ -1,8 +1,39 @@
 # tests.cmake — ferry as a dependency (issue 12), included from CMakeLists.txt
-# when FERRY_TESTS is on; each test takes seconds.
+# when FERRY_TESTS is on. Scripts in tests/install and tests/abi; each takes
+# seconds.
 #
+#   install_tree       cmake --install into build/install-test (a fixture for the rest),
+#                      the layout, the SONAME, DESTDIR, the uninstall manifest
+#   install_pkgconfig  an outside program built with pkg-config, shared and static
+#   install_cmake      an outside CMake project: find_package(ferry) + ferry::ferry
+#   install_symbols    only ferry_* leaves libferry.so and the installed libferry.a
+#   install_clash      a program defining parse_request, url_parse, buf_reserve links
+#                      with either library, and its server answers 200
 #   abi_grow           a program built against tests/abi/ferry_v0_1_0.h runs on a
 #                      library whose options structs have grown
+
+# Outside programs are built like ours: sanitizers too, or ASan's runtime is missing.
+set(FERRY_OUTSIDE_CFLAGS "")
+if(FERRY_SANITIZE)
+  set(FERRY_OUTSIDE_CFLAGS "-fsanitize=address,undefined -fno-sanitize-recover=all")
+endif()
+set(FERRY_INSTALL_TEST_DIR ${PROJECT_BINARY_DIR}/install-test)
+set(FERRY_INSTALL_TEST_ENV
+    "FERRY_SRC=${PROJECT_SOURCE_DIR}" "FERRY_BUILD=${PROJECT_BINARY_DIR}"
+    "FERRY_TEST_DIR=${FERRY_INSTALL_TEST_DIR}" "FERRY_LIBDIR=${CMAKE_INSTALL_LIBDIR}"
+    "FERRY_MANDIR=${CMAKE_INSTALL_MANDIR}" "FERRY_CC=${CMAKE_C_COMPILER}"
+    "FERRY_OUTSIDE_CFLAGS=${FERRY_OUTSIDE_CFLAGS}" "FERRY_VERSION=${PROJECT_VERSION}"
+    "CMOCKA_MESSAGE_OUTPUT=STDOUT")
+
+add_test(NAME install_tree COMMAND ${PROJECT_SOURCE_DIR}/tests/install/install_tree.sh)
+set_tests_properties(install_tree PROPERTIES FIXTURES_SETUP ferry_installed)
+foreach(t pkgconfig cmake symbols clash)
+  add_test(NAME install_${t} COMMAND ${PROJECT_SOURCE_DIR}/tests/install/${t}.sh)
+  set_tests_properties(install_${t} PROPERTIES FIXTURES_REQUIRED ferry_installed)
+endforeach()
+foreach(t tree pkgconfig cmake symbols clash)
+  set_tests_properties(install_${t} PROPERTIES TIMEOUT 60 ENVIRONMENT "${FERRY_INSTALL_TEST_ENV}")
+endforeach()
 
 # ---- the ABI test --------------------------------------------------------------
 # The library again, with -DFERRY_ABI_TEST_GROW (every options struct longer),
