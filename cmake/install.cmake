@@ -4,7 +4,8 @@
 #   include/ferry.h
 #   lib/libferry.so.X.Y.Z (+ .so.X, .so)   lib/libferry.a
 #   lib/pkgconfig/ferry.pc                 lib/cmake/ferry/ferryConfig*.cmake
-#   bin/ferry                              share/doc/ferry/README.md, docs/*.md
+#   bin/ferry                              share/man/man1/ferry*.1
+#   share/doc/ferry/README.md, docs/*.md
 #
 # `cmake --install build --prefix P` may name another prefix than the one
 # configured, so ferry.pc is written at install time, and ferryConfig.cmake
@@ -51,7 +52,9 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/ferryConfigVersion.cmake
 install(FILES ${PROJECT_BINARY_DIR}/ferryConfig.cmake ${PROJECT_BINARY_DIR}/ferryConfigVersion.cmake
         DESTINATION ${FERRY_CMAKE_DIR})
 
-# ---- docs --------------------------------------------------------------------
+# ---- man pages and docs ------------------------------------------------------
+file(GLOB FERRY_MAN_PAGES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/man/*.1)
+install(FILES ${FERRY_MAN_PAGES} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 file(GLOB FERRY_DOCS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/docs/*.md)
 # README's links say docs/x.md: keep that shape.
 install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})

@@ -17,6 +17,9 @@ for f in include/ferry.h "$FERRY_LIBDIR/libferry.a" "$FERRY_LIBDIR/libferry.so.$
          share/doc/ferry/README.md share/doc/ferry/docs/abi.md; do
     [ -f "$PREFIX/$f" ] || bad "installed: $f"
 done
+for p in ferry ferry-serve ferry-fetch ferry-bench; do
+    [ -f "$PREFIX/$FERRY_MANDIR/man1/$p.1" ] || bad "installed: man page $p(1)"
+done
 [ "$(readlink "$LIBDIR/libferry.so.$MAJOR")" = "libferry.so.$V" ] || bad "libferry.so.$MAJOR -> libferry.so.$V"
 [ "$(readlink "$LIBDIR/libferry.so")" = "libferry.so.$MAJOR" ] || bad "libferry.so -> libferry.so.$MAJOR"
 soname=$(readelf -d "$LIBDIR/libferry.so.$V" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')

@@ -9,6 +9,7 @@
 #   install_symbols    only ferry_* leaves libferry.so and the installed libferry.a
 #   install_clash      a program defining parse_request, url_parse, buf_reserve links
 #                      with either library, and its server answers 200
+#   install_man        every man page renders without a warning and names every flag
 #   abi_grow           a program built against tests/abi/ferry_v0_1_0.h runs on a
 #                      library whose options structs have grown
 
@@ -27,11 +28,11 @@ set(FERRY_INSTALL_TEST_ENV
 
 add_test(NAME install_tree COMMAND ${PROJECT_SOURCE_DIR}/tests/install/install_tree.sh)
 set_tests_properties(install_tree PROPERTIES FIXTURES_SETUP ferry_installed)
-foreach(t pkgconfig cmake symbols clash)
+foreach(t pkgconfig cmake symbols clash man)
   add_test(NAME install_${t} COMMAND ${PROJECT_SOURCE_DIR}/tests/install/${t}.sh)
   set_tests_properties(install_${t} PROPERTIES FIXTURES_REQUIRED ferry_installed)
 endforeach()
-foreach(t tree pkgconfig cmake symbols clash)
+foreach(t tree pkgconfig cmake symbols clash man)
   set_tests_properties(install_${t} PROPERTIES TIMEOUT 60 ENVIRONMENT "${FERRY_INSTALL_TEST_ENV}")
 endforeach()
 
