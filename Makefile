@@ -8,8 +8,12 @@ FUZZ_SECONDS ?= 60
 WERROR      ?= $(if $(CI),ON,OFF)
 CMAKE       := cmake
 CTEST       := ctest --output-on-failure -j $(JOBS)
+# make install: where to (DESTDIR, if set, is prepended to every path: staging)
+PREFIX      ?= /usr/local
+DESTDIR     ?=
 
-.PHONY: all build test asan fuzz bench-parse bench-server bench-client run format deps deps-bench clean
+.PHONY: all build test asan fuzz bench-parse bench-server bench-client run format deps deps-bench \
+        install uninstall clean
 
 all: build
 
@@ -19,15 +23,35 @@ deps:
 deps-bench:
 	@scripts/deps.sh --bench
 
+# `make` and `make run` build the library, the CLI and the examples; the test
+# suite (and cmocka) only comes with `make test` and `make asan`.
 build: deps
-	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=$(WERROR) >/dev/null
+	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=$(WERROR) -DFERRY_TESTS=OFF >/dev/null
 	@$(CMAKE) --build build -j $(JOBS)
 
-test: build
+test: deps
+	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=$(WERROR) -DFERRY_TESTS=ON >/dev/null
+	@$(CMAKE) --build build -j $(JOBS)
 	@cd build && $(CTEST)
 
+# CMake's install rules (cmake/install.cmake). Every file installed is added to
+# build/installed_files.txt, which `make uninstall` removes again (give it the
+# same DESTDIR).
+# As root and not staging, ldconfig refreshes the loader's cache, which is how
+# libferry.so.0 is found in /usr/local/lib.
+LDCONFIG = if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+install: build
+	@DESTDIR="$(DESTDIR)" $(CMAKE) --install build --prefix "$(PREFIX)"
+	@cat build/install_manifest.txt >> build/installed_files.txt && echo >> build/installed_files.txt
+	@$(LDCONFIG)
+
+uninstall:
+	@DESTDIR="$(DESTDIR)" $(CMAKE) -DMANIFEST=build/installed_files.txt -P cmake/uninstall.cmake
+	@$(LDCONFIG)
+
 asan: deps
-	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON -DFERRY_WERROR=$(WERROR) >/dev/null
+	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON -DFERRY_WERROR=$(WERROR) -DFERRY_TESTS=ON >/dev/null
 	@$(CMAKE) --build build-asan -j $(JOBS)
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $(CTEST)
 
@@ -66,8 +90,9 @@ bench-server: build deps-bench
 bench-client: build deps-bench
 	@bench/client.sh
 
+# The frozen 0.1.0 header (tests/abi) stays byte for byte as released.
 format:
-	@clang-format -i $$(git ls-files '*.c' '*.h')
+	@clang-format -i $$(git ls-files '*.c' '*.h' ':!tests/abi/ferry_v0_1_0.h')
 
 clean:
 	rm -rf build build-asan build-fuzz build-bench

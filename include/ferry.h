@@ -1,8 +1,10 @@
 /* ferry — HTTP/1.1 server and client library for C on libuv.
  *
  * This is the whole public API. Handles are opaque; option structs have an
- * *_init() that fills every default; functions return 0 or a negative
- * FERRY_E* code that ferry_strerror() names. See docs/ for the guide.
+ * *_init() that fills every default (always call it: it also records the
+ * struct's size, which is how a newer library reads an older program's
+ * options; docs/abi.md); functions return 0 or a negative FERRY_E* code that
+ * ferry_strerror() names. See docs/ for the guide.
  */
 #ifndef FERRY_H
 #define FERRY_H
@@ -13,6 +15,22 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* Everything declared from here to the matching pop is the exported ABI: the
+ * library is built with -fvisibility=hidden, so nothing else leaves it, and
+ * no declaration needs a marker that could be forgotten (docs/abi.md). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/* tests/abi builds a second library with -DFERRY_ABI_TEST_GROW, whose options
+ * structs end in these extra fields: a newer library, as an old program meets
+ * it. Never defined otherwise. */
+#ifdef FERRY_ABI_TEST_GROW
+#define FERRY_ABI_TEST_GROW_FIELDS_ uint64_t abi_test_grown_[5];
+#else
+#define FERRY_ABI_TEST_GROW_FIELDS_
 #endif
 
 #define FERRY_VERSION_MAJOR  0
@@ -171,6 +189,7 @@ typedef void (*ferry_server_close_cb)(ferry_server *s, void *data);
 
 /* Every limit and timeout, with its default. Times in ms; 0 disables where noted. */
 typedef struct ferry_server_options {
+    size_t struct_size;               /* sizeof, set by the _init macro; never by hand */
     uint64_t keep_alive_timeout_ms;   /* idle keep-alive connection closes after; 5000; 0 = never */
     uint64_t headers_timeout_ms;      /* accept/first byte to end of head → 408; 60000; 0 = off */
     uint64_t request_timeout_ms;      /* first byte to end of body → 408; 300000; 0 = off */
@@ -189,9 +208,13 @@ typedef struct ferry_server_options {
     int reject_expect_continue;       /* 1: answer Expect: 100-continue with 417; 0 (default):
                                          send 100 when the handler starts reading the body */
     int reuse_port;                   /* SO_REUSEPORT, for one loop per core; 0 */
+    FERRY_ABI_TEST_GROW_FIELDS_
 } ferry_server_options;
 
-void ferry_server_options_init(ferry_server_options *o);
+/* Fill *o with the defaults. A macro, so that sizeof is the caller's: the
+ * library fills and later reads only that many bytes (docs/abi.md). */
+#define ferry_server_options_init(o) ferry_server_options_init_sized((o), sizeof(*(o)))
+void ferry_server_options_init_sized(ferry_server_options *o, size_t size);
 
 /* Create a server on `loop`. The server owns nothing of the caller's; free
  * it with ferry_server_free() after its close callback ran (or right away if
@@ -373,6 +396,7 @@ typedef struct ferry_header {
 #define FERRY_AGENT_DEFAULT UINT64_MAX
 
 typedef struct ferry_agent_options {
+    size_t struct_size;               /* sizeof, set by the _init macro; never by hand */
     uint32_t max_sockets_per_origin;  /* open sockets to one origin; 256 */
     uint32_t max_total_sockets;       /* all origins; 0 (default) = RLIMIT_NOFILE's soft limit
                                          minus a reserve of 64, at least 16 */
@@ -401,9 +425,13 @@ typedef struct ferry_agent_options {
     uint64_t retry_max_delay_ms;      /* cap on one backoff; a longer Retry-After means
                                          no retry (the caller gets that response); 10000 */
     uint64_t dns_ttl_ms;              /* how long a resolved name is reused; 30000 */
+    FERRY_ABI_TEST_GROW_FIELDS_
 } ferry_agent_options;
 
-void ferry_agent_options_init(ferry_agent_options *o);
+/* Fill *o with the defaults. A macro, so that sizeof is the caller's: the
+ * library fills and later reads only that many bytes (docs/abi.md). */
+#define ferry_agent_options_init(o) ferry_agent_options_init_sized((o), sizeof(*(o)))
+void ferry_agent_options_init_sized(ferry_agent_options *o, size_t size);
 
 /* Create an agent on `loop` (o NULL: defaults). Free it with
  * ferry_agent_free() after its close callback ran. */
@@ -460,6 +488,7 @@ int ferry_agent_origin_stats_get(const ferry_agent *a, const char *url,
 
 /* ---- One request ---- */
 typedef struct ferry_request_options {
+    size_t struct_size;            /* sizeof, set by the _init macro; never by hand */
     const char *method;            /* "GET" (default), "POST", ... any token */
     const char *url;               /* absolute http:// URL: IPv4, [IPv6] or a name;
                                       https:// → FERRY_ENOTSUP (no TLS yet) */
@@ -492,9 +521,13 @@ typedef struct ferry_request_options {
                                       method and body; Authorization and Cookie headers
                                       given here are dropped when the origin changes; a
                                       streamed body is never redirected */
+    FERRY_ABI_TEST_GROW_FIELDS_
 } ferry_request_options;
 
-void ferry_request_options_init(ferry_request_options *o);
+/* Fill *o with the defaults. A macro, so that sizeof is the caller's: the
+ * library fills and later reads only that many bytes (docs/abi.md). */
+#define ferry_request_options_init(o) ferry_request_options_init_sized((o), sizeof(*(o)))
+void ferry_request_options_init_sized(ferry_request_options *o, size_t size);
 
 /* A response head (and, for ferry_fetch, its body). */
 typedef struct ferry_response {
@@ -618,6 +651,7 @@ typedef void (*ferry_task_cb)(ferry_queue_task *t, int status, void *data);
 typedef void (*ferry_queue_close_cb)(ferry_queue *q, void *data);
 
 typedef struct ferry_queue_options {
+    size_t struct_size;           /* sizeof, set by the _init macro; never by hand */
     uint32_t concurrency;         /* tasks running at once, all keys together; 16;
                                      0 = no limit (only per-key serialisation) */
     uint32_t max_queued;          /* tasks waiting to start, all keys; a push beyond fails
@@ -626,9 +660,13 @@ typedef struct ferry_queue_options {
                                      fails with FERRY_EQUEUEFULL; 0 = only max_queued (default) */
     uint32_t max_starts_per_turn; /* task starts plus cancellations delivered between two
                                      polls for I/O; 1024; 0 = no limit */
+    FERRY_ABI_TEST_GROW_FIELDS_
 } ferry_queue_options;
 
-void ferry_queue_options_init(ferry_queue_options *o);
+/* Fill *o with the defaults. A macro, so that sizeof is the caller's: the
+ * library fills and later reads only that many bytes (docs/abi.md). */
+#define ferry_queue_options_init(o) ferry_queue_options_init_sized((o), sizeof(*(o)))
+void ferry_queue_options_init_sized(ferry_queue_options *o, size_t size);
 
 /* Create a queue on `loop` (o NULL: defaults). The caller owns it: close it,
  * then free it after the close callback ran. It initialises two libuv
@@ -686,6 +724,10 @@ typedef struct ferry_queue_stats {
 } ferry_queue_stats;
 
 void ferry_queue_stats_get(const ferry_queue *q, ferry_queue_stats *st);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -9,10 +9,11 @@
 #include <sys/resource.h>
 
 #include "client/client.h"
+#include "core/options.h"
 
 #define TOTAL_SOCKETS_RESERVE 64 /* fds left for everything else when deriving the budget */
 
-void ferry_agent_options_init(ferry_agent_options *o)
+static void agent_options_defaults(ferry_agent_options *o)
 {
     memset(o, 0, sizeof(*o));
     o->max_sockets_per_origin = 256;
@@ -35,6 +36,13 @@ void ferry_agent_options_init(ferry_agent_options *o)
     o->retry_base_ms = 100;
     o->retry_max_delay_ms = 10000;
     o->dns_ttl_ms = 30000;
+}
+
+void ferry_agent_options_init_sized(ferry_agent_options *o, size_t size)
+{
+    ferry_agent_options def;
+    agent_options_defaults(&def);
+    options_init_sized(o, size, &def, sizeof(def));
 }
 
 /* The default socket budget: what the fd limit allows, minus a reserve. */
@@ -83,11 +91,11 @@ int ferry_agent_new(uv_loop_t *loop, const ferry_agent_options *o, ferry_agent *
     if (!loop || !out)
         return FERRY_EINVAL;
     *out = NULL;
-    ferry_agent_options def;
-    if (!o) {
-        ferry_agent_options_init(&def);
-        o = &def;
-    }
+    ferry_agent_options opt; /* the caller's, perhaps from an older header, over our defaults */
+    agent_options_defaults(&opt);
+    if (o && options_copy(&opt, sizeof(opt), o, AGENT_OPTIONS_V1_SIZE) != 0)
+        return FERRY_EINVAL;
+    o = &opt;
     if (o->pipelining == 0 || o->max_sockets_per_origin == 0 || o->max_headers == 0 ||
         o->max_header_bytes < 64)
         return FERRY_EINVAL;

@@ -20,11 +20,12 @@
 #include <time.h>
 
 #include "client/client.h"
+#include "core/options.h"
 #include "http1/message.h"
 
 #define FETCH_DEFAULT_MAX (64u * 1024 * 1024)
 
-void ferry_request_options_init(ferry_request_options *o)
+static void request_options_defaults(ferry_request_options *o)
 {
     memset(o, 0, sizeof(*o));
     o->method = "GET";
@@ -35,6 +36,13 @@ void ferry_request_options_init(ferry_request_options *o)
     o->queue_timeout_ms = FERRY_AGENT_DEFAULT;
     o->total_timeout_ms = FERRY_AGENT_DEFAULT;
     o->retries = FERRY_AGENT_DEFAULT;
+}
+
+void ferry_request_options_init_sized(ferry_request_options *o, size_t size)
+{
+    ferry_request_options def;
+    request_options_defaults(&def);
+    options_init_sized(o, size, &def, sizeof(def));
 }
 
 ferry_str ferry_response_header(const ferry_response *r, const char *name)
@@ -415,7 +423,12 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
 {
     if (out)
         *out = NULL;
-    if (!a || !o || !o->url)
+    ferry_request_options opt; /* the caller's, perhaps from an older header, over our defaults */
+    request_options_defaults(&opt);
+    if (!o || options_copy(&opt, sizeof(opt), o, REQUEST_OPTIONS_V1_SIZE) != 0)
+        return FERRY_EINVAL;
+    o = &opt;
+    if (!a || !o->url)
         return FERRY_EINVAL;
     if (a->closing)
         return FERRY_ECLOSING;

@@ -17,11 +17,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/options.h"
 #include "server/server_conn.h"
 
 #define MAX_LISTENERS 16 /* addresses one name may listen on */
 
-void ferry_server_options_init(ferry_server_options *o)
+static void server_options_defaults(ferry_server_options *o)
 {
     memset(o, 0, sizeof(*o));
     o->keep_alive_timeout_ms = 5000;
@@ -42,6 +43,13 @@ void ferry_server_options_init(ferry_server_options *o)
     o->reuse_port = 0;
 }
 
+void ferry_server_options_init_sized(ferry_server_options *o, size_t size)
+{
+    ferry_server_options def;
+    server_options_defaults(&def);
+    options_init_sized(o, size, &def, sizeof(def));
+}
+
 static void maybe_finish(ferry_server *s);
 static void on_set_changed(conn_set *set);
 static void on_accept(listener *l, uv_os_sock_t fd, bool is_pipe);
@@ -57,11 +65,11 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
     *out = NULL;
     if (!loop || !on_request)
         return FERRY_EINVAL;
-    ferry_server_options def;
-    if (!o) {
-        ferry_server_options_init(&def);
-        o = &def;
-    }
+    ferry_server_options opt; /* the caller's, perhaps from an older header, over our defaults */
+    server_options_defaults(&opt);
+    if (o && options_copy(&opt, sizeof(opt), o, SERVER_OPTIONS_V1_SIZE) != 0)
+        return FERRY_EINVAL;
+    o = &opt;
     if (o->max_header_bytes < 64 || o->max_header_bytes > (1u << 30) || o->max_headers == 0 ||
         o->max_headers > 65536 || o->max_target_bytes == 0)
         return FERRY_EINVAL;

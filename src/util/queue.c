@@ -85,6 +85,7 @@
 
 #include "core/closer.h"
 #include "core/list.h"
+#include "core/options.h"
 #include "ferry.h"
 #include "util/siphash.h"
 
@@ -354,13 +355,20 @@ static void on_handles_closed(closer *c)
 
 /* ---- public API --------------------------------------------------------------- */
 
-void ferry_queue_options_init(ferry_queue_options *o)
+static void queue_options_defaults(ferry_queue_options *o)
 {
     memset(o, 0, sizeof(*o));
     o->concurrency = 16;
     o->max_queued = 10000;
     o->max_queued_per_key = 0;
     o->max_starts_per_turn = 1024;
+}
+
+void ferry_queue_options_init_sized(ferry_queue_options *o, size_t size)
+{
+    ferry_queue_options def;
+    queue_options_defaults(&def);
+    options_init_sized(o, size, &def, sizeof(def));
 }
 
 /* Allocates the queue (owner: the caller, released by ferry_queue_free after
@@ -370,11 +378,11 @@ int ferry_queue_new(uv_loop_t *loop, const ferry_queue_options *o, ferry_queue *
     if (out == NULL) return FERRY_EINVAL;
     *out = NULL;
     if (loop == NULL) return FERRY_EINVAL;
-    ferry_queue_options def;
-    if (o == NULL) {
-        ferry_queue_options_init(&def);
-        o = &def;
-    }
+    ferry_queue_options opt; /* the caller's, perhaps from an older header, over our defaults */
+    queue_options_defaults(&opt);
+    if (o != NULL && options_copy(&opt, sizeof(opt), o, QUEUE_OPTIONS_V1_SIZE) != 0)
+        return FERRY_EINVAL;
+    o = &opt;
     ferry_queue *q = calloc(1, sizeof(*q));
     if (q == NULL) return FERRY_ENOMEM;
     q->buckets = calloc(KEYTAB_MIN_BUCKETS, sizeof(*q->buckets));

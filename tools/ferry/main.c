@@ -1,8 +1,11 @@
 /* ferry — the command-line tool. It links the library like any user would and
- * uses only include/ferry.h. main() only dispatches: each subcommand lives in
+ * uses only include/ferry.h (and OpenSSL's version string, which `ferry
+ * version` prints with libuv's). main() only dispatches: each subcommand lives in
  * its own file and is declared in cmd.h: serve, fetch and bench. */
 #include <stdio.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 
 #include "cmd.h"
 #include "ferry.h"
@@ -15,7 +18,7 @@ static void usage(FILE *out)
                  "  serve      run an HTTP server: a demo handler or static files\n"
                  "  fetch      fetch URLs through one connection pool and summarise\n"
                  "  bench      load-test a URL: throughput and latency percentiles\n"
-                 "  version    print the library version\n"
+                 "  version    print the versions of ferry, libuv and OpenSSL\n"
                  "  help       show this help\n");
 }
 
@@ -37,7 +40,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "ferry: version: unexpected argument '%s'\n", argv[2]);
             return 2;
         }
-        printf("ferry %s\n", ferry_version_string());
+        /* the libraries actually linked, which may differ from the headers built against */
+        printf("ferry %s\nlibuv %s\n%s\n", ferry_version_string(), uv_version_string(),
+               OpenSSL_version(OPENSSL_VERSION));
         return 0;
     }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

@@ -1,0 +1,739 @@
+/* tests/abi/ferry_v0_1_0.h — include/ferry.h as released in ferry 0.1.0, the
+ * first version with an ABI promise, frozen: tests/abi/abi_old.c is built
+ * against it to stand for a program compiled years ago. Never edit it; a new
+ * baseline is a new file. */
+/* ferry — HTTP/1.1 server and client library for C on libuv.
+ *
+ * This is the whole public API. Handles are opaque; option structs have an
+ * *_init() that fills every default (always call it: it also records the
+ * struct's size, which is how a newer library reads an older program's
+ * options; docs/abi.md); functions return 0 or a negative FERRY_E* code that
+ * ferry_strerror() names. See docs/ for the guide.
+ */
+#ifndef FERRY_H
+#define FERRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Everything declared from here to the matching pop is the exported ABI: the
+ * library is built with -fvisibility=hidden, so nothing else leaves it, and
+ * no declaration needs a marker that could be forgotten (docs/abi.md). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/* tests/abi builds a second library with -DFERRY_ABI_TEST_GROW, whose options
+ * structs end in these extra fields: a newer library, as an old program meets
+ * it. Never defined otherwise. */
+#ifdef FERRY_ABI_TEST_GROW
+#define FERRY_ABI_TEST_GROW_FIELDS_ uint64_t abi_test_grown_[5];
+#else
+#define FERRY_ABI_TEST_GROW_FIELDS_
+#endif
+
+#define FERRY_VERSION_MAJOR  0
+#define FERRY_VERSION_MINOR  1
+#define FERRY_VERSION_PATCH  0
+#define FERRY_VERSION_STRING "0.1.0"
+/* 0xMMmmpp: compare with FERRY_VERSION_HEX >= 0x000100 in feature tests. */
+#define FERRY_VERSION_HEX                                                                          \
+    ((FERRY_VERSION_MAJOR << 16) | (FERRY_VERSION_MINOR << 8) | FERRY_VERSION_PATCH)
+
+/* The version of the library actually linked, e.g. "0.1.0". */
+const char *ferry_version_string(void);
+
+/* ---- Errors --------------------------------------------------------------
+ *
+ * One table, libuv style: XX(name, value, http_status, message).
+ * Values are negative. Where an errno fits, the code *is* libuv's code, so a
+ * UV_E* value from the loop passes through unchanged. ferry's own codes start
+ * at -30001. http_status is the status a server answers when it meets that
+ * error in a request (0: not something a server answers).
+ */
+#define FERRY_ERRNO_MAP(XX)                                                                        \
+    /* errno / libuv codes */                                                                      \
+    XX(EOF, UV_EOF, 0, "end of stream")                                                            \
+    XX(ETIMEDOUT, UV_ETIMEDOUT, 0, "timed out")                                                    \
+    XX(ECONNREFUSED, UV_ECONNREFUSED, 0, "connection refused")                                     \
+    XX(ECONNRESET, UV_ECONNRESET, 0, "connection reset by peer")                                   \
+    XX(ECONNABORTED, UV_ECONNABORTED, 0, "connection aborted")                                     \
+    XX(EPIPE, UV_EPIPE, 0, "broken pipe")                                                          \
+    XX(ENOTCONN, UV_ENOTCONN, 0, "socket is not connected")                                        \
+    XX(EADDRINUSE, UV_EADDRINUSE, 0, "address already in use")                                     \
+    XX(EADDRNOTAVAIL, UV_EADDRNOTAVAIL, 0, "address not available")                                \
+    XX(EHOSTUNREACH, UV_EHOSTUNREACH, 0, "host is unreachable")                                    \
+    XX(ENETUNREACH, UV_ENETUNREACH, 0, "network is unreachable")                                   \
+    XX(EMFILE, UV_EMFILE, 0, "too many open files")                                                \
+    XX(ENFILE, UV_ENFILE, 0, "file table overflow")                                                \
+    XX(ENOBUFS, UV_ENOBUFS, 0, "no buffer space available")                                        \
+    XX(ENOMEM, UV_ENOMEM, 0, "not enough memory")                                                  \
+    XX(EINVAL, UV_EINVAL, 0, "invalid argument")                                                   \
+    XX(ENOENT, UV_ENOENT, 0, "no such file or directory")                                          \
+    XX(EACCES, UV_EACCES, 0, "permission denied")                                                  \
+    XX(EBUSY, UV_EBUSY, 0, "resource busy or locked")                                              \
+    XX(EALREADY, UV_EALREADY, 0, "operation already in progress")                                  \
+    XX(ECANCELED, UV_ECANCELED, 0, "operation canceled")                                           \
+    XX(ENOTSUP, UV_ENOTSUP, 0, "operation not supported")                                          \
+    XX(EAI_NONAME, UV_EAI_NONAME, 0, "unknown host name")                                          \
+    XX(EAI_AGAIN, UV_EAI_AGAIN, 0, "temporary failure in name resolution")                         \
+    XX(EAI_FAIL, UV_EAI_FAIL, 0, "permanent failure in name resolution")                           \
+    /* request line (server side) */                                                               \
+    XX(EBADREQLINE, -30001, 400, "malformed request line")                                         \
+    XX(EBADMETHOD, -30002, 400, "invalid character in method")                                     \
+    XX(EBADTARGET, -30003, 400, "invalid request-target")                                          \
+    XX(EURITOOLONG, -30004, 414, "request-target too long")                                        \
+    XX(EBADVERSION, -30005, 400, "malformed HTTP version")                                         \
+    XX(EVERSION, -30006, 505, "HTTP version not supported")                                        \
+    /* status line (client side); a gateway would answer 502 */                                    \
+    XX(EBADSTATUS, -30007, 502, "malformed status line")                                           \
+    /* header fields */                                                                            \
+    XX(EBADFIELD, -30010, 400, "invalid character in header name")                                 \
+    XX(EFIELDWS, -30011, 400, "whitespace between header name and colon")                          \
+    XX(EOBSFOLD, -30012, 400, "obsolete line folding in header")                                   \
+    XX(EBADVALUE, -30013, 400, "invalid character in header value")                                \
+    XX(EBARECR, -30014, 400, "CR not followed by LF")                                              \
+    XX(EBARELF, -30015, 400, "line ended by LF without CR")                                        \
+    XX(EHEADTOOBIG, -30016, 431, "message head too large")                                         \
+    XX(ETOOMANYFIELDS, -30017, 431, "too many header fields")                                      \
+    XX(EBADHOST, -30018, 400, "missing, repeated or invalid Host")                                 \
+    /* body framing */                                                                             \
+    XX(EBADCL, -30020, 400, "invalid Content-Length")                                              \
+    XX(ECLOVERFLOW, -30021, 400, "Content-Length too large to represent")                          \
+    XX(ECLCONFLICT, -30022, 400, "conflicting Content-Length values")                              \
+    XX(ECLTE, -30023, 400, "both Content-Length and Transfer-Encoding")                            \
+    XX(EBADTE, -30024, 400, "Transfer-Encoding does not end in chunked")                           \
+    XX(ETEUNSUP, -30025, 501, "unsupported transfer coding")                                       \
+    XX(EBADCHUNK, -30026, 400, "invalid chunk size")                                               \
+    XX(ECHUNKOVERFLOW, -30027, 400, "chunk size too large to represent")                           \
+    XX(ECHUNKEXT, -30028, 400, "invalid or oversized chunk extension")                             \
+    XX(ECHUNKEND, -30029, 400, "chunk data not followed by CRLF")                                  \
+    XX(ETRAILERTOOBIG, -30030, 400, "chunked trailer section too large")                           \
+    XX(EBODYTOOBIG, -30031, 413, "message body larger than the limit")                             \
+    XX(EEXPECT, -30032, 417, "unsupported expectation")                                            \
+    /* connection life, pools and queues */                                                        \
+    XX(EHEADERSTIMEOUT, -30040, 408, "timed out waiting for the message head")                     \
+    XX(EREQUESTTIMEOUT, -30041, 408, "timed out waiting for the whole request")                    \
+    XX(EIDLETIMEOUT, -30042, 0, "socket inactive for too long")                                    \
+    XX(EQUEUEFULL, -30043, 0, "queue is full")                                                     \
+    XX(EPOOLFULL, -30044, 0, "connection limit reached")                                           \
+    XX(EABORTED, -30045, 0, "aborted by the caller")                                               \
+    XX(ECLOSING, -30046, 0, "server or agent is closing")                                        \
+    /* client requests */                                                                          \
+    XX(ECONNECTTIMEOUT, -30050, 0, "timed out connecting")                                         \
+    XX(EBODYTIMEOUT, -30051, 0, "response body stalled for too long")                              \
+    XX(EQUEUETIMEOUT, -30052, 0, "timed out waiting for a free socket")                            \
+    XX(EDEADLINE, -30053, 0, "request deadline passed")                                            \
+    XX(EINCOMPLETE, -30054, 0, "connection closed before the message was complete")
+
+/* FERRY_EOF, FERRY_ETIMEDOUT, ..., FERRY_EBADREQLINE, ... */
+typedef enum {
+#define FERRY_ERRNO_ENUM_(name, value, status, msg) FERRY_##name = (value),
+    FERRY_ERRNO_MAP(FERRY_ERRNO_ENUM_)
+#undef FERRY_ERRNO_ENUM_
+} ferry_errno;
+
+/* A short human message for any negative code: ferry's own, libuv's or an
+ * errno. Never NULL; never allocates. */
+const char *ferry_strerror(int err);
+
+/* The code's name without the prefix, e.g. "ETIMEDOUT", "EBADCL". Unknown
+ * codes give "UNKNOWN". Never NULL; never allocates. */
+const char *ferry_err_name(int err);
+
+/* The HTTP status a server answers for this error in a request (400, 413,
+ * 414, 431, 501, 505, ...), or 0 when it is not a request error. */
+int ferry_err_http_status(int err);
+
+/* What kind of failure a code is, for metrics and retry decisions: every
+ * code in the table has one (a test holds the table to it). */
+typedef enum ferry_err_kind {
+    FERRY_ERRK_OTHER = 0, /* argument, memory, file-system and local errors */
+    FERRY_ERRK_TIMEOUT,   /* a timeout of any kind fired */
+    FERRY_ERRK_CONNECT,   /* no connection: refused, unreachable, name not resolved, fds */
+    FERRY_ERRK_RESET,     /* the connection broke: reset, closed early, broken pipe */
+    FERRY_ERRK_PROTOCOL,  /* a malformed or unacceptable message (either side) */
+    FERRY_ERRK_POOL,      /* a limit or a closing pool/queue refused it */
+    FERRY_ERRK_ABORTED,   /* the caller aborted or cancelled it */
+} ferry_err_kind;
+
+ferry_err_kind ferry_err_kind_of(int err);
+/* "other", "timeout", "connect", "reset", "protocol", "pool", "aborted". */
+const char *ferry_err_kind_name(ferry_err_kind kind);
+
+
+/* ---- Strings -------------------------------------------------------------
+ * A slice of bytes owned by someone else (usually a connection's read
+ * buffer); not NUL-terminated. {NULL, 0} means "absent". */
+typedef struct ferry_str {
+    const char *p;
+    size_t len;
+} ferry_str;
+
+/* ---- Server ----------------------------------------------------------------
+ *
+ * Handles: ferry_server (long-lived; new → listen → close(cb) → free), and per
+ * request a ferry_req / ferry_res pair, valid from the request callback until
+ * the response is ended (ferry_res_end/ferry_res_send; ferry_res_offload's
+ * after_cb counts as inside). Every request must be answered, even if the
+ * client has gone (ferry_res_aborted() tells): ending it releases its memory.
+ * One loop, one thread: call everything on the loop's thread.
+ */
+typedef struct ferry_server ferry_server;
+typedef struct ferry_req ferry_req;
+typedef struct ferry_res ferry_res;
+
+typedef void (*ferry_request_cb)(ferry_req *req, ferry_res *res, void *data);
+typedef void (*ferry_server_close_cb)(ferry_server *s, void *data);
+
+/* Every limit and timeout, with its default. Times in ms; 0 disables where noted. */
+typedef struct ferry_server_options {
+    size_t struct_size;               /* sizeof, set by the _init macro; never by hand */
+    uint64_t keep_alive_timeout_ms;   /* idle keep-alive connection closes after; 5000; 0 = never */
+    uint64_t headers_timeout_ms;      /* accept/first byte to end of head → 408; 60000; 0 = off */
+    uint64_t request_timeout_ms;      /* first byte to end of body → 408; 300000; 0 = off */
+    uint64_t idle_timeout_ms;         /* socket inactivity while busy → close; 0 = off (default) */
+    uint64_t linger_timeout_ms;       /* after our FIN, read and discard this long at most,
+                                         waiting for the peer's; 2000; 0 = close at once */
+    uint32_t max_header_bytes;        /* request line + fields → 431; 16384 */
+    uint32_t max_headers;             /* header fields → 431; 100 */
+    uint32_t max_target_bytes;        /* request-target → 414; 8192 */
+    uint64_t max_body_bytes;          /* ferry_req_read_body limit → 413; 1 MiB; 0 = none */
+    uint64_t max_drain_bytes;         /* unread body discarded to keep the connection; 256 KiB */
+    uint32_t max_connections;         /* open connections; beyond, accept pauses; 0 = fd limit */
+    uint32_t max_requests_per_connection; /* last one gets Connection: close; 0 = no limit */
+    uint32_t read_buffer_bytes;       /* per busy connection, pooled; 16384 */
+    uint32_t backlog;                 /* listen(2) backlog; 511 */
+    int reject_expect_continue;       /* 1: answer Expect: 100-continue with 417; 0 (default):
+                                         send 100 when the handler starts reading the body */
+    int reuse_port;                   /* SO_REUSEPORT, for one loop per core; 0 */
+    FERRY_ABI_TEST_GROW_FIELDS_
+} ferry_server_options;
+
+/* Fill *o with the defaults. A macro, so that sizeof is the caller's: the
+ * library fills and later reads only that many bytes (docs/abi.md). */
+#define ferry_server_options_init(o) ferry_server_options_init_sized((o), sizeof(*(o)))
+void ferry_server_options_init_sized(ferry_server_options *o, size_t size);
+
+/* Create a server on `loop`. The server owns nothing of the caller's; free
+ * it with ferry_server_free() after its close callback ran (or right away if
+ * it never listened). */
+int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_request_cb on_request,
+                     void *data, ferry_server **out);
+/* host: "127.0.0.1", "::1", "0.0.0.0", "::" or NULL (= "127.0.0.1"); port 0 = any free port. */
+int ferry_server_listen(ferry_server *s, const char *host, int port);
+int ferry_server_listen_unix(ferry_server *s, const char *path);
+int ferry_server_port(const ferry_server *s); /* the bound TCP port, or a negative code */
+void *ferry_server_data(const ferry_server *s);
+
+/* Shutdown. All idempotent and safe from any callback.
+ * close_idle: close every idle connection now (idle = no request in progress
+ *   and the last response fully written; a connection that has not sent a
+ *   complete head counts as idle).
+ * close: stop accepting, close idle connections at once, mark in-flight
+ *   responses Connection: close and close each connection after its response;
+ *   after grace_ms (0 = wait forever) destroy what remains; cb fires once, when
+ *   the last connection is gone (timeouts keep running meanwhile).
+ * destroy: stop accepting and reset every connection now (cb of a pending
+ *   close still fires).
+ * on_signals: SIGTERM/SIGINT → close(grace_ms); a second signal → destroy.
+ *   Its watchers do not keep the loop alive and close with the server, so
+ *   uv_run() returns once the close is done: free the server after it.
+ * ferry_server_new sets SIGPIPE to SIG_IGN if it was SIG_DFL, so a write to a
+ * reset socket is an error code rather than the end of the process. */
+void ferry_server_close_idle(ferry_server *s);
+void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb); /* cb may be NULL */
+void ferry_server_destroy(ferry_server *s);
+int ferry_server_on_signals(ferry_server *s, uint64_t grace_ms);
+/* Release the server. Only after its close callback ran, or if it never
+ * listened; returns FERRY_EBUSY otherwise. */
+int ferry_server_free(ferry_server *s);
+
+typedef struct ferry_server_stats {
+    uint64_t connections_active; /* open now, idle ones included */
+    uint64_t connections_idle;   /* open now, idle in keep-alive (served, nothing pending) */
+    uint64_t connections_accepted;
+    uint64_t requests;           /* request heads handed to the handler */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t timeouts_headers;
+    uint64_t timeouts_request;
+    uint64_t timeouts_keep_alive;
+    uint64_t timeouts_idle;
+    uint64_t errors_400, errors_408, errors_413, errors_414, errors_417, errors_431, errors_501,
+        errors_505;              /* error responses ferry wrote itself */
+    uint64_t accept_pauses_emfile;          /* accept paused: out of file descriptors */
+    uint64_t accept_pauses_max_connections; /* accept paused: max_connections reached */
+    int closing;                 /* 1 once ferry_server_close/destroy was called */
+} ferry_server_stats;
+
+void ferry_server_stats_get(const ferry_server *s, ferry_server_stats *st);
+
+/* ---- Request ---- */
+ferry_str ferry_req_method(const ferry_req *req);
+ferry_str ferry_req_target(const ferry_req *req); /* as sent: path?query */
+ferry_str ferry_req_path(const ferry_req *req);   /* target up to '?' */
+ferry_str ferry_req_query(const ferry_req *req);  /* after '?', without it; {NULL,0} if none */
+int ferry_req_version_minor(const ferry_req *req); /* 0 or 1 */
+/* First field with this name, case-insensitive; {NULL,0} if absent. */
+ferry_str ferry_req_header(const ferry_req *req, const char *name);
+size_t ferry_req_header_count(const ferry_req *req);
+/* The i-th field in arrival order; FERRY_EINVAL past the end. */
+int ferry_req_header_at(const ferry_req *req, size_t i, ferry_str *name, ferry_str *value);
+/* The peer's address (struct sockaddr_in/in6); FERRY_ENOTSUP on unix sockets. */
+int ferry_req_peer(const ferry_req *req, struct sockaddr_storage *addr);
+ferry_res *ferry_req_res(ferry_req *req);
+ferry_server *ferry_req_server(const ferry_req *req);
+
+/* Body callbacks run from the loop; called from inside the request callback
+ * they run after it returns, called later they may run before the call
+ * returns. After a body error the handler must still end the response (if
+ * ferry already answered, e.g. 413 or 408, ferry_res_aborted() is 1 and
+ * whatever the handler sends is dropped).
+ *
+ * Buffered body: cb once with the whole body (status 0), or a negative code:
+ * FERRY_EBODYTOOBIG beyond max_bytes (0 = the server's max_body_bytes; ferry
+ * then answers 413 itself unless the handler already started a response; a
+ * declared Content-Length over the limit is refused at once: the call returns
+ * FERRY_EBODYTOOBIG and cb is not called),
+ * FERRY_ECONNRESET/FERRY_EOF if the client went away, a parse error for bad
+ * chunked framing. The bytes are valid until cb returns. */
+typedef void (*ferry_body_cb)(ferry_req *req, int status, const char *body, size_t len,
+                              void *data);
+int ferry_req_read_body(ferry_req *req, uint64_t max_bytes, ferry_body_cb cb, void *data);
+
+/* Streamed body: cb with each piece as it arrives (status 0, bytes valid until
+ * cb returns), then once with FERRY_EOF (len 0) at the end, or once with a
+ * negative code. pause/resume apply backpressure to the client. */
+typedef void (*ferry_data_cb)(ferry_req *req, int status, const char *buf, size_t len,
+                              void *data);
+int ferry_req_on_data(ferry_req *req, ferry_data_cb cb, void *data);
+void ferry_req_pause(ferry_req *req);
+void ferry_req_resume(ferry_req *req);
+
+/* ---- Response ----
+ * Status and headers may change until the first write. Date, and
+ * Content-Length or Transfer-Encoding: chunked, are added; so are Connection
+ * and Keep-Alive. A body written with ferry_res_write and no Content-Length is
+ * sent chunked (HTTP/1.0 clients: delimited by close). */
+int ferry_res_set_status(ferry_res *res, int status);
+int ferry_res_set_header(ferry_res *res, const char *name, const char *value); /* replaces */
+int ferry_res_add_header(ferry_res *res, const char *name, const char *value); /* appends */
+
+/* Queue bytes for the client. ferry copies them; cb (may be NULL) fires when
+ * they are handed to the kernel (status 0) or the connection failed — wait for
+ * it before writing more to respect backpressure. cb never runs before this
+ * call returns (it may run after ferry_res_end: then only note the status).
+ * A negative return means nothing was queued and cb will not run. */
+typedef void (*ferry_write_cb)(ferry_res *res, int status, void *data);
+int ferry_res_write(ferry_res *res, const void *buf, size_t len, ferry_write_cb cb, void *data);
+/* Finish the response; after this, req and res are gone. It always
+ * finishes, even when it returns an error (then the connection is closed).
+ * If fewer bytes than a Content-Length the handler set were written, the
+ * connection closes after them: the client sees a truncated body, never a
+ * desynchronised stream. */
+int ferry_res_end(ferry_res *res);
+/* The common case: status, Content-Type (NULL: none), a body copied at once,
+ * end. Like ferry_res_end it always finishes the response. A Content-Length
+ * the handler set is kept for HEAD; 1xx, 204 and 304 get no body headers. */
+int ferry_res_send(ferry_res *res, int status, const char *content_type, const void *body,
+                   size_t len);
+/* 1 once the client is gone or the connection was destroyed: writes are
+ * dropped, but the response must still be ended. */
+int ferry_res_aborted(const ferry_res *res);
+ferry_req *ferry_res_req(ferry_res *res);
+/* cb(res, err, data) runs once if the response is lost before the handler
+ * ends it: the connection was reset or destroyed, or ferry answered in the
+ * handler's place (408, 413, ...). The handler must still end the response
+ * (from cb or later). A client that only half-closes is not an abort: it
+ * still gets its response. Registering again replaces cb; NULL removes it. */
+typedef void (*ferry_abort_cb)(ferry_res *res, int err, void *data);
+void ferry_res_on_abort(ferry_res *res, ferry_abort_cb cb, void *data);
+
+/* Run work_cb(data) on the libuv thread pool, then after_cb(res, status, data)
+ * back on the loop (status FERRY_ECANCELED if the server was destroyed first).
+ * The loop keeps serving others meanwhile. after_cb must end the response. */
+typedef void (*ferry_work_cb)(void *data);
+typedef void (*ferry_after_work_cb)(ferry_res *res, int status, void *data);
+int ferry_res_offload(ferry_res *res, ferry_work_cb work_cb, ferry_after_work_cb after_cb,
+                      void *data);
+
+/* ---- Client ----------------------------------------------------------------
+ *
+ * Handles: ferry_agent (long-lived: new → requests ... → close(cb) → free),
+ * one pool of kept-alive sockets per origin (scheme, host, port); and per
+ * request a ferry_client_req, valid from ferry_request()/ferry_fetch() until
+ * its completion callback returns. One loop, one thread. See docs/client.md.
+ *
+ * What the agent guarantees:
+ * - a response body nobody reads is drained and the socket goes back to the
+ *   pool at once (the pool cannot stall);
+ * - sockets beyond max_sockets_per_origin / max_total_sockets are not opened:
+ *   requests wait in a FIFO queue (max_queue long; beyond, FERRY_EQUEUEFULL),
+ *   so 2000 requests at once never meet EMFILE;
+ * - every phase has a timeout (connect, response head, body inactivity,
+ *   queue wait, and a total deadline over queueing and retries);
+ * - an idle socket is retired before the server's advertised
+ *   Keep-Alive: timeout, checked for a pending FIN/RST before reuse, and a
+ *   request that fails on a reused socket before any response byte arrived is
+ *   retried on a fresh socket (the keep-alive race is never seen);
+ * - idempotent requests are retried on connect errors, resets and
+ *   502/503/504/429 (honouring Retry-After) with exponential backoff and full
+ *   jitter, within the total deadline.
+ */
+typedef struct ferry_agent ferry_agent;
+typedef struct ferry_client_req ferry_client_req;
+
+/* A header field as two slices (request options: the caller's; responses:
+ * the agent's, valid as documented where they are handed out). */
+typedef struct ferry_header {
+    ferry_str name;
+    ferry_str value;
+} ferry_header;
+
+/* Request option value meaning "use the agent's default" (timeouts, retries). */
+#define FERRY_AGENT_DEFAULT UINT64_MAX
+
+typedef struct ferry_agent_options {
+    size_t struct_size;               /* sizeof, set by the _init macro; never by hand */
+    uint32_t max_sockets_per_origin;  /* open sockets to one origin; 256 */
+    uint32_t max_total_sockets;       /* all origins; 0 (default) = RLIMIT_NOFILE's soft limit
+                                         minus a reserve of 64, at least 16 */
+    uint32_t max_idle_per_origin;     /* kept-alive idle sockets per origin; beyond, a freed
+                                         socket closes; 256; 0 = no keep-alive */
+    uint32_t max_queue;               /* requests waiting for a socket, all origins; beyond,
+                                         FERRY_EQUEUEFULL; 10000; 0 = no limit */
+    uint32_t max_requests_per_socket; /* a socket closes after this many; 0 = no limit */
+    uint32_t pipelining;              /* requests in flight per socket; 1 (no pipelining) */
+    uint64_t idle_timeout_ms;         /* an idle socket closes after; 4000; and always
+                                         keep_alive_margin_ms before the server's
+                                         Keep-Alive: timeout=N (not pooled if that is <= 0) */
+    uint64_t keep_alive_margin_ms;    /* 1000 */
+    uint32_t max_header_bytes;        /* response head → FERRY_EHEADTOOBIG; 65536 */
+    uint32_t max_headers;             /* response header fields; 200 */
+    int cookies;                      /* 1: keep an RFC 6265 cookie jar for this agent; 0 */
+    /* defaults for requests (ferry_request_options fields left at FERRY_AGENT_DEFAULT) */
+    uint64_t connect_timeout_ms;      /* DNS + TCP connect, per attempt; 10000 */
+    uint64_t headers_timeout_ms;      /* request written → response head complete; 60000 */
+    uint64_t body_timeout_ms;         /* inactivity while the body arrives (paused
+                                         or not); 60000 */
+    uint64_t queue_timeout_ms;        /* waiting for a socket; 0 = only the total deadline */
+    uint64_t total_timeout_ms;        /* the whole request, retries included; 0 = none */
+    uint32_t retries;                 /* for idempotent requests; 2 */
+    uint64_t retry_base_ms;           /* backoff: full jitter over base * 2^attempt; 100 */
+    uint64_t retry_max_delay_ms;      /* cap on one backoff; a longer Retry-After means
+                                         no retry (the caller gets that response); 10000 */
+    uint64_t dns_ttl_ms;              /* how long a resolved name is reused; 30000 */
+    FERRY_ABI_TEST_GROW_FIELDS_
+} ferry_agent_options;
+
+/* Fill *o with the defaults. A macro, so that sizeof is the caller's: the
+ * library fills and later reads only that many bytes (docs/abi.md). */
+#define ferry_agent_options_init(o) ferry_agent_options_init_sized((o), sizeof(*(o)))
+void ferry_agent_options_init_sized(ferry_agent_options *o, size_t size);
+
+/* Create an agent on `loop` (o NULL: defaults). Free it with
+ * ferry_agent_free() after its close callback ran. */
+int ferry_agent_new(uv_loop_t *loop, const ferry_agent_options *o, ferry_agent **out);
+
+typedef void (*ferry_agent_close_cb)(ferry_agent *a, void *data);
+/* Stop taking requests (FERRY_ECLOSING), close idle sockets at once, and
+ * either let active and queued requests finish (abort_active 0) or end them
+ * all with FERRY_ECLOSING (1). cb (may be NULL) runs from the loop once the
+ * last socket is closed — never inside this call. Idempotent; a second call
+ * may turn a graceful close into an abort. */
+void ferry_agent_close(ferry_agent *a, int abort_active, ferry_agent_close_cb cb, void *data);
+/* Release the agent once its close completed; FERRY_EBUSY before. */
+int ferry_agent_free(ferry_agent *a);
+
+typedef struct ferry_agent_stats {
+    uint64_t sockets_active;     /* open sockets carrying a request (or connecting) */
+    uint64_t sockets_idle;       /* open sockets in the pool */
+    uint64_t queued;             /* requests waiting for a socket */
+    uint64_t origins;            /* origins with a socket or a queued request */
+    uint64_t connections_opened; /* TCP connections established, ever */
+    uint64_t sockets_reused;     /* requests sent on a socket that served one before */
+    uint64_t requests;           /* requests accepted by ferry_request/ferry_fetch */
+    uint64_t completed;          /* requests done with a response (any status) */
+    uint64_t failed;             /* requests done with an error */
+    uint64_t retries;            /* attempts beyond the first */
+    uint64_t redirects;          /* redirects followed */
+    uint64_t stale_retries;      /* of which after a reused socket failed before a byte */
+    uint64_t timeouts_connect, timeouts_headers, timeouts_body, timeouts_queue, timeouts_total;
+    uint64_t idle_closed;        /* idle sockets retired (timeout, server hint, limit) */
+    uint64_t stale_detected;     /* idle sockets found closed by the server before reuse */
+    uint64_t dns_lookups;        /* getaddrinfo calls */
+    uint64_t dns_cache_hits;
+    uint64_t queue_rejected;     /* FERRY_EQUEUEFULL */
+    uint64_t bytes_out, bytes_in;
+    int closing;
+} ferry_agent_stats;
+
+void ferry_agent_stats_get(const ferry_agent *a, ferry_agent_stats *st);
+
+typedef struct ferry_agent_origin_stats {
+    uint32_t active, idle, queued;  /* sockets busy or connecting, sockets pooled, requests
+                                       waiting — now */
+    uint64_t connections_opened;    /* since the origin was first used; an origin with no
+                                       socket and no request is forgotten, counters too */
+    uint64_t sockets_reused;        /* requests sent on a socket that had served one */
+    uint64_t requests;              /* attempts sent to this origin (retries count) */
+} ferry_agent_origin_stats;
+
+/* Stats of the origin of `url` (any URL of that origin); all zero for an
+ * origin the agent does not know. FERRY_EINVAL for a bad URL. */
+int ferry_agent_origin_stats_get(const ferry_agent *a, const char *url,
+                                 ferry_agent_origin_stats *st);
+
+/* ---- One request ---- */
+typedef struct ferry_request_options {
+    size_t struct_size;            /* sizeof, set by the _init macro; never by hand */
+    const char *method;            /* "GET" (default), "POST", ... any token */
+    const char *url;               /* absolute http:// URL: IPv4, [IPv6] or a name;
+                                      https:// → FERRY_ENOTSUP (no TLS yet) */
+    const ferry_header *headers;   /* extra fields, copied. Host replaces the URL's
+                                      (virtual hosts); Connection may be close (the
+                                      socket ends with this response) or keep-alive;
+                                      Content-Length and Transfer-Encoding are ferry's */
+    size_t header_count;
+    const void *body;              /* request body, copied; NULL with body_len 0: none */
+    size_t body_len;
+    int stream_body;               /* 1: the body comes through on_body_ready and
+                                      ferry_client_req_write / _end (body is ignored) */
+    int64_t stream_body_length;    /* with stream_body: its length, or -1 (default):
+                                      unknown, sent chunked */
+    const char *content_type;      /* Content-Type, or NULL */
+    uint64_t connect_timeout_ms;   /* each FERRY_AGENT_DEFAULT (default) → the agent's */
+    uint64_t headers_timeout_ms;
+    uint64_t body_timeout_ms;
+    uint64_t queue_timeout_ms;
+    uint64_t total_timeout_ms;
+    uint64_t retries;              /* FERRY_AGENT_DEFAULT: the agent's for idempotent
+                                      requests, 0 otherwise */
+    int idempotent;                /* 1: retry even if the method is not GET, HEAD,
+                                      OPTIONS, PUT, DELETE or TRACE */
+    int expect_continue;           /* 1: send Expect: 100-continue and the body only
+                                      after 100 (or 1 s without an answer) */
+    uint32_t max_redirects;        /* follow 301/302/303/307/308 this many times; 0
+                                      (default): a 3xx is the response. 303 (and 301/302
+                                      after POST) become GET without a body; 307/308 keep
+                                      method and body; Authorization and Cookie headers
+                                      given here are dropped when the origin changes; a
+                                      streamed body is never redirected */
+    FERRY_ABI_TEST_GROW_FIELDS_
+} ferry_request_options;
+
+/* Fill *o with the defaults. A macro, so that sizeof is the caller's: the
+ * library fills and later reads only that many bytes (docs/abi.md). */
+#define ferry_request_options_init(o) ferry_request_options_init_sized((o), sizeof(*(o)))
+void ferry_request_options_init_sized(ferry_request_options *o, size_t size);
+
+/* A response head (and, for ferry_fetch, its body). */
+typedef struct ferry_response {
+    int status;                  /* 100..599 */
+    int version_minor;           /* 0 or 1 */
+    ferry_str reason;
+    const ferry_header *headers; /* header_count fields, in arrival order */
+    size_t header_count;
+    ferry_str body;              /* ferry_fetch only; {NULL,0} for streamed responses */
+    int reused_socket;           /* 1: answered on a socket that served a request before */
+    uint32_t attempts;           /* 1 + retries it took */
+    uint32_t redirects;          /* redirects followed to get here */
+    ferry_str url;               /* the URL that answered (the last redirect's target) */
+} ferry_response;
+
+/* First field with this name, case-insensitive; {NULL,0} if absent. */
+ferry_str ferry_response_header(const ferry_response *r, const char *name);
+
+/* Streaming callbacks. Each gets the request and the data passed to
+ * ferry_request. on_response (may be NULL) runs once, with the final response head (1xx
+ * skipped; r valid until it returns); retries happen before it, never after.
+ * on_data (may be NULL: the body is drained and dropped) gets body pieces,
+ * valid until it returns. on_done runs exactly once, last, with 0 after the
+ * whole body or a negative code (the request is gone when it returns).
+ * on_body_ready (stream_body only) runs when the request may write its body
+ * with ferry_client_req_write / ferry_client_req_end_body — once per attempt
+ * that reaches the socket; a streamed body is not retried after it started. */
+typedef struct ferry_request_callbacks {
+    void (*on_response)(ferry_client_req *req, const ferry_response *r, void *data);
+    void (*on_data)(ferry_client_req *req, const char *buf, size_t len, void *data);
+    void (*on_done)(ferry_client_req *req, int status, void *data);
+    void (*on_body_ready)(ferry_client_req *req, void *data);
+} ferry_request_callbacks;
+
+/* Start a request. Returns 0 (on_done will run, never inside this call) or
+ * a negative code (FERRY_EINVAL bad URL/method/header, FERRY_ENOTSUP https
+ * or another scheme, or user:password@ in the URL,
+ * FERRY_EQUEUEFULL, FERRY_ECLOSING, FERRY_ENOMEM; no callback runs).
+ * out (may be NULL) receives the handle, valid until on_done returns. */
+int ferry_request(ferry_agent *a, const ferry_request_options *o, const ferry_request_callbacks *cb,
+                  void *data, ferry_client_req **out);
+
+/* Buffered: cb(req, status, r, data) once. status 0: r holds the whole
+ * response, body included (at most max_body_bytes, else FERRY_EBODYTOOBIG;
+ * 0 = 64 MiB). status < 0: r is the head if one arrived, else NULL. r and
+ * its bytes are valid until cb returns. Returns as ferry_request. */
+typedef void (*ferry_fetch_cb)(ferry_client_req *req, int status, const ferry_response *r,
+                               void *data);
+int ferry_fetch(ferry_agent *a, const ferry_request_options *o, uint64_t max_body_bytes,
+                ferry_fetch_cb cb, void *data, ferry_client_req **out);
+
+/* End the request now: on_done (or the fetch cb) runs with FERRY_EABORTED
+ * from the loop, never inside this call; its socket is closed unless the
+ * request had not reached one. Safe from any callback; a second call, or one
+ * after completion was decided, does nothing. */
+void ferry_request_abort(ferry_client_req *req);
+
+/* Backpressure on the response body: while paused, on_data does not run and
+ * the socket is not read (body_timeout_ms still runs). */
+void ferry_client_req_pause(ferry_client_req *req);
+void ferry_client_req_resume(ferry_client_req *req);
+
+/* Streamed request body: copy len bytes out; cb (may be NULL) runs once they
+ * reached the kernel (status 0) or the request failed — wait for it before
+ * writing more. Then ferry_client_req_end_body. FERRY_EINVAL if the request
+ * has no streamed body, or it is already ended. */
+typedef void (*ferry_client_write_cb)(ferry_client_req *req, int status, void *data);
+int ferry_client_req_write(ferry_client_req *req, const void *buf, size_t len,
+                           ferry_client_write_cb cb, void *data);
+int ferry_client_req_end_body(ferry_client_req *req);
+
+/* application/x-www-form-urlencoded from 2 * npairs strings (key, value,
+ * ...), WHATWG rules. *out is malloc'd (the caller frees it) and
+ * NUL-terminated; *out_len excludes the NUL. */
+int ferry_form_encode(const char *const *pairs, size_t npairs, char **out, size_t *out_len);
+
+/* ---- Task queue ------------------------------------------------------------
+ *
+ * ferry_queue runs asynchronous tasks under a global concurrency limit and,
+ * optionally, per-key serialisation: tasks pushed with the same key run one
+ * at a time, in push order; tasks of different keys run in parallel up to the
+ * limit; tasks without a key obey only the limit. Typical use: a server
+ * handler pushes the work of a request under the user's id, so one user's
+ * requests are applied in order while other users' proceed. See docs/queue.md.
+ *
+ * Handles: ferry_queue (long-lived: new → push ... → close(cb) → free) and
+ * ferry_queue_task (a request: it completes through exactly one call of its
+ * ferry_task_cb). One loop, one thread: call everything on the loop's thread.
+ *
+ * A task's life:
+ *   push → queued → cb(t, 0, data) starts it → the task calls
+ *   ferry_queue_task_done(t) when its work is finished → gone;
+ *   or push → queued → cancelled (ferry_queue_task_cancel, or a close with
+ *   FERRY_QUEUE_CANCEL) → cb(t, FERRY_ECANCELED, data) → gone, no done call.
+ * ferry_queue_task_done may be called from any callback on the loop's thread,
+ * including from inside cb itself (work that finishes at once); 100,000 such
+ * tasks in a row run at a constant stack depth (no recursion).
+ *
+ * Callbacks never run inside the call that caused them (libuv's rule): push,
+ * done, cancel and close always return first. Tasks start, and cancellations
+ * are delivered, in the loop's next idle or check phase — in the same loop
+ * iteration when the call was made from an I/O or timer callback, without an
+ * extra poll. At most max_starts_per_turn starts happen between two polls
+ * for I/O, so a long queue of instant tasks cannot starve the server.
+ *
+ * Order: a task is *runnable* when it has no key, or it is the oldest queued
+ * task of its key and no task of that key is running. When a slot is free,
+ * the task that has been runnable the longest starts (FIFO, O(1)). A task
+ * pushed to an idle key is runnable at once, so without contention tasks
+ * start in push order; when a key's task finishes, its next task becomes
+ * runnable then and waits behind the tasks already runnable — a key with a
+ * backlog gets one turn per round and cannot hold the front of the queue.
+ */
+typedef struct ferry_queue ferry_queue;
+typedef struct ferry_queue_task ferry_queue_task;
+
+/* status 0: start the work; call ferry_queue_task_done(t) once it is
+ * finished (t stays valid until then). status FERRY_ECANCELED: the task was
+ * cancelled before it started; release data; t is gone when cb returns. */
+typedef void (*ferry_task_cb)(ferry_queue_task *t, int status, void *data);
+typedef void (*ferry_queue_close_cb)(ferry_queue *q, void *data);
+
+typedef struct ferry_queue_options {
+    size_t struct_size;           /* sizeof, set by the _init macro; never by hand */
+    uint32_t concurrency;         /* tasks running at once, all keys together; 16;
+                                     0 = no limit (only per-key serialisation) */
+    uint32_t max_queued;          /* tasks waiting to start, all keys; a push beyond fails
+                                     with FERRY_EQUEUEFULL; 10000; 0 = no limit */
+    uint32_t max_queued_per_key;  /* tasks waiting to start under one key; a push beyond
+                                     fails with FERRY_EQUEUEFULL; 0 = only max_queued (default) */
+    uint32_t max_starts_per_turn; /* task starts plus cancellations delivered between two
+                                     polls for I/O; 1024; 0 = no limit */
+    FERRY_ABI_TEST_GROW_FIELDS_
+} ferry_queue_options;
+
+/* Fill *o with the defaults. A macro, so that sizeof is the caller's: the
+ * library fills and later reads only that many bytes (docs/abi.md). */
+#define ferry_queue_options_init(o) ferry_queue_options_init_sized((o), sizeof(*(o)))
+void ferry_queue_options_init_sized(ferry_queue_options *o, size_t size);
+
+/* Create a queue on `loop` (o NULL: defaults). The caller owns it: close it,
+ * then free it after the close callback ran. It initialises two libuv
+ * handles, so it must be closed before the loop is. */
+int ferry_queue_new(uv_loop_t *loop, const ferry_queue_options *o, ferry_queue **out);
+
+/* Queue a task. key: key_len bytes, copied (the queue owns the copy; the
+ * caller's buffer may be reused at once); NULL (with key_len 0) = no key; a
+ * non-NULL key of length 0 is the empty key, a key like any other. cb runs
+ * later, never inside this call. out (may be NULL) receives the task handle,
+ * for ferry_queue_task_cancel. Returns 0; FERRY_EQUEUEFULL beyond max_queued
+ * or max_queued_per_key; FERRY_ECLOSING once ferry_queue_close was called;
+ * FERRY_EINVAL; FERRY_ENOMEM. On error cb will never run. */
+int ferry_queue_push(ferry_queue *q, const void *key, size_t key_len, ferry_task_cb cb,
+                     void *data, ferry_queue_task **out);
+
+/* The task's work is finished: its slot and its key are free for the next
+ * task. Exactly once per started task; t is gone when this returns. */
+void ferry_queue_task_done(ferry_queue_task *t);
+
+/* Cancel a task that has not started: it leaves the queue at once (the next
+ * task of its key takes its place in line) and its cb runs later, from the
+ * loop, with FERRY_ECANCELED. Returns 0; FERRY_EBUSY if it is running (let it
+ * finish); FERRY_EALREADY if it is already cancelled. t must be valid: not
+ * yet done, and not past its cancellation callback. */
+int ferry_queue_task_cancel(ferry_queue_task *t);
+
+typedef enum ferry_queue_close_mode {
+    FERRY_QUEUE_DRAIN = 0,  /* queued tasks still run, in order */
+    FERRY_QUEUE_CANCEL = 1, /* queued tasks get FERRY_ECANCELED */
+} ferry_queue_close_mode;
+
+/* Stop accepting tasks (push returns FERRY_ECLOSING) and, per mode, let the
+ * queued tasks run or cancel them; running tasks always finish. cb(q, data)
+ * (may be NULL) runs from the loop once no task is queued or running and the
+ * queue's handles are closed — never inside this call, even when the queue
+ * is empty. A second call may turn DRAIN into CANCEL, and sets cb only if
+ * none was given. ferry_queue_free may be called from inside cb. */
+void ferry_queue_close(ferry_queue *q, ferry_queue_close_mode mode, ferry_queue_close_cb cb,
+                       void *data);
+
+/* Release the queue once its close has completed (its callback ran, or would
+ * have, when none was given); FERRY_EBUSY before. */
+int ferry_queue_free(ferry_queue *q);
+
+typedef struct ferry_queue_stats {
+    uint64_t running;   /* started, not yet done */
+    uint64_t queued;    /* waiting to start (cancelled tasks excluded) */
+    uint64_t keys;      /* keys with a task queued or running (per-key queues alive) */
+    uint64_t pushed;    /* tasks accepted by ferry_queue_push, ever */
+    uint64_t completed; /* ferry_queue_task_done calls, ever */
+    uint64_t cancelled; /* tasks cancelled before they started, ever */
+    uint64_t rejected;  /* pushes refused with FERRY_EQUEUEFULL, ever */
+    int closing;        /* 1 once ferry_queue_close was called */
+} ferry_queue_stats;
+
+void ferry_queue_stats_get(const ferry_queue *q, ferry_queue_stats *st);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FERRY_H */
