@@ -739,15 +739,17 @@ static void on_conn_timeout(timeout_entry *e)
 
 /* Allocates the connection (owner: the server's connection set, freed in
  * on_closed once the transport has closed). */
-int server_conn_accept(ferry_server *s, uv_os_sock_t fd, bool is_pipe)
+int server_conn_open(ferry_server *s, server_transport_open open, void *arg)
 {
+    if (!s->started)
+        return FERRY_ENOTCONN; /* the timeout lists exist once the server listens */
     server_conn *c = calloc(1, sizeof(*c));
     if (!c) {
-        close(fd);
+        open(NULL, &s->tpool, s->loop, arg); /* it releases what arg holds */
         return FERRY_ENOMEM;
     }
-    int rc = transport_tcp_open(&c->t, &s->tpool, s->loop, fd, is_pipe);
-    if (rc < 0) { /* the transport closed the socket; nothing else is open */
+    int rc = open(&c->t, &s->tpool, s->loop, arg);
+    if (rc < 0) { /* nothing is open */
         free(c);
         return rc;
     }
@@ -760,4 +762,25 @@ int server_conn_accept(ferry_server *s, uv_os_sock_t fd, bool is_pipe)
     timeout_arm(&s->t_headers, &c->tmo); /* a silent connection is not free */
     server_conn_update_reading(c);
     return 0;
+}
+
+typedef struct accepted {
+    uv_os_sock_t fd;
+    bool is_pipe;
+} accepted;
+
+static int open_accepted(transport *t, transport_pool *p, uv_loop_t *loop, void *arg)
+{
+    accepted *a = arg;
+    if (!t) {
+        close(a->fd);
+        return 0;
+    }
+    return transport_tcp_open(t, p, loop, a->fd, a->is_pipe); /* closes fd on failure */
+}
+
+int server_conn_accept(ferry_server *s, uv_os_sock_t fd, bool is_pipe)
+{
+    accepted a = {fd, is_pipe};
+    return server_conn_open(s, open_accepted, &a);
 }

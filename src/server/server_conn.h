@@ -42,6 +42,13 @@ struct server_conn {
 /* The connections' transport events (the server's transport pool takes them). */
 extern const transport_events server_conn_transport_events;
 
+/* A connection over a transport that open() sets up in t (with the
+ * server's pool and loop; on failure nothing may be left open). open is
+ * called with t NULL when there is no memory for the connection, to release
+ * what arg holds. For plain sockets server_conn_accept; TLS and tests' fake
+ * transports use it directly. */
+typedef int (*server_transport_open)(transport *t, transport_pool *p, uv_loop_t *loop, void *arg);
+int server_conn_open(ferry_server *s, server_transport_open open, void *arg);
 /* Take an accepted socket (closed on failure). */
 int server_conn_accept(ferry_server *s, uv_os_sock_t fd, bool is_pipe);
 /* No request in progress: idle in keep-alive, or no complete head yet. */

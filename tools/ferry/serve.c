@@ -305,12 +305,24 @@ typedef struct slow_req {
     ferry_res *res;
     uint64_t start_ns;
     uint64_t ms;
-    uint64_t deadline; /* uv_now() at which to answer */
+    uint64_t deadline_ns; /* uv_hrtime() at which to answer */
 } slow_req;
 
 static void slow_closed(uv_handle_t *h)
 {
     free(h->data);
+}
+
+static void slow_tick(uv_timer_t *t);
+
+/* Wait until the deadline, never less: the loop's clock is cached and
+ * coarse (a timer can fire a little early in real time), so the real clock
+ * decides and a wake-up before the deadline sleeps again for the rest. */
+static void slow_arm(slow_req *sr)
+{
+    uint64_t now = uv_hrtime();
+    uint64_t left = sr->deadline_ns > now ? (sr->deadline_ns - now + 999999) / 1000000 : 0;
+    uv_timer_start(&sr->timer, slow_tick, left < SLOW_POLL_MS ? left : SLOW_POLL_MS, 0);
 }
 
 /* Fires every SLOW_POLL_MS at most: answers at the deadline, or earlier when
@@ -319,10 +331,8 @@ static void slow_closed(uv_handle_t *h)
 static void slow_tick(uv_timer_t *t)
 {
     slow_req *sr = t->data;
-    uint64_t now = uv_now(t->loop);
-    if (now < sr->deadline && !ferry_res_aborted(sr->res)) {
-        uint64_t left = sr->deadline - now;
-        uv_timer_start(t, slow_tick, left < SLOW_POLL_MS ? left : SLOW_POLL_MS, 0);
+    if (uv_hrtime() < sr->deadline_ns && !ferry_res_aborted(sr->res)) {
+        slow_arm(sr);
         return;
     }
     char body[64];
@@ -349,8 +359,8 @@ static void serve_slow(const serve_app *app, ferry_req *req, ferry_res *res, uin
     sr->res = res;
     sr->start_ns = start_ns;
     sr->ms = ms;
-    sr->deadline = uv_now(app->loop) + ms;
-    uv_timer_start(&sr->timer, slow_tick, ms < SLOW_POLL_MS ? ms : SLOW_POLL_MS, 0);
+    sr->deadline_ns = uv_hrtime() + ms * 1000000;
+    slow_arm(sr);
 }
 
 /* ---- /cpu?ms=N: burn CPU on the thread pool ------------------------------------- */
