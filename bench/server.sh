@@ -15,7 +15,7 @@
 #      SIGTERM, whose handler calls server.close()); once with a client that closes
 #      its end on the server's FIN, and once with a lazy one that does not (as a
 #      connection pool that notices only when it reuses a connection).
-# The method follows shared/research/baselines.md, so the peers' figures can be
+# The method is the one the project's first peer measurements used, so the peers' figures can be
 # compared with the ones measured there.
 #
 # Environment (defaults in brackets):

@@ -117,7 +117,7 @@ const char *ferry_version_string(void);
     XX(EREQUESTTIMEOUT, -30041, 408, "timed out waiting for the whole request")                    \
     XX(EIDLETIMEOUT, -30042, 0, "socket inactive for too long")                                    \
     XX(EQUEUEFULL, -30043, 0, "queue is full")                                                     \
-    XX(EPOOLFULL, -30044, 0, "connection limit reached")                                           \
+    /* -30044 (EPOOLFULL until 0.1.0, never returned) stays unused */                              \
     XX(EABORTED, -30045, 0, "aborted by the caller")                                               \
     XX(ECLOSING, -30046, 0, "server or agent is closing")                                        \
     /* client requests */                                                                          \
@@ -240,8 +240,9 @@ void *ferry_server_data(const ferry_server *s);
  * on_signals: SIGTERM/SIGINT → close(grace_ms); a second signal → destroy.
  *   Its watchers do not keep the loop alive and close with the server, so
  *   uv_run() returns once the close is done: free the server after it.
- * ferry_server_new sets SIGPIPE to SIG_IGN if it was SIG_DFL, so a write to a
- * reset socket is an error code rather than the end of the process. */
+ * A write to a socket the peer reset is an error code, never a SIGPIPE: ferry
+ * sends with MSG_NOSIGNAL and leaves the process's SIGPIPE disposition alone
+ * (server and client alike). */
 void ferry_server_close_idle(ferry_server *s);
 void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb); /* cb may be NULL */
 void ferry_server_destroy(ferry_server *s);

@@ -3,8 +3,8 @@
  * beyond the limit, #7 bounded drain of unread bodies, #8 half-closed
  * clients, #9 the idle-close race, and a CPU-heavy handler not blocking the
  * loop. (#1-#3 are in test_server_shutdown.c, #5 in test_server_timeouts.c,
- * #10 in test_server_emfile.c.) Node's measured behaviour for each is in
- * shared/research/node-semantics.md §1. */
+ * #10 in test_server_emfile.c.) Node's behaviour for each, as measured, is
+ * in docs/server.md ("Where ferry differs from Node"). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

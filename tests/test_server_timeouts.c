@@ -349,7 +349,7 @@ static void test_idle_timeout_busy_connection(void **state)
     int fd = tc_connect(harness_port(h));
     tc_send(fd, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
     double t0 = now_ms(); /* silence from here */
-    /* "Idle sockets just close" (DESIGN §3); a 408 first is tolerated. */
+    /* Idle sockets just close (docs/server.md, timeouts); a 408 first is tolerated. */
     tc_response r;
     int rc = tc_read_response_ex(fd, &r, 0, 3000);
     double elapsed = now_ms() - t0;

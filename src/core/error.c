@@ -81,7 +81,6 @@ ferry_err_kind ferry_err_kind_of(int err)
     case FERRY_EOF:
     case FERRY_EINCOMPLETE: return FERRY_ERRK_RESET;
     case FERRY_EQUEUEFULL:
-    case FERRY_EPOOLFULL:
     case FERRY_ECLOSING: return FERRY_ERRK_POOL;
     case FERRY_EABORTED:
     case FERRY_ECANCELED: return FERRY_ERRK_ABORTED;

@@ -1,5 +1,5 @@
 /* dns.h — the client's name resolution: uv_getaddrinfo behind a small TTL
- * cache (DESIGN §4). The agent resolves an origin's host here and connects
+ * cache. The agent resolves an origin's host here and connects
  * to the addresses in order, moving to the next when one fails.
  *
  * What a caller sees:
