@@ -4,7 +4,7 @@
  * a lent block belongs to its borrower until it comes back. A block is one
  * allocation (header + bytes), so a cache miss is one malloc and a hit is two
  * pointer moves. Grown blocks are recognised by size != the pool's size and
- * never cached. See buf.h for how a connection uses it from libuv callbacks.
+ * never cached. See buf.h for who borrows.
  */
 #include "core/buf.h"
 
@@ -102,19 +102,6 @@ int buf_grow(buf_pool *pool, buf_block **bp, size_t min_size)
     nb->size = new_size;
     *bp = nb;
     return 0;
-}
-
-void buf_uv_alloc(buf_pool *pool, buf_block **slot, uv_buf_t *out)
-{
-    if (*slot == NULL) *slot = buf_pool_get(pool);
-    buf_block *b = *slot;
-    if (b == NULL || b->len == b->size) {
-        out->base = NULL;
-        out->len = 0;
-        return;
-    }
-    out->base = b->data + b->len;
-    out->len = b->size - b->len;
 }
 
 void buf_commit(buf_block *b, size_t n)

@@ -11,29 +11,10 @@
  * not cached, when it comes back, so one large request does not leave large
  * blocks behind.
  *
- * Plugging into libuv (a connection `c` with `buf_block *rbuf`, initially
- * NULL, and the server's `buf_pool pool`):
- *
- *     static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
- *     {
- *         struct conn *c = h->data;
- *         (void) suggested;
- *         buf_uv_alloc(&c->server->pool, &c->rbuf, out); // {NULL,0} -> UV_ENOBUFS
- *     }
- *     static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
- *     {
- *         struct conn *c = s->data;
- *         if (nread > 0)
- *             buf_commit(c->rbuf, (size_t) nread);
- *         ... parse c->rbuf->data[0..len), buf_consume() what was used;
- *             when the head is incomplete and rbuf->len == rbuf->size,
- *             buf_grow() it or answer 431 ...
- *         buf_pool_put_if_empty(&c->server->pool, &c->rbuf); // also for nread <= 0
- *     }
- *
- * A block whose free space is zero makes buf_uv_alloc() hand libuv an empty
- * buffer, which libuv reports to on_read as UV_ENOBUFS: decide in on_read,
- * before that happens, whether to grow or to refuse the head.
+ * Who borrows: a transport (core/transport.h) fills its `rbuf` from its
+ * pool's buf_pool when bytes arrive and gives it back with
+ * buf_pool_put_if_empty once its owner has consumed them (buf_consume); a
+ * head that does not fit grows the block (buf_grow) first.
  *
  * One pool per loop; not thread-safe (ferry's one-loop-per-thread model).
  */
@@ -42,7 +23,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
 
 /* Default block size: Node's 16 KiB head limit fits in one block. */
 #define BUF_DEFAULT_SIZE 16384
@@ -110,13 +90,6 @@ int buf_grow(buf_pool *pool, buf_block **b, size_t min_size);
  * one growth rule for output, header and body buffers. Returns 0, or
  * FERRY_ENOMEM with *buf and *cap unchanged. */
 int buf_reserve(char **buf, size_t *cap, size_t need, size_t first);
-
-/* For a uv_alloc_cb: point *out at the free tail of *slot,
- * data[len..size). If *slot is NULL, borrow a block into it first (owner:
- * whoever owns *slot, e.g. the connection, until buf_pool_put). When that
- * fails, or the block is full, *out is {NULL, 0} and libuv reports
- * UV_ENOBUFS to the read callback. */
-void buf_uv_alloc(buf_pool *pool, buf_block **slot, uv_buf_t *out);
 
 /* Record that `n` bytes were read into the free tail: len += n.
  * n must not exceed size - len. */
