@@ -125,7 +125,9 @@ const char *ferry_version_string(void);
     XX(EBODYTIMEOUT, -30051, 0, "response body stalled for too long")                              \
     XX(EQUEUETIMEOUT, -30052, 0, "timed out waiting for a free socket")                            \
     XX(EDEADLINE, -30053, 0, "request deadline passed")                                            \
-    XX(EINCOMPLETE, -30054, 0, "connection closed before the message was complete")
+    XX(EINCOMPLETE, -30054, 0, "connection closed before the message was complete")             \
+    XX(EUNANSWERED, -30055, 0, "connection closed after the whole request was sent, before any "   \
+                               "response: not sent again, it may have been applied")
 
 /* FERRY_EOF, FERRY_ETIMEDOUT, ..., FERRY_EBADREQLINE, ... */
 typedef enum {

@@ -324,6 +324,103 @@ static void not_pooled_case(const char *keep_alive)
     raw_stop(s);
 }
 
+/* ---- the race and requests that are not idempotent (RFC 9110 §9.2.2) ---------- */
+
+/* On a kept-alive socket the server reads the second request whole and then
+ * resets the connection, before any response byte. `method` with
+ * `idempotent`; the request is retried on a fresh socket only when that
+ * cannot apply it twice. */
+static void read_then_reset(const char *method, int idempotent, int want, uint64_t want_requests)
+{
+    raw_options ro = {0};
+    ro.error_first = 1; /* the first request: a plain 200, kept alive */
+    ro.error_status = 200;
+    ro.reset_first = 1; /* the second: read whole, then a reset */
+    raw_server *s = raw_start(&ro);
+    uv_loop_t *loop = cs_loop_new();
+    ferry_agent *a = cs_agent_new(loop, NULL);
+    cs_result first = {0}, second = {0};
+    ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/first"));
+    cs_run_request(loop, a, &o, &first, 10000);
+    cs_assert_done(&first, 0);
+    ferry_request_options p = cs_opts(method, cs_url(raw_port(s), "/second"));
+    p.idempotent = idempotent;
+    p.body = "amount=10";
+    p.body_len = 9;
+    cs_run_request(loop, a, &p, &second, 10000);
+    raw_stats rs;
+    raw_stats_get(s, &rs);
+    print_message("%s%s read whole, then reset: %s, server saw %llu requests\n", method,
+                  idempotent ? " (idempotent)" : "",
+                  second.status ? ferry_err_name(second.status) : "ok",
+                  (unsigned long long) rs.requests);
+    cs_assert_done(&second, want);
+    assert_int_equal(rs.requests, want_requests);
+    if (want == 0)
+        assert_int_equal(cs_stats(a).stale_retries, 1);
+    cs_client_finish(loop, a);
+    raw_stop(s);
+}
+
+static void test_post_read_whole_then_reset_is_not_sent_twice(void **state)
+{
+    (void) state;
+    read_then_reset("POST", 0, FERRY_EUNANSWERED, 2); /* the GET and the POST, once */
+    read_then_reset("PATCH", 0, FERRY_EUNANSWERED, 2);
+}
+
+static void test_idempotent_read_whole_then_reset_is_replayed(void **state)
+{
+    (void) state;
+    read_then_reset("PUT", 0, 0, 3);
+    read_then_reset("POST", 1, 0, 3); /* the caller said it is safe */
+}
+
+/* A kept-alive socket whose server stops reading after its first answer and
+ * closes a moment later: a 4 MiB POST cannot all reach the kernel, the
+ * close (a RST: unread bytes) comes while the rest still waits, so the
+ * server cannot have the request, and it goes again on a fresh socket,
+ * where it is answered. */
+static void test_post_not_all_written_is_replayed(void **state)
+{
+    (void) state;
+    raw_script first = {0};
+    first.close_after = 1; /* reading stops after the first answer... */
+    first.close_delay_ms = 100; /* ...and the socket closes this long after it */
+    raw_options ro = {0};
+    ro.per_conn = &first;
+    ro.nper_conn = 1;
+    raw_server *s = raw_start(&ro);
+    uv_loop_t *loop = cs_loop_new();
+    ferry_agent *a = cs_agent_new(loop, NULL);
+    cs_result r1 = {0}, r2 = {0};
+    ferry_request_options o = cs_opts("GET", cs_url(raw_port(s), "/first"));
+    cs_run_request(loop, a, &o, &r1, 10000);
+    cs_assert_done(&r1, 0);
+    size_t n = 4u << 20;
+    char *body = malloc(n);
+    assert_non_null(body);
+    memset(body, 'p', n);
+    ferry_request_options p = cs_opts("POST", cs_url(raw_port(s), "/upload"));
+    p.body = body;
+    p.body_len = n;
+    cs_run_request(loop, a, &p, &r2, 20000);
+    free(body);
+    raw_stats rs;
+    raw_stats_get(s, &rs);
+    print_message("4 MiB POST on a socket closing under it: %s, attempts %u, server saw %llu "
+                  "requests on %llu connections\n",
+                  r2.status ? ferry_err_name(r2.status) : "ok", r2.attempts,
+                  (unsigned long long) rs.requests, (unsigned long long) rs.connections);
+    cs_assert_done(&r2, 0);
+    assert_int_equal(r2.http_status, 200);
+    assert_int_equal(rs.requests, 2); /* the GET, and the POST once, whole */
+    assert_int_equal(rs.connections, 2);
+    assert_int_equal(cs_stats(a).stale_retries, 1);
+    cs_client_finish(loop, a);
+    raw_stop(s);
+}
+
 static void test_keep_alive_timeout_1_is_not_pooled(void **state)
 {
     (void) state;
@@ -451,6 +548,9 @@ int main(void)
         cmocka_unit_test(test_queued_requests_get_dead_reused_socket),
         cmocka_unit_test(test_blocked_loop_fin_pending_at_reuse),
         cmocka_unit_test(test_blocked_loop_rst_pending_at_reuse),
+        cmocka_unit_test(test_post_read_whole_then_reset_is_not_sent_twice),
+        cmocka_unit_test(test_idempotent_read_whole_then_reset_is_replayed),
+        cmocka_unit_test(test_post_not_all_written_is_replayed),
         cmocka_unit_test(test_keep_alive_timeout_1_is_not_pooled),
         cmocka_unit_test(test_keep_alive_timeout_0_is_not_pooled),
         cmocka_unit_test(test_keep_alive_timeout_0_with_max_is_not_pooled),

@@ -350,6 +350,7 @@ void conn_send(client_conn *c, client_exchange *x)
     bool body_now = !x->expect_continue;
     if (!append(c, x->wire, body_now ? x->wire_len : x->head_len))
         return;
+    x->end_mark = c->t.queued_total;
     if (!body_now) {
         x->continue_waiting = true;
         timeout_set_arm(c->ctx->timers, &x->t_continue, CONTINUE_WAIT_MS, false);
@@ -372,6 +373,7 @@ static void conn_send_body(client_conn *c, client_exchange *x)
     }
     if (!append(c, x->wire + x->head_len, x->wire_len - x->head_len))
         return;
+    x->end_mark = c->t.queued_total;
     x->body_ended = true;
     conn_flush(c);
 }
@@ -399,6 +401,7 @@ int conn_write_body(client_conn *c, client_exchange *x, const void *buf, size_t 
             transport_put(&c->t, HTTP1_LAST_CHUNK, HTTP1_LAST_CHUNK_LEN);
         x->body_ended = true;
     }
+    x->end_mark = c->t.queued_total;
     return 0;
 }
 
@@ -750,6 +753,7 @@ void conn_close_ex(client_conn *c, int err, bool all_collateral)
         x->conn = NULL;
         timeout_disarm(&x->tmo);
         timeout_disarm(&x->t_continue);
+        x->sent_whole = x->body_ended && c->t.flushed_total >= x->end_mark;
         if (x->ghost) {
             ghost_free(x);
         } else if (first) {

@@ -63,6 +63,9 @@ struct client_exchange {
     bool got_byte;                /* a response byte arrived */
     bool continue_waiting;        /* head sent, body held for 100 */
     bool ghost;                   /* a stand-in for a request that left early */
+    bool sent_whole;              /* when it failed: every request byte had reached the
+                                     kernel (the server may have it all) */
+    uint64_t end_mark;            /* the socket's queued_total at the request's last byte */
     timeout_entry tmo;            /* headers, then body inactivity */
     timeout_entry t_continue;     /* Expect: 100-continue wait */
     write_waiters waiters;        /* streamed body write callbacks (cast to the caller's type) */

@@ -778,9 +778,15 @@ static void attempt_failed(client_req *r, int err, int how)
         return;
     }
     /* The keep-alive race: a reused socket the server closed just as we
-     * wrote. The server never saw the request; try once more on a fresh
-     * socket, whatever the method, outside the retry budget. */
+     * wrote. Try once more on a fresh socket, outside the retry budget —
+     * unless the request is not idempotent and all of it reached the kernel:
+     * then the server may have read it and acted (RFC 9110 §9.2.2), so it
+     * is not sent twice and the caller learns that it may have been. */
     if (r->reused && !r->x.got_byte && !r->stale_retried && reset_error(err)) {
+        if (!r->idempotent && r->x.sent_whole) {
+            complete(r, FERRY_EUNANSWERED);
+            return;
+        }
         r->stale_retried = true;
         r->pe.force_new = true;
         a->stats.stale_retries++;

@@ -79,7 +79,8 @@ ferry_err_kind ferry_err_kind_of(int err)
     case FERRY_ECONNABORTED:
     case FERRY_EPIPE:
     case FERRY_EOF:
-    case FERRY_EINCOMPLETE: return FERRY_ERRK_RESET;
+    case FERRY_EINCOMPLETE:
+    case FERRY_EUNANSWERED: return FERRY_ERRK_RESET;
     case FERRY_EQUEUEFULL:
     case FERRY_ECLOSING: return FERRY_ERRK_POOL;
     case FERRY_EABORTED:
