@@ -107,7 +107,15 @@ const char *ferry_version_string(void);
     XX(EBODYTIMEOUT, -30051, 0, "response body stalled for too long")                              \
     XX(EQUEUETIMEOUT, -30052, 0, "timed out waiting for a free socket")                            \
     XX(EDEADLINE, -30053, 0, "request deadline passed")                                            \
-    XX(EINCOMPLETE, -30054, 0, "connection closed before the message was complete")
+    XX(EINCOMPLETE, -30054, 0, "connection closed before the message was complete")                \
+    /* TLS (docs/tls.md) */                                                                        \
+    XX(ETLSVERIFY, -30060, 0, "TLS certificate verification failed")                               \
+    XX(ETLSHANDSHAKE, -30061, 0, "TLS handshake failed")                                           \
+    XX(ETLSALERT, -30062, 0, "TLS alert received from the peer")                                   \
+    XX(ETLSPROTOCOL, -30063, 0, "TLS protocol error after the handshake")                          \
+    XX(ETLSTRUNCATED, -30064, 0, "connection closed without TLS close_notify")                     \
+    XX(ETLSPLAINHTTP, -30065, 400, "plain HTTP request sent to a TLS port")                        \
+    XX(ETLSCERT, -30066, 0, "TLS certificate or key could not be loaded")
 
 /* FERRY_EOF, FERRY_ETIMEDOUT, ..., FERRY_EBADREQLINE, ... */
 typedef enum {
@@ -138,10 +146,11 @@ typedef enum ferry_err_kind {
     FERRY_ERRK_PROTOCOL,  /* a malformed or unacceptable message (either side) */
     FERRY_ERRK_POOL,      /* a limit or a closing pool/queue refused it */
     FERRY_ERRK_ABORTED,   /* the caller aborted or cancelled it */
+    FERRY_ERRK_TLS,       /* TLS: verification, handshake, alerts, certificates */
 } ferry_err_kind;
 
 ferry_err_kind ferry_err_kind_of(int err);
-/* "other", "timeout", "connect", "reset", "protocol", "pool", "aborted". */
+/* "other", "timeout", "connect", "reset", "protocol", "pool", "aborted", "tls". */
 const char *ferry_err_kind_name(ferry_err_kind kind);
 
 
