@@ -162,6 +162,161 @@ typedef struct ferry_str {
     size_t len;
 } ferry_str;
 
+/* ---- TLS -------------------------------------------------------------------
+ *
+ * TLS 1.2 and 1.3 through OpenSSL 3; see docs/tls.md. A server takes its
+ * certificates from a ferry_tls_context; ticket keys (ferry_tls_ticket_keys)
+ * let contexts, loops and a re-executed process resume each other's sessions.
+ *
+ * Thread safety. A context is immutable once made and reference counted with
+ * atomics: any thread may use it or drop a reference, and several loops may
+ * share one. OpenSSL 3.0 slows down when many threads share one SSL_CTX, so a
+ * program with a loop per thread should give each loop its own context (made
+ * from the same options and the same ticket keys, so resumption still works
+ * across loops). Ticket keys are shared by design: every call on them is
+ * thread-safe, and a context takes their lock once per ticket it issues or
+ * checks (at most twice per handshake), never per record.
+ */
+typedef struct ferry_tls_context ferry_tls_context;
+typedef struct ferry_tls_ticket_keys ferry_tls_ticket_keys;
+
+/* Protocol versions, by their wire value; 0 in options means the default. */
+#define FERRY_TLS_1_2 0x0303
+#define FERRY_TLS_1_3 0x0304
+
+typedef enum ferry_tls_client_cert {
+    FERRY_TLS_CLIENT_CERT_NONE = 0, /* do not ask for one (default) */
+    FERRY_TLS_CLIENT_CERT_REQUEST,  /* ask: a client without one is let in; one whose
+                                       certificate does not verify is refused */
+    FERRY_TLS_CLIENT_CERT_REQUIRE,  /* refuse clients without a verified certificate */
+} ferry_tls_client_cert;
+
+/* A certificate chain and its private key, from files or from memory. */
+typedef struct ferry_tls_cert {
+    const char *cert_file; /* PEM: the leaf first, then its intermediates */
+    const char *key_file;  /* PEM private key, unencrypted; NULL: read from cert_file */
+    const char *cert_pem;  /* the chain in memory (NUL-terminated), when cert_file is NULL */
+    const char *key_pem;   /* its key in memory; NULL: read from cert_pem */
+    const char *name;      /* SNI certificates: the name to answer, exact ("www.example.com")
+                              or a wildcard for one label ("*.example.com"); NULL: every
+                              DNS name in the certificate. Ignored for the default one */
+} ferry_tls_cert;
+
+/* An options struct: fill it with ferry_tls_options_init(), then set fields. */
+typedef struct ferry_tls_options {
+    ferry_tls_cert cert;                /* the default certificate; required */
+    const ferry_tls_cert *sni_certs;    /* more certificates, chosen by the name the client
+                                           sends (SNI): exact names first, then wildcards;
+                                           no SNI or no match: cert. Copied */
+    size_t sni_cert_count;
+    int min_version;                    /* FERRY_TLS_1_2 (default) or FERRY_TLS_1_3 */
+    int max_version;                    /* FERRY_TLS_1_3 (default) or FERRY_TLS_1_2 */
+    const char *alpn;                   /* protocols, comma-separated, in order of preference;
+                                           "http/1.1". A client that offers ALPN but none of
+                                           these is refused (RFC 7301); one that offers none
+                                           is served */
+    const char *ciphers;                /* TLS 1.2 suites, OpenSSL syntax; NULL: ECDHE with
+                                           AES-GCM or ChaCha20-Poly1305 only */
+    const char *ciphersuites;           /* TLS 1.3 suites; NULL: OpenSSL's */
+    int session_tickets;                /* 1 (default): resume sessions with tickets; 0: never */
+    uint64_t session_timeout_s;         /* a session resumes for this long; 300 (nginx's and
+                                           HAProxy's default) */
+    ferry_tls_ticket_keys *ticket_keys; /* keys shared with other contexts (the context holds
+                                           a reference); NULL (default): keys of its own */
+    uint64_t ticket_key_rotation_s;     /* its own keys: a new key every this many seconds,
+                                           the old one still accepted for session_timeout_s;
+                                           3600; 0 = never */
+    ferry_tls_client_cert client_cert;  /* FERRY_TLS_CLIENT_CERT_NONE */
+    const char *client_ca_file;         /* PEM CAs that sign client certificates; one of the
+                                           two is required with REQUEST or REQUIRE */
+    const char *client_ca_pem;          /* the same in memory */
+} ferry_tls_options;
+
+void ferry_tls_options_init(ferry_tls_options *o);
+
+/* Load the certificates and keys and make a context. *out (owner: the
+ * caller, who holds one reference) is used by servers given it
+ * (ferry_server_options.tls, ferry_server_set_tls), which take references of
+ * their own, as does every connection that started a handshake with it.
+ * Returns 0; FERRY_ETLSCERT for a certificate, key or CA that does not load,
+ * or a key that does not match its certificate; FERRY_ENOENT / FERRY_EACCES
+ * for a file; FERRY_EINVAL for bad options (no certificate, a bad ALPN list,
+ * cipher list, version or SNI name); FERRY_ENOMEM. ferry_tls_error_detail()
+ * then says what failed, e.g. "server.key: key values mismatch". */
+int ferry_tls_context_new(const ferry_tls_options *o, ferry_tls_context **out);
+/* Take another reference (returns ctx). */
+ferry_tls_context *ferry_tls_context_ref(ferry_tls_context *ctx);
+/* Drop a reference; the context goes when the last holder drops its own
+ * (connections still using it keep it alive). NULL does nothing. */
+void ferry_tls_context_free(ferry_tls_context *ctx);
+
+/* What the last failed ferry_tls_* call on this thread failed on (a file,
+ * an OpenSSL reason), e.g. for a log line; "" if nothing failed. Thread-local,
+ * overwritten by the next failure; never NULL. */
+const char *ferry_tls_error_detail(void);
+
+/* Session ticket keys. The newest key encrypts new tickets; a key that was
+ * replaced still decrypts for lifetime_s, so a ticket keeps working for its
+ * whole life (give lifetime_s >= the contexts' session_timeout_s). A ticket
+ * under an older key resumes and is replaced by one under the newest. At most
+ * FERRY_TLS_TICKET_KEYS_MAX keys are kept (older ones are dropped first).
+ * Rotation happens when a ticket is issued after rotation_s (0 = only on
+ * ferry_tls_ticket_keys_rotate), from wall-clock time, so it survives an
+ * export and import. Two processes that rotate on their own diverge: share
+ * keys across processes by export/import from one owner. */
+#define FERRY_TLS_TICKET_KEYS_MAX 16
+/* Make keys with one fresh random key. *out: owner the caller (one reference). */
+int ferry_tls_ticket_keys_new(uint64_t rotation_s, uint64_t lifetime_s,
+                              ferry_tls_ticket_keys **out);
+ferry_tls_ticket_keys *ferry_tls_ticket_keys_ref(ferry_tls_ticket_keys *k);
+void ferry_tls_ticket_keys_free(ferry_tls_ticket_keys *k); /* drop a reference; NULL: nothing */
+/* A new random key encrypts from now on (the old ones still decrypt). */
+int ferry_tls_ticket_keys_rotate(ferry_tls_ticket_keys *k);
+/* Every key, as bytes for ferry_tls_ticket_keys_import in another process
+ * (e.g. the one a graceful restart executes). The bytes are secret: whoever
+ * has them can decrypt tickets, and so recorded TLS 1.2 sessions. With buf
+ * NULL or cap too small, only *len is set (and FERRY_ENOBUFS returned when
+ * buf was given). At most FERRY_TLS_TICKET_KEYS_EXPORT_MAX bytes. */
+#define FERRY_TLS_TICKET_KEYS_EXPORT_MAX (8 + 88 * FERRY_TLS_TICKET_KEYS_MAX)
+int ferry_tls_ticket_keys_export(ferry_tls_ticket_keys *k, void *buf, size_t cap, size_t *len);
+/* Replace k's keys with exported ones (its rotation_s and lifetime_s stay);
+ * contexts using k see them at their next ticket. FERRY_EINVAL for bytes
+ * that are not an export. */
+int ferry_tls_ticket_keys_import(ferry_tls_ticket_keys *k, const void *buf, size_t len);
+
+/* Why a certificate did not verify. */
+typedef enum ferry_tls_verify_reason {
+    FERRY_TLS_VERIFY_OK = 0,
+    FERRY_TLS_VERIFY_UNKNOWN_ISSUER,    /* no trusted CA signed it, or an intermediate the
+                                           peer should have sent is missing */
+    FERRY_TLS_VERIFY_HOSTNAME_MISMATCH, /* valid, but not for this host name or address */
+    FERRY_TLS_VERIFY_EXPIRED,           /* past its notAfter (or an issuer's) */
+    FERRY_TLS_VERIFY_NOT_YET_VALID,     /* before its notBefore */
+    FERRY_TLS_VERIFY_SELF_SIGNED,       /* a self-signed certificate nobody trusts */
+    FERRY_TLS_VERIFY_NO_CERTIFICATE,    /* the peer sent none (a client, to a server that
+                                           requires one) */
+    FERRY_TLS_VERIFY_OTHER,             /* anything else: a bad signature, the wrong purpose,
+                                           a chain too long, ... */
+} ferry_tls_verify_reason;
+
+/* "ok", "unknown-issuer", "hostname-mismatch", "expired", "not-yet-valid",
+ * "self-signed", "no-certificate", "other". Never NULL. */
+const char *ferry_tls_verify_reason_name(ferry_tls_verify_reason r);
+
+/* What a TLS connection agreed on. Strings are static or owned by the
+ * connection: valid while it lives (for a request: until its response ends). */
+typedef struct ferry_tls_info {
+    const char *version;                   /* "TLSv1.3", "TLSv1.2" */
+    const char *cipher;                    /* e.g. "TLS_AES_128_GCM_SHA256" */
+    ferry_str sni;                         /* the name the client asked for; {NULL,0}: none */
+    ferry_str alpn;                        /* the protocol agreed ("http/1.1"); {NULL,0}: none */
+    int resumed;                           /* 1: a resumed session (no full handshake) */
+    int peer_verified;                     /* 1: the peer's certificate verified */
+    const char *peer_subject;              /* its subject, RFC 2253 ("CN=a,O=b"), when it
+                                              verified; NULL otherwise */
+    ferry_tls_verify_reason verify_reason; /* why the peer's certificate did not verify */
+} ferry_tls_info;
+
 /* ---- Server ----------------------------------------------------------------
  *
  * Handles: ferry_server (long-lived; new → listen → close(cb) → free), and per
