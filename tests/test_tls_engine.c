@@ -624,6 +624,7 @@ static void client_cert_case(ferry_tls_client_cert mode, const test_cert *cert, 
                  tls_engine_error_detail(p.c.e), ferry_err_name(p.s.err),
                  tls_engine_error_detail(p.s.e));
     assert_int_equal(tls_engine_alert(p.c.e, NULL), calert);
+    if (calert == 116) assert_string_equal(tls_engine_error_detail(p.c.e), "certificate required");
     assert_int_equal(tls_engine_verify_reason(p.s.e, NULL), sreason);
     if (!serr) {
         exchange(&p);

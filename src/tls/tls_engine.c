@@ -618,9 +618,19 @@ ferry_tls_verify_reason tls_engine_verify_reason(const tls_engine *e, long *x509
     return tls_verify_reason_of(e->verify_err);
 }
 
+/* OpenSSL 3.0 names most alerts, but not TLS 1.3's newer ones. */
+static const char *alert_name(int alert)
+{
+    switch (alert) {
+    case 109: return "missing extension";
+    case 116: return "certificate required";
+    default: return SSL_alert_desc_string_long(alert);
+    }
+}
+
 int tls_engine_alert(const tls_engine *e, const char **name)
 {
-    if (name) *name = e->alert >= 0 ? SSL_alert_desc_string_long(e->alert) : "";
+    if (name) *name = e->alert >= 0 ? alert_name(e->alert) : "";
     return e->alert;
 }
 
@@ -630,7 +640,7 @@ const char *tls_engine_error_detail(const tls_engine *e)
         return X509_verify_cert_error_string(e->verify_err);
     if (e->err == FERRY_ETLSVERIFY && e->verify_err == -1)
         return "peer did not return a certificate";
-    if (e->err == FERRY_ETLSALERT) return SSL_alert_desc_string_long(e->alert);
+    if (e->err == FERRY_ETLSALERT) return alert_name(e->alert);
     const char *s = e->ossl_err ? ERR_reason_error_string(e->ossl_err) : NULL;
     return s ? s : "";
 }
