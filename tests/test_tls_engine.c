@@ -7,6 +7,7 @@
  * RSA) and N resumptions, and prints handshakes per second.
  */
 #include <malloc.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1367,6 +1368,151 @@ static void test_idle_memory(void **state)
 /* ---- contexts, keys and the cache on their own -------------------------------------------------
  */
 
+/* ---- threads: a context per loop, ticket keys shared -------------------------------- */
+
+/* No cmocka inside threads: a plain pump that says whether all went well. */
+static bool plain_shuttle(tls_engine *a, tls_engine *b)
+{
+    char buf[4096];
+    size_t n;
+    const char *p;
+    while ((p = tls_engine_out_peek(a, &n)) != NULL) {
+        int rc = tls_engine_feed(b, p, n);
+        tls_engine_out_consume(a, n);
+        if (rc < 0) return false;
+    }
+    ssize_t r;
+    while ((r = tls_engine_read(b, buf, sizeof(buf))) > 0) {
+    }
+    return r == 0;
+}
+
+/* One connection through cache; 1 resumed, 0 full, -1 failed. */
+static int plain_connect(const tls_client_config *cfg, tls_session_cache *cache,
+                         ferry_tls_context *ctx)
+{
+    tls_engine *c, *s;
+    if (tls_engine_new_client(cfg, "localhost", cache, "o", &c) != 0) return -1;
+    if (tls_engine_new_server(ctx, &s) != 0) {
+        tls_engine_free(c);
+        return -1;
+    }
+    bool ok = tls_engine_handshake(c) == 0;
+    for (int i = 0; ok && i < 10; i++)
+        ok = plain_shuttle(c, s) && plain_shuttle(s, c);
+    ok = ok && tls_engine_handshake_done(c) && tls_engine_handshake_done(s) &&
+         tls_engine_write(c, "ping", 4) == 0 && plain_shuttle(c, s) &&
+         tls_engine_write(s, "pong", 4) == 0 && plain_shuttle(s, c);
+    int rc = ok ? tls_engine_resumed(c) : -1;
+    tls_engine_free(c);
+    tls_engine_free(s);
+    return rc;
+}
+
+typedef struct loop_job {
+    ferry_tls_context *ctx;
+    tls_client_config cfg;
+    tls_session_cache cache;
+    int n, resumed, failed;
+    atomic_int *stop;
+} loop_job;
+
+static void *loop_thread(void *arg)
+{
+    loop_job *j = arg;
+    for (int i = 0; i < j->n; i++) {
+        int r = plain_connect(&j->cfg, &j->cache, j->ctx);
+        j->resumed += r == 1;
+        j->failed += r < 0;
+    }
+    return NULL;
+}
+
+/* Rotates (fewer times than the keys kept, so every ticket stays good) and
+ * exports while the loops run. */
+static void *rotate_thread(void *arg)
+{
+    loop_job *j = arg;
+    for (int i = 0; i < FERRY_TLS_TICKET_KEYS_MAX - 2 && !atomic_load(j->stop); i++) {
+        ferry_tls_ticket_keys_rotate(j->ctx->keys);
+        unsigned char buf[FERRY_TLS_TICKET_KEYS_EXPORT_MAX];
+        size_t len;
+        ferry_tls_ticket_keys_export(j->ctx->keys, buf, sizeof(buf), &len);
+        struct timespec ts = {0, 3000000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+/* Two "loops" on two threads, each with its own context and client, sharing
+ * ticket keys while a third thread rotates and exports them; then each
+ * client's session resumes on the other's context. */
+static void test_threads_share_keys(void **state)
+{
+    (void) state;
+    ferry_tls_ticket_keys *keys;
+    assert_int_equal(ferry_tls_ticket_keys_new(3600, 300, &keys), 0);
+    ferry_tls_options o = sopts(&tc->server_ec);
+    o.ticket_keys = keys;
+    loop_job jobs[2];
+    tls_client_options co = copts();
+    atomic_int stop;
+    atomic_init(&stop, 0);
+    for (int i = 0; i < 2; i++) {
+        memset(&jobs[i], 0, sizeof(jobs[i]));
+        jobs[i].ctx = sctx_new(&o);
+        ccfg_init(&jobs[i].cfg, &co);
+        assert_int_equal(tls_session_cache_init(&jobs[i].cache, 4), 0);
+        jobs[i].n = UNDER_ASAN ? 15 : 40;
+        jobs[i].stop = &stop;
+    }
+    pthread_t t[3];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, loop_thread, &jobs[i]), 0);
+    assert_int_equal(pthread_create(&t[2], NULL, rotate_thread, &jobs[0]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    atomic_store(&stop, 1);
+    pthread_join(t[2], NULL);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(jobs[i].failed, 0);
+        /* all but the first: rotated keys still decrypt for 300 s */
+        assert_int_equal(jobs[i].resumed, jobs[i].n - 1);
+    }
+    assert_int_equal(plain_connect(&jobs[0].cfg, &jobs[0].cache, jobs[1].ctx), 1);
+    assert_int_equal(plain_connect(&jobs[1].cfg, &jobs[1].cache, jobs[0].ctx), 1);
+    for (int i = 0; i < 2; i++) {
+        tls_session_cache_destroy(&jobs[i].cache);
+        tls_client_config_destroy(&jobs[i].cfg);
+        ferry_tls_context_free(jobs[i].ctx);
+    }
+    ferry_tls_ticket_keys_free(keys);
+}
+
+/* A connection keeps its context alive after the owner dropped it (a reload
+ * swapped it): the handshake finishes and the context goes with the last
+ * connection (ASan's leak check holds the last part). */
+static void test_context_outlives_owner(void **state)
+{
+    (void) state;
+    ferry_tls_context *ctx = sctx_for(&tc->server_ec);
+    tls_client_options co = copts();
+    tls_client_config cfg;
+    ccfg_init(&cfg, &co);
+    tls_engine *c, *s;
+    assert_int_equal(tls_engine_new_client(&cfg, "localhost", NULL, NULL, &c), 0);
+    assert_int_equal(tls_engine_new_server(ctx, &s), 0);
+    ferry_tls_context_free(ctx);     /* the owner's reference */
+    tls_client_config_destroy(&cfg); /* the client's SSL keeps its SSL_CTX too */
+    pair p;
+    pair_start(&p, c, s);
+    assert_int_equal(tls_engine_handshake(c), 0);
+    pump(&p);
+    assert_ok_pair(&p);
+    exchange(&p);
+    pair_free(&p);
+}
+
 static void test_context_errors(void **state)
 {
     (void) state;
@@ -1650,6 +1796,8 @@ int main(void)
         cmocka_unit_test(test_plain_http_detected),
         cmocka_unit_test(test_half_client_hello),
         cmocka_unit_test(test_idle_memory),
+        cmocka_unit_test(test_threads_share_keys),
+        cmocka_unit_test(test_context_outlives_owner),
         cmocka_unit_test(test_context_errors),
         cmocka_unit_test(test_verify_reason_names),
         cmocka_unit_test(test_session_cache),
