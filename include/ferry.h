@@ -175,7 +175,7 @@ typedef struct ferry_str {
  * from the same options and the same ticket keys, so resumption still works
  * across loops). Ticket keys are shared by design: every call on them is
  * thread-safe, and a context takes their lock once per ticket it issues or
- * checks (at most twice per handshake), never per record.
+ * checks (two or three times per handshake), never per record.
  */
 typedef struct ferry_tls_context ferry_tls_context;
 typedef struct ferry_tls_ticket_keys ferry_tls_ticket_keys;

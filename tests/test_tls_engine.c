@@ -831,6 +831,7 @@ static void test_ticket_rotation(void **state)
     assert_int_equal(tls_ticket_keys_count(keys), 2);
     s = tls_session_cache_get1(&cache, key); /* the renewed ticket, under key 2 */
     SSL_SESSION *renewed = SSL_SESSION_dup(s);
+    tls_session_cache_put(&cache, key, s); /* back, for the next connection */
     SSL_SESSION_free(s);
     assert_true(connect_resumed(&cfg, &cache, ctx));
 
@@ -1629,39 +1630,47 @@ static void test_verify_reason_names(void **state)
     assert_int_equal(tls_verify_reason_of(X509_V_ERR_CERT_REVOKED), FERRY_TLS_VERIFY_OTHER);
 }
 
-/* The cache on its own: LRU bound, replacement, references, expiry. */
+/* A resumable session of the given version, made without a handshake. */
+static SSL_SESSION *fake_session(int version, unsigned char id)
+{
+    static SSL_CTX *sc;
+    static const SSL_CIPHER *cipher12, *cipher13;
+    if (!sc) {
+        sc = SSL_CTX_new(TLS_client_method());
+        SSL *ssl = SSL_new(sc);
+        STACK_OF(SSL_CIPHER) *all = SSL_get_ciphers(ssl);
+        for (int i = 0; i < sk_SSL_CIPHER_num(all); i++) {
+            const SSL_CIPHER *c = sk_SSL_CIPHER_value(all, i);
+            bool v13 = strncmp(SSL_CIPHER_get_name(c), "TLS_", 4) == 0; /* 1.3 suites' names */
+            if (v13 && !cipher13) cipher13 = c;
+            if (!v13 && !cipher12) cipher12 = c;
+        }
+        SSL_free(ssl);
+    }
+    SSL_SESSION *s = SSL_SESSION_new();
+    assert_non_null(s);
+    unsigned char mk[32] = {id}, sid[32] = {id, 1};
+    assert_int_equal(SSL_SESSION_set_protocol_version(s, version), 1);
+    assert_int_equal(SSL_SESSION_set_cipher(s, version == TLS1_3_VERSION ? cipher13 : cipher12), 1);
+    assert_int_equal(SSL_SESSION_set1_master_key(s, mk, sizeof(mk)), 1);
+    assert_int_equal(SSL_SESSION_set1_id(s, sid, sizeof(sid)), 1);
+    SSL_SESSION_set_time(s, (long) time(NULL));
+    SSL_SESSION_set_timeout(s, 300);
+    assert_true(SSL_SESSION_is_resumable(s));
+    return s;
+}
+
+/* The cache on its own: the LRU bound over origins, TLS 1.2 sessions that
+ * stay and replace each other, TLS 1.3 tickets that are taken one at a
+ * time, references, expiry. */
 static void test_session_cache(void **state)
 {
     (void) state;
     tls_session_cache c;
     assert_int_equal(tls_session_cache_init(&c, 3), 0);
     SSL_SESSION *s[5];
-    for (int i = 0; i < 5; i++) {
-        s[i] = SSL_SESSION_new();
-        assert_non_null(s[i]);
-        /* resumable: a protocol version, a cipher and a master key */
-        assert_int_equal(SSL_SESSION_set_protocol_version(s[i], TLS1_3_VERSION), 1);
-        unsigned char mk[32] = {(unsigned char) i};
-        assert_int_equal(SSL_SESSION_set1_master_key(s[i], mk, sizeof(mk)), 1);
-        SSL_SESSION_set_time(s[i], (long) time(NULL));
-        SSL_SESSION_set_timeout(s[i], 300);
-    }
-    /* not resumable without a cipher: not kept */
-    tls_session_cache_put(&c, "a", s[0]);
-    assert_int_equal(c.count, SSL_SESSION_is_resumable(s[0]) ? 1 : 0);
-    if (c.count == 0) {
-        /* make them resumable through a real handshake's cipher */
-        SSL_CTX *sc = SSL_CTX_new(TLS_client_method());
-        SSL *ssl = SSL_new(sc);
-        const SSL_CIPHER *ci = sk_SSL_CIPHER_value(SSL_get_ciphers(ssl), 0);
-        for (int i = 0; i < 5; i++) {
-            assert_int_equal(SSL_SESSION_set_cipher(s[i], ci), 1);
-            unsigned char id[32] = {(unsigned char) i, 1};
-            assert_int_equal(SSL_SESSION_set1_id(s[i], id, sizeof(id)), 1);
-        }
-        SSL_free(ssl);
-        SSL_CTX_free(sc);
-    }
+    for (int i = 0; i < 5; i++)
+        s[i] = fake_session(TLS1_2_VERSION, (unsigned char) i);
     const char *keys[5] = {"a", "b", "c", "d", "e"};
     for (int i = 0; i < 3; i++)
         tls_session_cache_put(&c, keys[i], s[i]);
@@ -1669,18 +1678,18 @@ static void test_session_cache(void **state)
     SSL_SESSION *got = tls_session_cache_get1(&c, "a"); /* a is now the most recent */
     assert_ptr_equal(got, s[0]);
     SSL_SESSION_free(got);
+    got = tls_session_cache_get1(&c, "a"); /* TLS 1.2: still there */
+    assert_ptr_equal(got, s[0]);
+    SSL_SESSION_free(got);
     tls_session_cache_put(&c, "d", s[3]); /* evicts b, the least recent */
     assert_int_equal(c.count, 3);
     assert_int_equal(c.evicted, 1);
     assert_null(tls_session_cache_get1(&c, "b"));
-    got = tls_session_cache_get1(&c, "c");
-    assert_ptr_equal(got, s[2]);
-    SSL_SESSION_free(got);
     tls_session_cache_put(&c, "a", s[4]); /* replaces a's */
+    assert_int_equal(tls_session_cache_sessions(&c, "a"), 1);
     got = tls_session_cache_get1(&c, "a");
     assert_ptr_equal(got, s[4]);
     SSL_SESSION_free(got);
-    assert_int_equal(c.count, 3);
     tls_session_cache_remove(&c, "a");
     tls_session_cache_remove(&c, "nothing");
     assert_int_equal(c.count, 2);
@@ -1693,8 +1702,71 @@ static void test_session_cache(void **state)
     got = tls_session_cache_get1(&c, "c");
     assert_non_null(got);
     SSL_SESSION_free(got);
+
+    /* TLS 1.3: up to TLS_SESSIONS_PER_KEY tickets, newest first, each taken once */
+    SSL_SESSION *t[6];
+    for (int i = 0; i < 6; i++) {
+        t[i] = fake_session(TLS1_3_VERSION, (unsigned char) (10 + i));
+        tls_session_cache_put(&c, "t", t[i]);
+    }
+    tls_session_cache_put(&c, "t", t[5]); /* the same one again: held once */
+    assert_int_equal(tls_session_cache_sessions(&c, "t"), TLS_SESSIONS_PER_KEY);
+    for (int i = 5; i > 5 - TLS_SESSIONS_PER_KEY; i--) {
+        got = tls_session_cache_get1(&c, "t");
+        assert_ptr_equal(got, t[i]);
+        SSL_SESSION_free(got);
+    }
+    assert_null(tls_session_cache_get1(&c, "t")); /* all taken: the origin is forgotten */
+    assert_int_equal(tls_session_cache_sessions(&c, "t"), 0);
+    /* a TLS 1.2 session replaces tickets, and the other way round */
+    tls_session_cache_put(&c, "t", t[0]);
+    tls_session_cache_put(&c, "t", t[1]);
+    SSL_SESSION *v12 = fake_session(TLS1_2_VERSION, 30);
+    tls_session_cache_put(&c, "t", v12);
+    assert_int_equal(tls_session_cache_sessions(&c, "t"), 1);
+    tls_session_cache_put(&c, "t", t[2]);
+    assert_int_equal(tls_session_cache_sessions(&c, "t"), 1);
+    got = tls_session_cache_get1(&c, "t");
+    assert_ptr_equal(got, t[2]);
+    SSL_SESSION_free(got);
+    SSL_SESSION_free(v12);
+    for (int i = 0; i < 6; i++)
+        SSL_SESSION_free(t[i]);
     tls_session_cache_destroy(&c);
     tls_session_cache_destroy(&c); /* twice: harmless */
+}
+
+/* Two tickets after a full TLS 1.3 handshake: two connections opened at
+ * once both resume; a third finds none left and does a full handshake. */
+static void test_parallel_resumption(void **state)
+{
+    (void) state;
+    ferry_tls_context *ctx = sctx_for(&tc->server_ec);
+    tls_client_options co = copts();
+    tls_client_config cfg;
+    ccfg_init(&cfg, &co);
+    tls_session_cache cache;
+    assert_int_equal(tls_session_cache_init(&cache, 4), 0);
+    assert_false(connect_resumed(&cfg, &cache, ctx));
+    assert_int_equal(tls_session_cache_sessions(&cache, "https://localhost:443"), 2);
+    pair p[3];
+    for (int i = 0; i < 3; i++) { /* all three created before any ticket comes back */
+        tls_engine *c, *s;
+        assert_int_equal(
+            tls_engine_new_client(&cfg, "localhost", &cache, "https://localhost:443", &c), 0);
+        assert_int_equal(tls_engine_new_server(ctx, &s), 0);
+        pair_start(&p[i], c, s);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tls_engine_handshake(p[i].c.e), 0);
+        pump(&p[i]);
+        assert_ok_pair(&p[i]);
+        assert_int_equal(tls_engine_resumed(p[i].c.e), i < 2);
+        pair_free(&p[i]);
+    }
+    tls_session_cache_destroy(&cache);
+    tls_client_config_destroy(&cfg);
+    ferry_tls_context_free(ctx);
 }
 
 /* ---- timing (TLS_BENCH=N) ----------------------------------------------------------------- */
@@ -1801,6 +1873,7 @@ int main(void)
         cmocka_unit_test(test_context_errors),
         cmocka_unit_test(test_verify_reason_names),
         cmocka_unit_test(test_session_cache),
+        cmocka_unit_test(test_parallel_resumption),
         cmocka_unit_test(test_bench),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -11,10 +11,10 @@
  * Server: one SSL_CTX per context holds the default certificate; an SNI
  * match swaps the connection's certificate in the servername callback
  * (SSL_use_cert_and_key on that SSL only). Resumption is by tickets only
- * (OpenSSL's session cache is off: no lock shared by every handshake), one
- * ticket per handshake. The session id context is a digest of the client
- * certificate policy, so a session made where no client certificate was
- * asked for cannot resume where one is required.
+ * (OpenSSL's session cache is off: no lock shared by every handshake): two
+ * tickets after a full handshake, one after a resumption. The session id context is a digest of the
+ * client certificate policy, so a session made where no client certificate was asked for cannot
+ * resume where one is required.
  *
  * PEM comes from memory or from files read whole here (so a missing file is
  * FERRY_ENOENT, not an OpenSSL string), never through OpenSSL's password
@@ -624,7 +624,7 @@ static int context_build(ferry_tls_context *ctx, const ferry_tls_options *o)
             if (rc < 0) return rc;
         }
         SSL_CTX_set_timeout(c, (long) (o->session_timeout_s ? o->session_timeout_s : 300));
-        SSL_CTX_set_num_tickets(c, 1);
+        SSL_CTX_set_num_tickets(c, 2); /* OpenSSL's default: two clients may resume at once */
         SSL_CTX_set_tlsext_ticket_key_evp_cb(c, tls_ticket_key_cb);
     } else {
         SSL_CTX_set_options(c, SSL_OP_NO_TICKET);

@@ -47,7 +47,8 @@
  *
  * One engine is used by one thread at a time. Nothing here takes a lock per
  * record: encryption uses the connection's own cipher contexts, and the
- * ticket keys' lock is taken at most twice per handshake.
+ * ticket keys' lock is taken once per ticket (two or three times per
+ * handshake).
  */
 #ifndef FERRY_TLS_ENGINE_H
 #define FERRY_TLS_ENGINE_H

@@ -1,6 +1,7 @@
 /* tls_session_cache.c — the client's per-origin TLS sessions (see the header):
  * a chained hash table keyed by SipHash (origins can come from redirects,
  * i.e. from servers) plus an LRU list that bounds it. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,7 +16,8 @@ struct tls_session_entry {
     list_link lru; /* first: the list link is the entry */
     tls_session_entry *next;
     uint64_t hash;
-    SSL_SESSION *sess; /* one reference */
+    SSL_SESSION *sess[TLS_SESSIONS_PER_KEY]; /* newest first, one reference each */
+    size_t nsess;
     size_t key_len;
     char key[];
 };
@@ -52,13 +54,20 @@ static tls_session_entry **slot_of(tls_session_cache *c, const char *key, size_t
     return pp;
 }
 
+static void clear_sessions(tls_session_entry *e)
+{
+    for (size_t i = 0; i < e->nsess; i++)
+        SSL_SESSION_free(e->sess[i]);
+    e->nsess = 0;
+}
+
 /* Unlink and free the entry at *pp. */
 static void drop(tls_session_cache *c, tls_session_entry **pp)
 {
     tls_session_entry *e = *pp;
     *pp = e->next;
     list_remove(&e->lru);
-    SSL_SESSION_free(e->sess);
+    clear_sessions(e);
     free(e);
     c->count--;
 }
@@ -83,6 +92,21 @@ static bool expired(const SSL_SESSION *s)
            (uint64_t) time(NULL);
 }
 
+static bool single_use(const SSL_SESSION *s)
+{
+    return SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION;
+}
+
+static void touch(tls_session_cache *c, tls_session_entry *e)
+{
+    list_remove(&e->lru);
+    list_insert_after(&c->lru, &e->lru);
+}
+
+/* TLS 1.2 sessions resume any number of times: the newest is all we need.
+ * TLS 1.3 tickets are used once by OpenSSL's client (RFC 8446 §C.4 asks
+ * clients not to reuse them), and a server sends several so that as many
+ * connections can resume: keep up to TLS_SESSIONS_PER_KEY of them. */
 void tls_session_cache_put(tls_session_cache *c, const char *key, SSL_SESSION *sess)
 {
     if (!c->buckets || !SSL_SESSION_is_resumable(sess)) return;
@@ -96,18 +120,32 @@ void tls_session_cache_put(tls_session_cache *c, const char *key, SSL_SESSION *s
         e->hash = hash;
         e->key_len = len;
         memcpy(e->key, key, len + 1);
-        e->sess = NULL;
+        e->nsess = 0;
         e->next = NULL;
         *pp = e;
         list_insert_after(&c->lru, &e->lru);
         c->count++;
     } else {
-        list_remove(&e->lru);
-        list_insert_after(&c->lru, &e->lru);
+        touch(c, e);
     }
-    SSL_SESSION_up_ref(sess);
-    SSL_SESSION_free(e->sess);
-    e->sess = sess;
+    SSL_SESSION_up_ref(sess); /* before anything below may drop the same session */
+    if (!single_use(sess) || (e->nsess && !single_use(e->sess[0]))) {
+        clear_sessions(e);
+    } else {
+        for (size_t i = 0; i < e->nsess; i++) {
+            if (e->sess[i] == sess) { /* already held: move it to the front */
+                SSL_SESSION_free(sess);
+                memmove(&e->sess[1], &e->sess[0], i * sizeof(e->sess[0]));
+                e->sess[0] = sess;
+                c->stored++;
+                return;
+            }
+        }
+        if (e->nsess == TLS_SESSIONS_PER_KEY) SSL_SESSION_free(e->sess[--e->nsess]);
+    }
+    memmove(&e->sess[1], &e->sess[0], e->nsess * sizeof(e->sess[0]));
+    e->sess[0] = sess;
+    e->nsess++;
     c->stored++;
     while (c->count > c->max) {
         drop_entry(c, ENTRY_OF(c->lru.prev));
@@ -121,16 +159,31 @@ SSL_SESSION *tls_session_cache_get1(tls_session_cache *c, const char *key)
     uint64_t hash;
     tls_session_entry **pp = slot_of(c, key, strlen(key), &hash);
     tls_session_entry *e = *pp;
-    if (!e || expired(e->sess)) {
-        if (e) drop(c, pp);
+    SSL_SESSION *s = NULL;
+    while (e && e->nsess && !s) {
+        s = e->sess[0];
+        if (expired(s) || !SSL_SESSION_is_resumable(s)) {
+            SSL_SESSION_free(s);
+            s = NULL;
+        } else if (!single_use(s)) {
+            SSL_SESSION_up_ref(s); /* it stays */
+            break;
+        }
+        /* taken: a TLS 1.3 ticket leaves with its only reference */
+        memmove(&e->sess[0], &e->sess[1], (e->nsess - 1) * sizeof(e->sess[0]));
+        e->nsess--;
+    }
+    if (e && e->nsess == 0) {
+        drop(c, pp);
+        e = NULL;
+    }
+    if (!s) {
         c->misses++;
         return NULL;
     }
-    list_remove(&e->lru);
-    list_insert_after(&c->lru, &e->lru);
+    if (e) touch(c, e);
     c->hits++;
-    SSL_SESSION_up_ref(e->sess);
-    return e->sess;
+    return s;
 }
 
 void tls_session_cache_remove(tls_session_cache *c, const char *key)
@@ -139,4 +192,12 @@ void tls_session_cache_remove(tls_session_cache *c, const char *key)
     uint64_t hash;
     tls_session_entry **pp = slot_of(c, key, strlen(key), &hash);
     if (*pp) drop(c, pp);
+}
+
+size_t tls_session_cache_sessions(tls_session_cache *c, const char *key)
+{
+    if (!c->buckets) return 0;
+    uint64_t hash;
+    tls_session_entry *e = *slot_of(c, key, strlen(key), &hash);
+    return e ? e->nsess : 0;
 }

@@ -1,17 +1,22 @@
-/* tls_session_cache.h — a client's TLS sessions, one per origin, so a new
+/* tls_session_cache.h — a client's TLS sessions per origin, so a new
  * connection to an origin resumes instead of paying for a full handshake.
  *
  * Keys are strings the owner picks (the agent: its origin key, e.g.
- * "https://example.com:443"); each holds the newest resumable session for it.
+ * "https://example.com:443"). For TLS 1.2 a key holds its newest session,
+ * which resumes any number of connections. TLS 1.3 tickets are used once
+ * (OpenSSL's client marks a session not resumable once it resumed), so a key
+ * holds up to TLS_SESSIONS_PER_KEY of them, newest first, and get1 takes one
+ * out: as many connections can resume at once as tickets are held (a server
+ * sends two after a full handshake and one after each resumption).
  * Bounded: beyond max_entries the least recently used origin is forgotten
  * (Node's https.Agent keeps 100). A TLS 1.2 session is stored at the end of
- * its handshake; TLS 1.3 sessions come later, with the server's
- * NewSessionTicket, possibly while the socket is idle: tls_engine stores
- * both when the connection was made with a cache (tls_engine_new_client).
+ * its handshake; TLS 1.3 tickets come later, possibly while the socket is
+ * idle: tls_engine stores both when the connection was made with a cache
+ * (tls_engine_new_client).
  *
  * References: the cache holds one reference on each SSL_SESSION it keeps and
- * drops it when the entry is replaced, evicted or the cache destroyed;
- * tls_session_cache_get1 hands the caller a reference of its own.
+ * drops it when the session is replaced, taken, evicted or the cache
+ * destroyed; tls_session_cache_get1 hands the caller a reference of its own.
  *
  * One loop, one thread (it lives in the agent); no locks.
  */
@@ -26,6 +31,7 @@
 #include "core/list.h"
 
 #define TLS_SESSION_CACHE_DEFAULT 100
+#define TLS_SESSIONS_PER_KEY      4
 
 typedef struct tls_session_entry tls_session_entry;
 
@@ -44,16 +50,19 @@ int tls_session_cache_init(tls_session_cache *c, size_t max_entries);
 /* Drop every session and free the cache's memory. */
 void tls_session_cache_destroy(tls_session_cache *c);
 
-/* Keep sess (the cache takes a reference of its own) as key's session,
- * replacing the one it had; a session that cannot resume is not kept.
- * The entry (owner: c) is allocated on first use of key; on ENOMEM nothing
- * changes. */
+/* Keep sess (the cache takes a reference of its own) for key: a TLS 1.2
+ * session replaces what key had, a TLS 1.3 one joins the others (the oldest
+ * goes beyond TLS_SESSIONS_PER_KEY). A session that cannot resume is not
+ * kept. The entry (owner: c) is allocated on first use of key; on ENOMEM
+ * nothing changes. */
 void tls_session_cache_put(tls_session_cache *c, const char *key, SSL_SESSION *sess);
-/* key's session with a new reference (the caller frees it, or hands it to
- * SSL_set_session and then frees it), or NULL. An expired session is dropped
- * instead. */
+/* key's newest session, with a reference the caller frees (after handing
+ * it to SSL_set_session), or NULL. A TLS 1.3 session leaves the cache; a
+ * TLS 1.2 one stays. Expired sessions are dropped on the way. */
 SSL_SESSION *tls_session_cache_get1(tls_session_cache *c, const char *key);
-/* Forget key's session (e.g. after a failed handshake with it). */
+/* How many sessions key holds now. */
+size_t tls_session_cache_sessions(tls_session_cache *c, const char *key);
+/* Forget key's sessions (e.g. after a failed handshake with one). */
 void tls_session_cache_remove(tls_session_cache *c, const char *key);
 
 #endif /* FERRY_TLS_SESSION_CACHE_H */
