@@ -127,7 +127,15 @@ const char *ferry_version_string(void);
     XX(EDEADLINE, -30053, 0, "request deadline passed")                                            \
     XX(EINCOMPLETE, -30054, 0, "connection closed before the message was complete")             \
     XX(EUNANSWERED, -30055, 0, "connection closed after the whole request was sent, before any "   \
-                               "response: not sent again, it may have been applied")
+                               "response: not sent again, it may have been applied")             \
+    /* TLS (docs/tls.md) */                                                                        \
+    XX(ETLSVERIFY, -30060, 0, "TLS certificate verification failed")                               \
+    XX(ETLSHANDSHAKE, -30061, 0, "TLS handshake failed")                                           \
+    XX(ETLSALERT, -30062, 0, "TLS alert received from the peer")                                   \
+    XX(ETLSPROTOCOL, -30063, 0, "TLS protocol error after the handshake")                          \
+    XX(ETLSTRUNCATED, -30064, 0, "connection closed without TLS close_notify")                     \
+    XX(ETLSPLAINHTTP, -30065, 400, "plain HTTP request sent to a TLS port")                        \
+    XX(ETLSCERT, -30066, 0, "TLS certificate or key could not be loaded")
 
 /* FERRY_EOF, FERRY_ETIMEDOUT, ..., FERRY_EBADREQLINE, ... */
 typedef enum {
@@ -158,10 +166,11 @@ typedef enum ferry_err_kind {
     FERRY_ERRK_PROTOCOL,  /* a malformed or unacceptable message (either side) */
     FERRY_ERRK_POOL,      /* a limit or a closing pool/queue refused it */
     FERRY_ERRK_ABORTED,   /* the caller aborted or cancelled it */
+    FERRY_ERRK_TLS,       /* TLS: verification, handshake, alerts, certificates */
 } ferry_err_kind;
 
 ferry_err_kind ferry_err_kind_of(int err);
-/* "other", "timeout", "connect", "reset", "protocol", "pool", "aborted". */
+/* "other", "timeout", "connect", "reset", "protocol", "pool", "aborted", "tls". */
 const char *ferry_err_kind_name(ferry_err_kind kind);
 
 
@@ -172,6 +181,165 @@ typedef struct ferry_str {
     const char *p;
     size_t len;
 } ferry_str;
+
+/* ---- TLS -------------------------------------------------------------------
+ *
+ * TLS 1.2 and 1.3 through OpenSSL 3; see docs/tls.md. A server takes its
+ * certificates from a ferry_tls_context; ticket keys (ferry_tls_ticket_keys)
+ * let contexts, loops and a re-executed process resume each other's sessions.
+ *
+ * Thread safety. A context is immutable once made and reference counted with
+ * atomics: any thread may use it or drop a reference, and several loops may
+ * share one. OpenSSL 3.0 slows down when many threads share one SSL_CTX, so a
+ * program with a loop per thread should give each loop its own context (made
+ * from the same options and the same ticket keys, so resumption still works
+ * across loops). Ticket keys are shared by design: every call on them is
+ * thread-safe, and a context takes their lock once per ticket it issues or
+ * checks (two or three times per handshake), never per record.
+ */
+typedef struct ferry_tls_context ferry_tls_context;
+typedef struct ferry_tls_ticket_keys ferry_tls_ticket_keys;
+
+/* Protocol versions, by their wire value; 0 in options means the default. */
+#define FERRY_TLS_1_2 0x0303
+#define FERRY_TLS_1_3 0x0304
+
+typedef enum ferry_tls_client_cert {
+    FERRY_TLS_CLIENT_CERT_NONE = 0, /* do not ask for one (default) */
+    FERRY_TLS_CLIENT_CERT_REQUEST,  /* ask: a client without one is let in; one whose
+                                       certificate does not verify is refused */
+    FERRY_TLS_CLIENT_CERT_REQUIRE,  /* refuse clients without a verified certificate */
+} ferry_tls_client_cert;
+
+/* A certificate chain and its private key, from files or from memory. Also
+ * the element of ferry_tls_options.sni_certs, so it has no struct_size and
+ * never grows within a major version (docs/abi.md). */
+typedef struct ferry_tls_cert {
+    const char *cert_file; /* PEM: the leaf first, then its intermediates */
+    const char *key_file;  /* PEM private key, unencrypted; NULL: read from cert_file */
+    const char *cert_pem;  /* the chain in memory (NUL-terminated), when cert_file is NULL */
+    const char *key_pem;   /* its key in memory; NULL: read from cert_pem */
+    const char *name;      /* SNI certificates: the name to answer, exact ("www.example.com")
+                              or a wildcard for one label ("*.example.com"); NULL: every
+                              DNS name in the certificate. Ignored for the default one */
+} ferry_tls_cert;
+
+/* An options struct: fill it with ferry_tls_options_init(), then set fields. */
+typedef struct ferry_tls_options {
+    size_t struct_size;                 /* set by ferry_tls_options_init (docs/abi.md) */
+    ferry_tls_cert cert;                /* the default certificate; required */
+    const ferry_tls_cert *sni_certs;    /* more certificates, chosen by the name the client
+                                           sends (SNI): exact names first, then wildcards;
+                                           no SNI or no match: cert. Copied */
+    size_t sni_cert_count;
+    int min_version;                    /* FERRY_TLS_1_2 (default) or FERRY_TLS_1_3 */
+    int max_version;                    /* FERRY_TLS_1_3 (default) or FERRY_TLS_1_2 */
+    const char *alpn;                   /* protocols, comma-separated, in order of preference;
+                                           "http/1.1". A client that offers ALPN but none of
+                                           these is refused (RFC 7301); one that offers none
+                                           is served */
+    const char *ciphers;                /* TLS 1.2 suites, OpenSSL syntax; NULL: ECDHE with
+                                           AES-GCM or ChaCha20-Poly1305 only */
+    const char *ciphersuites;           /* TLS 1.3 suites; NULL: OpenSSL's */
+    int session_tickets;                /* 1 (default): resume sessions with tickets; 0: never */
+    uint64_t session_timeout_s;         /* a session resumes for this long; 300 (nginx's and
+                                           HAProxy's default) */
+    ferry_tls_ticket_keys *ticket_keys; /* keys shared with other contexts (the context holds
+                                           a reference); NULL (default): keys of its own */
+    uint64_t ticket_key_rotation_s;     /* its own keys: a new key every this many seconds,
+                                           the old one still accepted for session_timeout_s;
+                                           3600; 0 = never */
+    ferry_tls_client_cert client_cert;  /* FERRY_TLS_CLIENT_CERT_NONE */
+    const char *client_ca_file;         /* PEM CAs that sign client certificates; one of the
+                                           two is required with REQUEST or REQUIRE */
+    const char *client_ca_pem;          /* the same in memory */
+} ferry_tls_options;
+
+#define ferry_tls_options_init(o) ferry_tls_options_init_sized((o), sizeof(ferry_tls_options))
+void ferry_tls_options_init_sized(ferry_tls_options *o, size_t size);
+
+/* Load the certificates and keys and make a context. *out (owner: the
+ * caller, who holds one reference) is used by servers given it
+ * (ferry_server_options.tls, ferry_server_set_tls), which take references of
+ * their own, as does every connection that started a handshake with it.
+ * Returns 0; FERRY_ETLSCERT for a certificate, key or CA that does not load,
+ * or a key that does not match its certificate; FERRY_ENOENT / FERRY_EACCES
+ * for a file; FERRY_EINVAL for bad options (no certificate, a bad ALPN list,
+ * cipher list, version or SNI name); FERRY_ENOMEM. ferry_tls_error_detail()
+ * then says what failed, e.g. "server.key: key values mismatch". */
+int ferry_tls_context_new(const ferry_tls_options *o, ferry_tls_context **out);
+/* Take another reference (returns ctx). */
+ferry_tls_context *ferry_tls_context_ref(ferry_tls_context *ctx);
+/* Drop a reference; the context goes when the last holder drops its own
+ * (connections still using it keep it alive). NULL does nothing. */
+void ferry_tls_context_free(ferry_tls_context *ctx);
+
+/* What the last failed ferry_tls_* call on this thread failed on (a file,
+ * an OpenSSL reason), e.g. for a log line; "" if nothing failed. Thread-local,
+ * overwritten by the next failure; never NULL. */
+const char *ferry_tls_error_detail(void);
+
+/* Session ticket keys. The newest key encrypts new tickets; a key that was
+ * replaced still decrypts for lifetime_s, so a ticket keeps working for its
+ * whole life (give lifetime_s >= the contexts' session_timeout_s). A ticket
+ * under an older key resumes and is replaced by one under the newest. At most
+ * FERRY_TLS_TICKET_KEYS_MAX keys are kept (older ones are dropped first).
+ * Rotation happens when a ticket is issued after rotation_s (0 = only on
+ * ferry_tls_ticket_keys_rotate), from wall-clock time, so it survives an
+ * export and import. Two processes that rotate on their own diverge: share
+ * keys across processes by export/import from one owner. */
+#define FERRY_TLS_TICKET_KEYS_MAX 16
+/* Make keys with one fresh random key. *out: owner the caller (one reference). */
+int ferry_tls_ticket_keys_new(uint64_t rotation_s, uint64_t lifetime_s,
+                              ferry_tls_ticket_keys **out);
+ferry_tls_ticket_keys *ferry_tls_ticket_keys_ref(ferry_tls_ticket_keys *k);
+void ferry_tls_ticket_keys_free(ferry_tls_ticket_keys *k); /* drop a reference; NULL: nothing */
+/* A new random key encrypts from now on (the old ones still decrypt). */
+int ferry_tls_ticket_keys_rotate(ferry_tls_ticket_keys *k);
+/* Every key, as bytes for ferry_tls_ticket_keys_import in another process
+ * (e.g. the one a graceful restart executes). The bytes are secret: whoever
+ * has them can decrypt tickets, and so recorded TLS 1.2 sessions. With buf
+ * NULL or cap too small, only *len is set (and FERRY_ENOBUFS returned when
+ * buf was given). At most FERRY_TLS_TICKET_KEYS_EXPORT_MAX bytes. */
+#define FERRY_TLS_TICKET_KEYS_EXPORT_MAX (8 + 88 * FERRY_TLS_TICKET_KEYS_MAX)
+int ferry_tls_ticket_keys_export(ferry_tls_ticket_keys *k, void *buf, size_t cap, size_t *len);
+/* Replace k's keys with exported ones (its rotation_s and lifetime_s stay);
+ * contexts using k see them at their next ticket. FERRY_EINVAL for bytes
+ * that are not an export. */
+int ferry_tls_ticket_keys_import(ferry_tls_ticket_keys *k, const void *buf, size_t len);
+
+/* Why a certificate did not verify. */
+typedef enum ferry_tls_verify_reason {
+    FERRY_TLS_VERIFY_OK = 0,
+    FERRY_TLS_VERIFY_UNKNOWN_ISSUER,    /* no trusted CA signed it, or an intermediate the
+                                           peer should have sent is missing */
+    FERRY_TLS_VERIFY_HOSTNAME_MISMATCH, /* valid, but not for this host name or address */
+    FERRY_TLS_VERIFY_EXPIRED,           /* past its notAfter (or an issuer's) */
+    FERRY_TLS_VERIFY_NOT_YET_VALID,     /* before its notBefore */
+    FERRY_TLS_VERIFY_SELF_SIGNED,       /* a self-signed certificate nobody trusts */
+    FERRY_TLS_VERIFY_NO_CERTIFICATE,    /* the peer sent none (a client, to a server that
+                                           requires one) */
+    FERRY_TLS_VERIFY_OTHER,             /* anything else: a bad signature, the wrong purpose,
+                                           a chain too long, ... */
+} ferry_tls_verify_reason;
+
+/* "ok", "unknown-issuer", "hostname-mismatch", "expired", "not-yet-valid",
+ * "self-signed", "no-certificate", "other". Never NULL. */
+const char *ferry_tls_verify_reason_name(ferry_tls_verify_reason r);
+
+/* What a TLS connection agreed on. Strings are static or owned by the
+ * connection: valid while it lives (for a request: until its response ends). */
+typedef struct ferry_tls_info {
+    const char *version;                   /* "TLSv1.3", "TLSv1.2" */
+    const char *cipher;                    /* e.g. "TLS_AES_128_GCM_SHA256" */
+    ferry_str sni;                         /* the name the client asked for; {NULL,0}: none */
+    ferry_str alpn;                        /* the protocol agreed ("http/1.1"); {NULL,0}: none */
+    int resumed;                           /* 1: a resumed session (no full handshake) */
+    int peer_verified;                     /* 1: the peer's certificate verified */
+    const char *peer_subject;              /* its subject, RFC 2253 ("CN=a,O=b"), when it
+                                              verified; NULL otherwise */
+    ferry_tls_verify_reason verify_reason; /* why the peer's certificate did not verify */
+} ferry_tls_info;
 
 /* ---- Server ----------------------------------------------------------------
  *
@@ -215,7 +383,8 @@ typedef struct ferry_server_options {
 
 /* Fill *o with the defaults. A macro, so that sizeof is the caller's: the
  * library fills and later reads only that many bytes (docs/abi.md). */
-#define ferry_server_options_init(o) ferry_server_options_init_sized((o), sizeof(*(o)))
+#define ferry_server_options_init(o) \
+    ferry_server_options_init_sized((o), sizeof(ferry_server_options))
 void ferry_server_options_init_sized(ferry_server_options *o, size_t size);
 
 /* Create a server on `loop`. The server owns nothing of the caller's; free
@@ -258,7 +427,7 @@ typedef struct ferry_server_stats {
     uint64_t connections_idle;   /* open now, idle in keep-alive (served, nothing pending) */
     uint64_t connections_accepted;
     uint64_t requests;           /* request heads handed to the handler */
-    uint64_t bytes_in;
+    uint64_t bytes_in;           /* request bytes read (not those thrown away after our FIN) */
     uint64_t bytes_out;
     uint64_t timeouts_headers;
     uint64_t timeouts_request;
@@ -271,7 +440,13 @@ typedef struct ferry_server_stats {
     int closing;                 /* 1 once ferry_server_close/destroy was called */
 } ferry_server_stats;
 
-void ferry_server_stats_get(const ferry_server *s, ferry_server_stats *st);
+/* Fill *st. A macro, so that the size is the caller's: stats structs grow at
+ * the end (docs/abi.md). */
+#define ferry_server_stats_get(s, \
+    st) ferry_server_stats_get_sized((s), (st), sizeof(ferry_server_stats))
+void ferry_server_stats_get_sized(const ferry_server *s, ferry_server_stats *st, size_t size);
+/* 0.1.0's entry point, for programs built against it: 0.1.0's fields only. */
+void(ferry_server_stats_get)(const ferry_server *s, ferry_server_stats *st);
 
 /* ---- Request ---- */
 ferry_str ferry_req_method(const ferry_req *req);
@@ -433,7 +608,7 @@ typedef struct ferry_agent_options {
 
 /* Fill *o with the defaults. A macro, so that sizeof is the caller's: the
  * library fills and later reads only that many bytes (docs/abi.md). */
-#define ferry_agent_options_init(o) ferry_agent_options_init_sized((o), sizeof(*(o)))
+#define ferry_agent_options_init(o) ferry_agent_options_init_sized((o), sizeof(ferry_agent_options))
 void ferry_agent_options_init_sized(ferry_agent_options *o, size_t size);
 
 /* Create an agent on `loop` (o NULL: defaults). Free it with
@@ -473,7 +648,11 @@ typedef struct ferry_agent_stats {
     int closing;
 } ferry_agent_stats;
 
-void ferry_agent_stats_get(const ferry_agent *a, ferry_agent_stats *st);
+/* Fill *st (a macro for the caller's size, as ferry_server_stats_get). */
+#define ferry_agent_stats_get(a, \
+    st) ferry_agent_stats_get_sized((a), (st), sizeof(ferry_agent_stats))
+void ferry_agent_stats_get_sized(const ferry_agent *a, ferry_agent_stats *st, size_t size);
+void(ferry_agent_stats_get)(const ferry_agent *a, ferry_agent_stats *st); /* 0.1.0's */
 
 typedef struct ferry_agent_origin_stats {
     uint32_t active, idle, queued;  /* sockets busy or connecting, sockets pooled, requests
@@ -486,8 +665,12 @@ typedef struct ferry_agent_origin_stats {
 
 /* Stats of the origin of `url` (any URL of that origin); all zero for an
  * origin the agent does not know. FERRY_EINVAL for a bad URL. */
-int ferry_agent_origin_stats_get(const ferry_agent *a, const char *url,
-                                 ferry_agent_origin_stats *st);
+#define ferry_agent_origin_stats_get(a, url, st)                                                  \
+    ferry_agent_origin_stats_get_sized((a), (url), (st), sizeof(ferry_agent_origin_stats))
+int ferry_agent_origin_stats_get_sized(const ferry_agent *a, const char *url,
+                                       ferry_agent_origin_stats *st, size_t size);
+int(ferry_agent_origin_stats_get)(const ferry_agent *a, const char *url,
+                                  ferry_agent_origin_stats *st); /* 0.1.0's */
 
 /* ---- One request ---- */
 typedef struct ferry_request_options {
@@ -529,7 +712,8 @@ typedef struct ferry_request_options {
 
 /* Fill *o with the defaults. A macro, so that sizeof is the caller's: the
  * library fills and later reads only that many bytes (docs/abi.md). */
-#define ferry_request_options_init(o) ferry_request_options_init_sized((o), sizeof(*(o)))
+#define ferry_request_options_init(o) \
+    ferry_request_options_init_sized((o), sizeof(ferry_request_options))
 void ferry_request_options_init_sized(ferry_request_options *o, size_t size);
 
 /* A response head (and, for ferry_fetch, its body). */
@@ -668,7 +852,7 @@ typedef struct ferry_queue_options {
 
 /* Fill *o with the defaults. A macro, so that sizeof is the caller's: the
  * library fills and later reads only that many bytes (docs/abi.md). */
-#define ferry_queue_options_init(o) ferry_queue_options_init_sized((o), sizeof(*(o)))
+#define ferry_queue_options_init(o) ferry_queue_options_init_sized((o), sizeof(ferry_queue_options))
 void ferry_queue_options_init_sized(ferry_queue_options *o, size_t size);
 
 /* Create a queue on `loop` (o NULL: defaults). The caller owns it: close it,
@@ -726,7 +910,11 @@ typedef struct ferry_queue_stats {
     int closing;        /* 1 once ferry_queue_close was called */
 } ferry_queue_stats;
 
-void ferry_queue_stats_get(const ferry_queue *q, ferry_queue_stats *st);
+/* Fill *st (a macro for the caller's size, as ferry_server_stats_get). */
+#define ferry_queue_stats_get(q, \
+    st) ferry_queue_stats_get_sized((q), (st), sizeof(ferry_queue_stats))
+void ferry_queue_stats_get_sized(const ferry_queue *q, ferry_queue_stats *st, size_t size);
+void(ferry_queue_stats_get)(const ferry_queue *q, ferry_queue_stats *st); /* 0.1.0's */
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

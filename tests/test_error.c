@@ -92,6 +92,13 @@ static void test_every_code_has_a_kind(void **state)
     assert_int_equal(ferry_err_kind_of(FERRY_ECONNREFUSED), FERRY_ERRK_CONNECT);
     assert_int_equal(ferry_err_kind_of(FERRY_EQUEUEFULL), FERRY_ERRK_POOL);
     assert_int_equal(ferry_err_kind_of(FERRY_EABORTED), FERRY_ERRK_ABORTED);
+    assert_int_equal(ferry_err_kind_of(FERRY_ETLSVERIFY), FERRY_ERRK_TLS);
+    assert_int_equal(ferry_err_kind_of(FERRY_ETLSALERT), FERRY_ERRK_TLS);
+    assert_int_equal(ferry_err_kind_of(FERRY_ETLSPLAINHTTP), FERRY_ERRK_TLS);
+    assert_int_equal(ferry_err_kind_of(FERRY_ETLSCERT), FERRY_ERRK_TLS);
+    assert_int_equal(ferry_err_kind_of(FERRY_ETLSTRUNCATED), FERRY_ERRK_RESET);
+    assert_string_equal(ferry_err_kind_name(FERRY_ERRK_TLS), "tls");
+    assert_int_equal(ferry_err_http_status(FERRY_ETLSPLAINHTTP), 400);
     assert_int_equal(ferry_err_kind_of(UV_EPERM), FERRY_ERRK_OTHER);
     assert_string_equal(ferry_err_kind_name(FERRY_ERRK_TIMEOUT), "timeout");
     assert_string_equal(ferry_err_kind_name((ferry_err_kind) 99), "other");

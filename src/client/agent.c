@@ -197,11 +197,11 @@ int ferry_agent_free(ferry_agent *a)
 
 /* ---- stats ---- */
 
-void ferry_agent_stats_get(const ferry_agent *a, ferry_agent_stats *st)
+void ferry_agent_stats_get_sized(const ferry_agent *a, ferry_agent_stats *out, size_t size)
 {
     const client_pool *p = &a->pool;
     const conn_stats *cs = &p->cctx.stats;
-    *st = a->stats;
+    ferry_agent_stats all = a->stats, *st = &all;
     st->sockets_active = st->sockets_idle = st->queued = 0;
     for (const list_link *l = p->origins.next; l != &p->origins; l = l->next) {
         const client_origin *o = container_of(l, client_origin, link);
@@ -221,13 +221,21 @@ void ferry_agent_stats_get(const ferry_agent *a, ferry_agent_stats *st)
     st->bytes_in = p->cctx.tpool.bytes_in;
     st->bytes_out = p->cctx.tpool.bytes_out;
     st->closing = a->closing;
+    stats_copy(out, size, st, sizeof(*st));
 }
 
-int ferry_agent_origin_stats_get(const ferry_agent *a, const char *url,
-                                 ferry_agent_origin_stats *st)
+void(ferry_agent_stats_get)(const ferry_agent *a, ferry_agent_stats *st)
 {
+    ferry_agent_stats_get_sized(a, st, AGENT_STATS_V1_SIZE);
+}
+
+int ferry_agent_origin_stats_get_sized(const ferry_agent *a, const char *url,
+                                       ferry_agent_origin_stats *out, size_t size)
+{
+    ferry_agent_origin_stats all, *st = &all;
     memset(st, 0, sizeof(*st));
-    if (!url)
+    stats_copy(out, size, st, sizeof(*st));
+    if (!a || !url || !out)
         return FERRY_EINVAL;
     url_parts u;
     int rc = url_parse(url, strlen(url), &u);
@@ -247,5 +255,12 @@ int ferry_agent_origin_stats_get(const ferry_agent *a, const char *url,
         st->sockets_reused = o->reused;
         st->requests = o->requests;
     }
+    stats_copy(out, size, st, sizeof(*st));
     return 0;
+}
+
+int(ferry_agent_origin_stats_get)(const ferry_agent *a, const char *url,
+                                  ferry_agent_origin_stats *st)
+{
+    return ferry_agent_origin_stats_get_sized(a, url, st, ORIGIN_STATS_V1_SIZE);
 }

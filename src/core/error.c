@@ -80,7 +80,16 @@ ferry_err_kind ferry_err_kind_of(int err)
     case FERRY_EPIPE:
     case FERRY_EOF:
     case FERRY_EINCOMPLETE:
-    case FERRY_EUNANSWERED: return FERRY_ERRK_RESET;
+    case FERRY_EUNANSWERED:
+    /* a FIN where TLS wanted a close_notify: the connection ended, as with
+     * EOF (the HTTP layer turns it into EOF or EINCOMPLETE) */
+    case FERRY_ETLSTRUNCATED: return FERRY_ERRK_RESET;
+    case FERRY_ETLSVERIFY:
+    case FERRY_ETLSHANDSHAKE:
+    case FERRY_ETLSALERT:
+    case FERRY_ETLSPROTOCOL:
+    case FERRY_ETLSPLAINHTTP:
+    case FERRY_ETLSCERT: return FERRY_ERRK_TLS;
     case FERRY_EQUEUEFULL:
     case FERRY_ECLOSING: return FERRY_ERRK_POOL;
     case FERRY_EABORTED:
@@ -98,6 +107,6 @@ ferry_err_kind ferry_err_kind_of(int err)
 const char *ferry_err_kind_name(ferry_err_kind kind)
 {
     static const char *const names[] = {"other", "timeout", "connect", "reset",
-                                        "protocol", "pool", "aborted"};
+                                        "protocol", "pool", "aborted", "tls"};
     return (unsigned) kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "other";
 }

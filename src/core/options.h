@@ -23,6 +23,7 @@
 #define AGENT_OPTIONS_V1_SIZE       OPTIONS_SIZE_TO(ferry_agent_options, dns_ttl_ms)
 #define REQUEST_OPTIONS_V1_SIZE     OPTIONS_SIZE_TO(ferry_request_options, max_redirects)
 #define QUEUE_OPTIONS_V1_SIZE       OPTIONS_SIZE_TO(ferry_queue_options, max_starts_per_turn)
+#define TLS_OPTIONS_V1_SIZE         OPTIONS_SIZE_TO(ferry_tls_options, client_ca_pem)
 
 /* *_options_init_sized: the caller's struct of `size` bytes gets the first
  * `size` bytes of the defaults in `def` (def_size bytes), and struct_size.
@@ -50,6 +51,24 @@ static inline int options_copy(void *dst, size_t dst_size, const void *src, size
     memcpy(dst, src, given < dst_size ? given : dst_size);
     memcpy(dst, &dst_size, sizeof(dst_size));
     return 0;
+}
+
+/* ---- stats structs ----
+ * They grow at the end too; the caller says how big its struct is (the
+ * *_stats_get macros pass sizeof), and the 0.1.0 entry points, which did
+ * not, fill 0.1.0's fields. */
+#define SERVER_STATS_V1_SIZE  OPTIONS_SIZE_TO(ferry_server_stats, closing)
+#define AGENT_STATS_V1_SIZE   OPTIONS_SIZE_TO(ferry_agent_stats, closing)
+#define ORIGIN_STATS_V1_SIZE  OPTIONS_SIZE_TO(ferry_agent_origin_stats, requests)
+#define QUEUE_STATS_V1_SIZE   OPTIONS_SIZE_TO(ferry_queue_stats, closing)
+
+/* The first `size` bytes of src (src_size bytes) into the caller's dst;
+ * bytes of a newer header than this library knows are zeroed. */
+static inline void stats_copy(void *dst, size_t size, const void *src, size_t src_size)
+{
+    if (!dst) return;
+    memcpy(dst, src, size < src_size ? size : src_size);
+    if (size > src_size) memset((char *) dst + src_size, 0, size - src_size);
 }
 
 #endif /* FERRY_CORE_OPTIONS_H */

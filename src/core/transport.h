@@ -100,7 +100,8 @@ struct transport_pool {
     transport_out *free_out; /* cached output buffers, LIFO */
     uint32_t nfree_out, max_free_out;
     size_t out_keep_bytes;   /* output buffers bigger than this are freed, not cached */
-    uint64_t bytes_in;       /* application bytes read, all transports (stats) */
+    uint64_t bytes_in;       /* application bytes read, all transports (stats); not
+                                counting what a discarding transport throws away */
     uint64_t bytes_out;      /* application bytes handed to the kernel */
     char discard[4096];      /* where a discarding transport's bytes go */
 };

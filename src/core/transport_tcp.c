@@ -208,7 +208,7 @@ static void tcp_read(transport *t)
         if (n > 0)
             buf_commit(b, (size_t) n);
     }
-    if (n > 0)
+    if (n > 0 && !(t->flags & TF_DISCARD)) /* bytes thrown away are not counted in */
         t->pool->bytes_in += (uint64_t) n;
     if (n == 0) {
         transport_rbuf_release(t);

@@ -475,15 +475,21 @@ int ferry_server_free(ferry_server *s)
     return 0;
 }
 
-void ferry_server_stats_get(const ferry_server *s, ferry_server_stats *st)
+void ferry_server_stats_get_sized(const ferry_server *s, ferry_server_stats *out, size_t size)
 {
-    *st = s->stats;
-    st->connections_active = s->set.n;
-    st->connections_idle = s->set.nidle;
-    st->bytes_in = s->tpool.bytes_in;
-    st->bytes_out = s->tpool.bytes_out;
+    ferry_server_stats st = s->stats;
+    st.connections_active = s->set.n;
+    st.connections_idle = s->set.nidle;
+    st.bytes_in = s->tpool.bytes_in;
+    st.bytes_out = s->tpool.bytes_out;
     for (uint32_t i = 0; i < s->nlisteners; i++) {
-        st->accept_pauses_emfile += s->listeners[i].pauses_emfile;
-        st->accept_pauses_max_connections += s->listeners[i].pauses_full;
+        st.accept_pauses_emfile += s->listeners[i].pauses_emfile;
+        st.accept_pauses_max_connections += s->listeners[i].pauses_full;
     }
+    stats_copy(out, size, &st, sizeof(st));
+}
+
+void(ferry_server_stats_get)(const ferry_server *s, ferry_server_stats *st)
+{
+    ferry_server_stats_get_sized(s, st, SERVER_STATS_V1_SIZE);
 }

@@ -569,8 +569,9 @@ int ferry_queue_free(ferry_queue *q)
     return 0;
 }
 
-void ferry_queue_stats_get(const ferry_queue *q, ferry_queue_stats *st)
+void ferry_queue_stats_get_sized(const ferry_queue *q, ferry_queue_stats *out, size_t size)
 {
+    ferry_queue_stats all, *st = &all;
     memset(st, 0, sizeof(*st));
     st->running = q->running;
     st->queued = q->queued;
@@ -580,4 +581,10 @@ void ferry_queue_stats_get(const ferry_queue *q, ferry_queue_stats *st)
     st->cancelled = q->ncancelled;
     st->rejected = q->rejected;
     st->closing = q->state != Q_OPEN;
+    stats_copy(out, size, st, sizeof(*st));
+}
+
+void(ferry_queue_stats_get)(const ferry_queue *q, ferry_queue_stats *st)
+{
+    ferry_queue_stats_get_sized(q, st, QUEUE_STATS_V1_SIZE);
 }

@@ -10,8 +10,9 @@ so=$FERRY_BUILD/libferry.so
 ar=$LIBDIR/libferry.a
 
 # Declarations start in column 0; comments, macros and continuation lines do not.
-sed -e 's://.*$::' "$PREFIX/include/ferry.h" | grep -E '^[A-Za-z_]' |
-    grep -oE '\bferry_[a-z0-9_]+\(' | tr -d '(' | sort -u > "$d/declared"
+# "void(ferry_x)(...)" declares a function a macro of the same name hides.
+sed -e 's://.*$::' "$PREFIX/include/ferry.h" | grep -E '^[A-Za-z_]' | grep -v '^typedef' |
+    grep -oE '\bferry_[a-z0-9_]+\)?\(' | tr -d '()' | sort -u > "$d/declared"
 # What a linker puts in every shared object is not ferry's to export.
 nm -D --defined-only "$so" | awk '{print $3}' |
     grep -vxE '_init|_fini|_edata|_end|__bss_start' | sort > "$d/so"

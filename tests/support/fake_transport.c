@@ -71,7 +71,8 @@ static void pump_in(fake_conn *f)
         }
         memmove(f->in, f->in + n, f->in_len - n);
         f->in_len -= n;
-        t->pool->bytes_in += n;
+        if (!(t->flags & TF_DISCARD))
+            t->pool->bytes_in += n;
         t->pool->ev->on_read(t, (ssize_t) n);
         t = f->t; /* the callback may have closed it */
         if (t && !(t->flags & TF_CLOSING))
