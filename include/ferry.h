@@ -378,6 +378,11 @@ typedef struct ferry_server_options {
     int reject_expect_continue;       /* 1: answer Expect: 100-continue with 417; 0 (default):
                                          send 100 when the handler starts reading the body */
     int reuse_port;                   /* SO_REUSEPORT, for one loop per core; 0 */
+    /* since 0.2 */
+    ferry_tls_context *tls;           /* HTTPS: the certificates (the server takes a reference;
+                                         ferry_server_set_tls swaps them); NULL: plain HTTP */
+    uint64_t tls_handshake_timeout_ms; /* a TLS handshake must end within; 10000. The
+                                         headers timeout also covers handshake plus head */
     FERRY_ABI_TEST_GROW_FIELDS_
 } ferry_server_options;
 
@@ -414,6 +419,10 @@ void *ferry_server_data(const ferry_server *s);
  * A write to a socket the peer reset is an error code, never a SIGPIPE: ferry
  * sends with MSG_NOSIGNAL and leaves the process's SIGPIPE disposition alone
  * (server and client alike). */
+/* Hot reload: new handshakes use ctx (the server takes a reference and
+ * drops the old one); open connections keep theirs. NULL: back to plain
+ * HTTP for new connections. */
+int ferry_server_set_tls(ferry_server *s, ferry_tls_context *ctx);
 void ferry_server_close_idle(ferry_server *s);
 void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb); /* cb may be NULL */
 void ferry_server_destroy(ferry_server *s);
@@ -438,6 +447,10 @@ typedef struct ferry_server_stats {
     uint64_t accept_pauses_emfile;          /* accept paused: out of file descriptors */
     uint64_t accept_pauses_max_connections; /* accept paused: max_connections reached */
     int closing;                 /* 1 once ferry_server_close/destroy was called */
+    /* since 0.2 */
+    uint64_t tls_handshakes;     /* TLS handshakes completed */
+    uint64_t tls_resumed;        /* of which resumed a session */
+    uint64_t tls_handshake_timeouts; /* connections closed for a slow handshake */
 } ferry_server_stats;
 
 /* Fill *st. A macro, so that the size is the caller's: stats structs grow at
@@ -461,6 +474,10 @@ size_t ferry_req_header_count(const ferry_req *req);
 int ferry_req_header_at(const ferry_req *req, size_t i, ferry_str *name, ferry_str *value);
 /* The peer's address (struct sockaddr_in/in6); FERRY_ENOTSUP on unix sockets. */
 int ferry_req_peer(const ferry_req *req, struct sockaddr_storage *addr);
+/* What the request's TLS connection agreed on (docs/tls.md): 0, or
+ * FERRY_ENOTSUP for a plain connection, FERRY_ENOTCONN once it is gone.
+ * Strings are valid until the response ends. */
+int ferry_req_tls(const ferry_req *req, ferry_tls_info *info);
 ferry_res *ferry_req_res(ferry_req *req);
 ferry_server *ferry_req_server(const ferry_req *req);
 
@@ -603,6 +620,20 @@ typedef struct ferry_agent_options {
     uint64_t retry_max_delay_ms;      /* cap on one backoff; a longer Retry-After means
                                          no retry (the caller gets that response); 10000 */
     uint64_t dns_ttl_ms;              /* how long a resolved name is reused; 30000 */
+    /* since 0.2: https:// (docs/tls.md). Certificates are verified against the system's
+       trust store (Debian's ca-certificates) unless a CA is given here */
+    const char *tls_ca_file;          /* PEM CAs to trust instead; NULL */
+    const char *tls_ca_dir;           /* a c_rehash'ed directory of CAs instead; NULL */
+    const char *tls_ca_pem;           /* CAs in memory (NUL-terminated) instead; NULL */
+    const char *tls_cert_file;        /* a client certificate chain (PEM) for servers that ask */
+    const char *tls_key_file;         /* its key; NULL: in tls_cert_file */
+    const char *tls_cert_pem;         /* the same in memory */
+    const char *tls_key_pem;
+    int tls_min_version;              /* FERRY_TLS_1_2 (default) or FERRY_TLS_1_3 */
+    int tls_insecure;                 /* DANGEROUS, 0: 1 accepts any certificate for any name,
+                                         so anyone on the path can read and change the
+                                         traffic. For tests against self-signed servers only */
+    uint32_t tls_session_cache_size;  /* origins whose sessions are kept for resumption; 100 */
     FERRY_ABI_TEST_GROW_FIELDS_
 } ferry_agent_options;
 
@@ -646,6 +677,9 @@ typedef struct ferry_agent_stats {
     uint64_t queue_rejected;     /* FERRY_EQUEUEFULL */
     uint64_t bytes_out, bytes_in;
     int closing;
+    /* since 0.2 */
+    uint64_t tls_handshakes;     /* TLS handshakes completed */
+    uint64_t tls_resumed;        /* of which resumed a cached session */
 } ferry_agent_stats;
 
 /* Fill *st (a macro for the caller's size, as ferry_server_stats_get). */
@@ -676,8 +710,8 @@ int(ferry_agent_origin_stats_get)(const ferry_agent *a, const char *url,
 typedef struct ferry_request_options {
     size_t struct_size;            /* sizeof, set by the _init macro; never by hand */
     const char *method;            /* "GET" (default), "POST", ... any token */
-    const char *url;               /* absolute http:// URL: IPv4, [IPv6] or a name;
-                                      https:// → FERRY_ENOTSUP (no TLS yet) */
+    const char *url;               /* absolute http:// or https:// URL: IPv4, [IPv6] or a
+                                      name */
     const ferry_header *headers;   /* extra fields, copied. Host replaces the URL's
                                       (virtual hosts); Connection may be close (the
                                       socket ends with this response) or keep-alive;
@@ -750,8 +784,9 @@ typedef struct ferry_request_callbacks {
 } ferry_request_callbacks;
 
 /* Start a request. Returns 0 (on_done will run, never inside this call) or
- * a negative code (FERRY_EINVAL bad URL/method/header, FERRY_ENOTSUP https
- * or another scheme, or user:password@ in the URL,
+ * a negative code (FERRY_EINVAL bad URL/method/header, FERRY_ENOTSUP another
+ * scheme, or user:password@ in the URL, FERRY_ETLSCERT a CA or client
+ * certificate of the agent's that does not load (the first https:// request),
  * FERRY_EQUEUEFULL, FERRY_ECLOSING, FERRY_ENOMEM; no callback runs).
  * out (may be NULL) receives the handle, valid until on_done returns. */
 int ferry_request(ferry_agent *a, const ferry_request_options *o, const ferry_request_callbacks *cb,
@@ -771,6 +806,11 @@ int ferry_fetch(ferry_agent *a, const ferry_request_options *o, uint64_t max_bod
  * request had not reached one. Safe from any callback; a second call, or one
  * after completion was decided, does nothing. */
 void ferry_request_abort(ferry_client_req *req);
+
+/* Inside the completion callback of a request that failed with
+ * FERRY_ETLSVERIFY: why the server's certificate did not verify (unknown
+ * issuer, host name mismatch, expired, ...; ferry_tls_verify_reason_name). */
+ferry_tls_verify_reason ferry_client_req_tls_verify_reason(const ferry_client_req *req);
 
 /* Backpressure on the response body: while paused, on_data does not run and
  * the socket is not read (body_timeout_ms still runs). */

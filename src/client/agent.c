@@ -36,6 +36,8 @@ static void agent_options_defaults(ferry_agent_options *o)
     o->retry_base_ms = 100;
     o->retry_max_delay_ms = 10000;
     o->dns_ttl_ms = 30000;
+    o->tls_min_version = FERRY_TLS_1_2;
+    o->tls_session_cache_size = TLS_SESSION_CACHE_DEFAULT;
 }
 
 void ferry_agent_options_init_sized(ferry_agent_options *o, size_t size)
@@ -53,6 +55,37 @@ static uint32_t default_total_sockets(void)
         return 4096;
     rlim_t n = rl.rlim_cur > TOTAL_SOCKETS_RESERVE + 16 ? rl.rlim_cur - TOTAL_SOCKETS_RESERVE : 16;
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t) n;
+}
+
+/* The agent options' TLS part as a client configuration (owner: cfg). */
+static int agent_tls_config(ferry_agent_options *o, tls_client_config *cfg)
+{
+    tls_client_options to;
+    tls_client_options_init(&to);
+    to.ca_file = o->tls_ca_file;
+    to.ca_dir = o->tls_ca_dir;
+    to.ca_pem = o->tls_ca_pem;
+    to.cert_file = o->tls_cert_file;
+    to.key_file = o->tls_key_file;
+    to.cert_pem = o->tls_cert_pem;
+    to.key_pem = o->tls_key_pem;
+    to.min_version = o->tls_min_version;
+    to.insecure = o->tls_insecure != 0;
+    int rc = tls_client_config_init(cfg, &to);
+    /* the strings were read; later use of them would see the caller's memory */
+    o->tls_ca_file = o->tls_ca_dir = o->tls_ca_pem = NULL;
+    o->tls_cert_file = o->tls_key_file = o->tls_cert_pem = o->tls_key_pem = NULL;
+    return rc;
+}
+
+int agent_tls_init(ferry_agent *a)
+{
+    if (a->pool.tls_ready)
+        return 0;
+    int rc = agent_tls_config(&a->opt, &a->pool.tls);
+    if (rc == 0)
+        a->pool.tls_ready = true;
+    return rc;
 }
 
 static ferry_agent *agent_of(client_pool *p)
@@ -120,15 +153,27 @@ int ferry_agent_new(uv_loop_t *loop, const ferry_agent_options *o, ferry_agent *
         rc = cookie_jar_init(&a->jar, NULL);
         a->have_jar = rc == 0;
     }
+    /* Certificates given: load them now, so a bad path fails here (the
+     * strings need not outlive this call); else at the first https URL. */
+    tls_client_config tls = {0};
+    bool tls_now = o->tls_ca_file || o->tls_ca_dir || o->tls_ca_pem || o->tls_cert_file ||
+                   o->tls_cert_pem || o->tls_insecure || o->tls_min_version > FERRY_TLS_1_2;
+    if (rc == 0 && tls_now)
+        rc = agent_tls_config(&a->opt, &tls);
     if (rc == 0)
         rc = pool_init(&a->pool, loop, &agent_pool_events, &request_exchange_events, &lim,
                        o->max_header_bytes, o->max_headers, o->keep_alive_margin_ms,
-                       o->dns_ttl_ms);
+                       o->dns_ttl_ms, o->tls_session_cache_size);
     if (rc != 0) {
         if (a->have_jar)
             cookie_jar_free(&a->jar);
+        tls_client_config_destroy(&tls);
         free(a);
         return rc;
+    }
+    if (tls_now) {
+        a->pool.tls = tls; /* the pool owns it from here */
+        a->pool.tls_ready = true;
     }
     uv_timer_init(loop, &a->retry_timer);
     a->retry_timer.data = a;
@@ -221,6 +266,8 @@ void ferry_agent_stats_get_sized(const ferry_agent *a, ferry_agent_stats *out, s
     st->bytes_in = p->cctx.tpool.bytes_in;
     st->bytes_out = p->cctx.tpool.bytes_out;
     st->closing = a->closing;
+    st->tls_handshakes = cs->tls_handshakes;
+    st->tls_resumed = cs->tls_resumed;
     stats_copy(out, size, st, sizeof(*st));
 }
 

@@ -101,6 +101,7 @@ struct ferry_client_req {
     uint64_t retry_delay;
     uint64_t deadline_at;     /* loop time, with t_total */
     int final_status;
+    uint8_t tls_reason;       /* a failed TLS verification's ferry_tls_verify_reason */
     uint32_t attempts;
     uint32_t retries_left;
 
@@ -129,6 +130,12 @@ struct ferry_client_req {
     size_t fetch_len, fetch_cap;
     uint64_t fetch_max;
 };
+
+/* ---- agent.c, for request.c ---- */
+
+/* The TLS client configuration from the agent's options (at the first
+ * https URL, or at ferry_agent_new when certificates were given). */
+int agent_tls_init(ferry_agent *a);
 
 /* ---- request.c, for agent.c ---- */
 

@@ -26,6 +26,7 @@
 
 #include "ferry.h"
 #include "http1/message.h"
+#include "tls/transport_tls.h"
 
 #define CHUNK_TRAILER_MAX 16384
 #define CONTINUE_WAIT_MS 1000 /* send the body anyway if the server says nothing */
@@ -181,8 +182,12 @@ static void conn_connect_next(client_conn *c)
             ((struct sockaddr_in *) &addr)->sin_port = port;
         else
             ((struct sockaddr_in6 *) &addr)->sin6_port = port;
-        int rc = transport_tcp_connect(&c->t, &c->ctx->tpool, c->ctx->loop,
-                                       (const struct sockaddr *) &addr);
+        const client_target *tg = c->target;
+        int rc = tg->tls ? transport_tls_connect(&c->t, &c->ctx->tpool, c->ctx->loop,
+                                                 (const struct sockaddr *) &addr, c->ctx->tls,
+                                                 tg->host, c->ctx->sessions, tg->tls_key)
+                         : transport_tcp_connect(&c->t, &c->ctx->tpool, c->ctx->loop,
+                                                 (const struct sockaddr *) &addr);
         if (rc == 0)
             return; /* on_ready tells */
         c->last_err = rc; /* nothing was opened: the next address */
@@ -202,7 +207,9 @@ static void on_ready(transport *t, int status)
         return;
     if (status < 0) {
         c->last_err = status;
-        if (more_addresses(c)) {
+        if (status == FERRY_ETLSVERIFY)
+            c->tls_reason = (uint8_t) transport_tls_verify_reason(&c->t);
+        if (more_addresses(c) && ferry_err_kind_of(status) != FERRY_ERRK_TLS) {
             c->reconnecting = true;
             transport_close(&c->t, false); /* on_closed tries the next */
         } else {
@@ -215,6 +222,12 @@ static void on_ready(transport *t, int status)
     dns_addrs_release(c->addrs);
     c->addrs = NULL;
     c->ctx->stats.connections_opened++;
+    ferry_tls_info info;
+    if (transport_tls_info(&c->t, &info) == 0) {
+        c->ctx->stats.tls_handshakes++;
+        if (info.resumed)
+            c->ctx->stats.tls_resumed++;
+    }
     transport_read_start(&c->t);
     c->ctx->ev->ready(c);
 }
@@ -419,6 +432,10 @@ static void on_read(transport *t, ssize_t nread)
     conn_ctx *ctx = c->ctx;
     if (c->state == CC_CLOSED)
         return;
+    if (nread == FERRY_ETLSTRUNCATED) { /* a FIN without close_notify: an end, maybe short */
+        c->peer_truncated = true;
+        nread = FERRY_EOF;
+    }
     if (nread < 0) {
         if (c->state == CC_IDLE) { /* the server closed a pooled socket: fine */
             ctx->stats.stale_detected++;
@@ -651,6 +668,10 @@ void conn_process(client_conn *c)
             return;
         }
         if (c->body.kind == BODY_UNTIL_CLOSE && c->peer_eof && (!b || !b->len)) {
+            if (c->peer_truncated) { /* over TLS, the end of such a body needs close_notify */
+                conn_close(c, FERRY_EINCOMPLETE);
+                return;
+            }
             message_end(c, x);
             continue;
         }

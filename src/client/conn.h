@@ -39,6 +39,8 @@ typedef struct client_target {
     const char *host;             /* NUL-terminated, for DNS ("fe80::1%eth0" for a zone) */
     uint16_t port;
     bool literal;                 /* an IP literal: addr is it, no DNS */
+    bool tls;                     /* https: the connect includes a TLS handshake */
+    const char *tls_key;          /* its sessions' key in the session cache (the origin key) */
     struct sockaddr_storage addr;
 } client_target;
 
@@ -117,6 +119,7 @@ typedef struct conn_stats {
     uint64_t timeouts_headers; /* of ghosts: the rest are the requests' */
     uint64_t idle_closed;     /* idle sockets whose idle timeout fired */
     uint64_t connections_opened;
+    uint64_t tls_handshakes, tls_resumed;
 } conn_stats;
 
 /* Shared by the sockets of one pool (owner: the pool). */
@@ -127,6 +130,8 @@ struct conn_ctx {
     transport_pool tpool;
     timeout_set *timers;          /* the pool's */
     dns_cache *dns;               /* the pool's */
+    struct tls_client_config *tls;       /* https: the agent's trust and certificates */
+    struct tls_session_cache *sessions;  /* https: sessions to resume, per origin */
     void *free_fields;            /* parse_field arrays kept for reuse */
     uint32_t nfree_fields;
     uint32_t max_header_bytes, max_headers;
@@ -158,6 +163,8 @@ struct client_conn {
     bool no_reuse_after;      /* close once the current response ends */
     bool force_reset;
     bool reconnecting;        /* closing to try the next address */
+    bool peer_truncated;      /* TLS: the FIN came without a close_notify */
+    uint8_t tls_reason;       /* TLS: why the handshake's certificate check failed */
     timeout_entry tmo;        /* connect (per attempt) or idle */
     uint64_t connect_ms;      /* the connect timeout */
     uint64_t idle_ms;         /* how long this socket may stay idle */

@@ -31,7 +31,8 @@ static client_pool *pool_of(const client_conn *c)
 
 int pool_init(client_pool *p, uv_loop_t *loop, const pool_events *ev,
               const exchange_events *xev, const pool_limits *lim, uint32_t max_header_bytes,
-              uint32_t max_headers, uint64_t keep_alive_margin_ms, uint64_t dns_ttl_ms)
+              uint32_t max_headers, uint64_t keep_alive_margin_ms, uint64_t dns_ttl_ms,
+              uint32_t tls_sessions)
 {
     memset(p, 0, sizeof(*p));
     p->loop = loop;
@@ -42,13 +43,21 @@ int pool_init(client_pool *p, uv_loop_t *loop, const pool_events *ev,
     list_init(&p->pump);
     list_init(&p->resume);
     timeout_set_init(&p->timers, loop);
-    int rc = dns_cache_init(loop, &p->dns, dns_ttl_ms, 256);
+    /* what can fail first; the handles last (their inits cannot fail but
+     * the DNS cache's, and a handle must be closed before its memory goes) */
+    int rc = tls_session_cache_init(&p->sessions, tls_sessions);
     if (rc < 0)
         return rc;
     rc = conn_ctx_init(&p->cctx, loop, &pool_conn_events, xev, &p->timers, &p->dns,
                        max_header_bytes, max_headers, keep_alive_margin_ms);
-    if (rc < 0)
-        return rc; /* (only for a bad buffer size: nothing to undo but the cache) */
+    if (rc == 0)
+        rc = dns_cache_init(loop, &p->dns, dns_ttl_ms, 256);
+    if (rc < 0) {
+        tls_session_cache_destroy(&p->sessions);
+        return rc;
+    }
+    p->cctx.tls = &p->tls;
+    p->cctx.sessions = &p->sessions;
     uv_idle_init(loop, &p->kick);
     uv_check_init(loop, &p->kick_check);
     p->kick.data = p->kick_check.data = p;
@@ -58,6 +67,9 @@ int pool_init(client_pool *p, uv_loop_t *loop, const pool_events *ev,
 void pool_free(client_pool *p)
 {
     conn_ctx_free(&p->cctx);
+    if (p->tls_ready)
+        tls_client_config_destroy(&p->tls);
+    tls_session_cache_destroy(&p->sessions);
 }
 
 /* ---- origins ---- */
@@ -129,6 +141,8 @@ client_origin *pool_origin_for(client_pool *p, const url_parts *u, int *err)
     o->host[hlen] = '\0';
     o->target.host = o->host;
     o->target.port = u->port;
+    o->target.tls = u->https;
+    o->target.tls_key = o->key;
     o->pool = p;
     memcpy(o->key, key, klen + 1);
     o->key_len = klen;
@@ -446,6 +460,7 @@ static void on_conn_closing(client_conn *c, int err, uint8_t prev)
         c->driver = NULL;
         if (err < 0 && (prev == CC_RESOLVING || prev == CC_CONNECTING) && d->queued) {
             pool_unqueue(d);
+            d->tls_reason = c->tls_reason;
             p->ev->failed(d, err);
         }
     }

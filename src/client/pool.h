@@ -16,6 +16,8 @@
 #include "core/closer.h"
 #include "core/list.h"
 #include "core/timeouts.h"
+#include "tls/tls_context.h"
+#include "tls/tls_session_cache.h"
 #include "util/dns.h"
 #include "util/url.h"
 
@@ -32,6 +34,7 @@ struct pool_entry {
     uint64_t connect_ms;      /* for a socket opened for it */
     bool queued;
     bool force_new;           /* it must have a fresh socket (the keep-alive-race replay) */
+    uint8_t tls_reason;       /* with failed(FERRY_ETLSVERIFY): ferry_tls_verify_reason */
 };
 
 /* What the pool tells the layer above. */
@@ -80,6 +83,9 @@ struct client_pool {
     conn_ctx cctx;            /* the sockets' shared context */
     timeout_set timers;       /* every timeout of the client, by duration */
     dns_cache dns;
+    tls_client_config tls;    /* https: made at the first https origin, or at init */
+    bool tls_ready;
+    tls_session_cache sessions; /* https: sessions to resume, per origin */
     list_link origins;        /* client_origin.link, most recently used first */
     uint32_t norigins;
     uint32_t total_sockets;   /* open or connecting, all origins */
@@ -97,7 +103,9 @@ struct client_pool {
 
 int pool_init(client_pool *p, uv_loop_t *loop, const pool_events *ev,
               const exchange_events *xev, const pool_limits *lim, uint32_t max_header_bytes,
-              uint32_t max_headers, uint64_t keep_alive_margin_ms, uint64_t dns_ttl_ms);
+              uint32_t max_headers, uint64_t keep_alive_margin_ms, uint64_t dns_ttl_ms,
+              uint32_t tls_sessions);
+
 /* Close the pool's handles through c (no socket may be left). */
 void pool_close_handles(client_pool *p, closer *c);
 void pool_free(client_pool *p);

@@ -307,8 +307,8 @@ static client_url *url_get(ferry_agent *a, const char *s, int *err)
     *err = url_parse(u->str, len, &u->parts);
     if (*err == FERRY_EBADHOST || *err == FERRY_EBADTARGET)
         *err = FERRY_EINVAL; /* to the caller, a bad URL is a bad argument */
-    if (*err == 0 && u->parts.https)
-        *err = FERRY_ENOTSUP; /* until TLS lands */
+    if (*err == 0 && u->parts.https && !a->pool.tls_ready)
+        *err = agent_tls_init(a);
     if (*err == 0)
         *err = url_host_header(&u->parts, u->host_hdr, sizeof(u->host_hdr), &u->host_hdr_len);
     if (*err == 0)
@@ -842,6 +842,7 @@ void request_on_failed(pool_entry *e, int err)
 {
     client_req *r = container_of(e, client_req, pe);
     timeout_disarm(&r->tmo);
+    r->tls_reason = e->tls_reason;
     attempt_failed(r, err, AF_CONNECT);
 }
 /* Retry-After (RFC 9110 §10.2.3): seconds, or an HTTP date. Returns ms, or
@@ -1237,6 +1238,11 @@ void ferry_request_abort(ferry_client_req *r)
     if (!r || r->state == RQ_DONE)
         return;
     complete(r, FERRY_EABORTED);
+}
+
+ferry_tls_verify_reason ferry_client_req_tls_verify_reason(const ferry_client_req *r)
+{
+    return r ? (ferry_tls_verify_reason) r->tls_reason : FERRY_TLS_VERIFY_OK;
 }
 
 void ferry_client_req_pause(ferry_client_req *r)

@@ -79,14 +79,24 @@ int transport_reserve_slow(transport *t, size_t n)
     return buf_reserve(&o->buf, &o->cap, o->len + n, 4096);
 }
 
-void transport_out_advance(transport *t, size_t n)
+void transport_out_consume(transport *t, size_t n)
 {
     transport_out *o = t->out;
     o->off += n;
-    t->flushed_total += n;
-    t->pool->bytes_out += n;
     if (o->off == o->len)
         o->off = o->len = 0;
+}
+
+void transport_count_flushed(transport *t, size_t n)
+{
+    t->flushed_total += n;
+    t->pool->bytes_out += n;
+}
+
+void transport_out_advance(transport *t, size_t n)
+{
+    transport_out_consume(t, n);
+    transport_count_flushed(t, n);
 }
 
 void transport_out_release(transport *t)

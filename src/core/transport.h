@@ -44,6 +44,7 @@
 #include <uv.h>
 
 #include "core/buf.h"
+#include "ferry.h"
 
 typedef struct transport transport;
 typedef struct transport_pool transport_pool;
@@ -89,6 +90,8 @@ typedef struct transport_ops {
     void (*close)(transport *t, bool reset);
     void (*idle)(transport *t); /* may be NULL: nothing beyond the output buffer */
     int (*peername)(transport *t, struct sockaddr_storage *addr);
+    /* What TLS agreed on; NULL for transports without TLS. */
+    int (*tls_info)(transport *t, ferry_tls_info *info);
 } transport_ops;
 
 /* Shared by every transport of one owner (the server's connections, an
@@ -161,6 +164,12 @@ ssize_t transport_sock_recv(transport *t, char *buf, size_t cap);  /* n, 0 nothi
 ssize_t transport_sock_send(transport *t, const char *buf, size_t n); /* n taken, <0 */
 void transport_sock_watch(transport *t, int events, uv_poll_cb cb);  /* UV_READABLE|UV_WRITABLE */
 int transport_sock_error(transport *t, int fallback);               /* SO_ERROR, as -errno */
+/* Close the socket (a RST with reset) and its poll handle; cb runs once the
+ * handle is closed. Buffers go back to the pool. */
+void transport_sock_close(transport *t, bool reset, uv_close_cb cb);
+int transport_sock_peername(transport *t, struct sockaddr_storage *addr);
+/* The plain transport's socket setup, for transports built on it. */
+void transport_sock_init(transport *t, transport_pool *p, int fd, bool is_pipe);
 
 /* ---- reading ---- */
 
@@ -324,6 +333,18 @@ static inline int transport_peername(transport *t, struct sockaddr_storage *addr
     return t->ops->peername(t, addr);
 }
 
+/* What TLS agreed on (version, cipher, SNI, ALPN, resumed, the peer's
+ * certificate): 0, or FERRY_ENOTSUP on a transport without TLS. */
+static inline int transport_tls_info(transport *t, ferry_tls_info *info)
+{
+    return t->ops->tls_info ? t->ops->tls_info(t, info) : FERRY_ENOTSUP;
+}
+
+static inline bool transport_is_tls(const transport *t)
+{
+    return t->ops->tls_info != NULL;
+}
+
 /* Keep the loop alive for this transport or not (an idle pooled client
  * socket does not keep a program running). */
 void transport_ref(transport *t, bool ref);
@@ -333,6 +354,10 @@ void transport_ref(transport *t, bool ref);
 /* Give back t->out if it is drained and the owner is idle (declared above). */
 /* Count n queued bytes as handed to the kernel. */
 void transport_out_advance(transport *t, size_t n);
+/* Take n queued bytes out of the buffer without counting them (TLS: they
+ * are in the engine now) / count n bytes as handed to the kernel later. */
+void transport_out_consume(transport *t, size_t n);
+void transport_count_flushed(transport *t, size_t n);
 /* Give everything back (close). */
 void transport_release_all(transport *t);
 

@@ -50,7 +50,7 @@ static void set_nosigpipe(int fd)
 #endif
 }
 
-static void init_common(transport *t, transport_pool *p, int fd, bool is_pipe)
+void transport_sock_init(transport *t, transport_pool *p, int fd, bool is_pipe)
 {
     t->ops = &transport_tcp_ops;
     t->pool = p;
@@ -66,7 +66,7 @@ static void init_common(transport *t, transport_pool *p, int fd, bool is_pipe)
 int transport_tcp_open(transport *t, transport_pool *p, uv_loop_t *loop, uv_os_sock_t fd,
                        bool is_pipe)
 {
-    init_common(t, p, fd, is_pipe);
+    transport_sock_init(t, p, fd, is_pipe);
     int rc = uv_poll_init_socket(loop, &t->poll, fd);
     if (rc < 0) {
         close(fd);
@@ -83,7 +83,7 @@ int transport_tcp_open(transport *t, transport_pool *p, uv_loop_t *loop, uv_os_s
 int transport_tcp_connect(transport *t, transport_pool *p, uv_loop_t *loop,
                           const struct sockaddr *addr)
 {
-    init_common(t, p, -1, false);
+    transport_sock_init(t, p, -1, false);
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -374,7 +374,7 @@ static void tcp_on_closed(uv_handle_t *h)
     t->pool->ev->on_closed(t);
 }
 
-static void tcp_close(transport *t, bool reset)
+void transport_sock_close(transport *t, bool reset, uv_close_cb cb)
 {
     transport_release_all(t);
     if (t->fd < 0)
@@ -384,12 +384,17 @@ static void tcp_close(transport *t, bool reset)
         setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
     }
     t->flags &= (uint16_t) ~TF_POLLING;
-    uv_close((uv_handle_t *) &t->poll, tcp_on_closed);
+    uv_close((uv_handle_t *) &t->poll, cb);
     close(t->fd); /* safe right after uv_close: the poll is off */
     t->fd = -1;
 }
 
-static int tcp_peername(transport *t, struct sockaddr_storage *addr)
+static void tcp_close(transport *t, bool reset)
+{
+    transport_sock_close(t, reset, tcp_on_closed);
+}
+
+int transport_sock_peername(transport *t, struct sockaddr_storage *addr)
 {
     if (t->flags & TF_PIPE)
         return FERRY_ENOTSUP;
@@ -408,5 +413,6 @@ const transport_ops transport_tcp_ops = {
     .shutdown = tcp_shutdown,
     .close = tcp_close,
     .idle = NULL,
-    .peername = tcp_peername,
+    .peername = transport_sock_peername,
+    .tls_info = NULL,
 };

@@ -331,6 +331,17 @@ int ferry_req_peer(const ferry_req *req, struct sockaddr_storage *addr)
     return transport_peername(&c->t, addr);
 }
 
+int ferry_req_tls(const ferry_req *req, ferry_tls_info *info)
+{
+    if (!req || !info)
+        return FERRY_EINVAL;
+    memset(info, 0, sizeof(*info));
+    server_conn *c = req->conn;
+    if (!c)
+        return FERRY_ENOTCONN;
+    return transport_tls_info(&c->t, info);
+}
+
 ferry_res *ferry_req_res(ferry_req *req)
 {
     return &req->res;

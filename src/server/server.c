@@ -41,6 +41,8 @@ static void server_options_defaults(ferry_server_options *o)
     o->backlog = 511;
     o->reject_expect_continue = 0;
     o->reuse_port = 0;
+    o->tls = NULL;
+    o->tls_handshake_timeout_ms = 10000;
 }
 
 void ferry_server_options_init_sized(ferry_server_options *o, size_t size)
@@ -75,7 +77,7 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
         return FERRY_EINVAL;
     if (o->keep_alive_timeout_ms > TIMEOUT_MAX_MS || o->headers_timeout_ms > TIMEOUT_MAX_MS ||
         o->request_timeout_ms > TIMEOUT_MAX_MS || o->idle_timeout_ms > TIMEOUT_MAX_MS ||
-        o->linger_timeout_ms > TIMEOUT_MAX_MS)
+        o->linger_timeout_ms > TIMEOUT_MAX_MS || o->tls_handshake_timeout_ms > TIMEOUT_MAX_MS)
         return FERRY_EINVAL;
     ferry_server *s = calloc(1, sizeof(*s));
     if (!s)
@@ -92,6 +94,9 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
     list_init(&s->set.conns);
     s->set.changed = on_set_changed;
     s->exev = exchange_events();
+    if (o->tls)
+        s->tls = ferry_tls_context_ref(o->tls);
+    s->opt.tls = NULL; /* the reference is s->tls */
     s->lowner = (listener_owner){s, on_accept, may_accept, on_emfile};
     /* The block holds the head plus room for body bytes behind it, so a head
      * at the limit never forces the buffer to move (its slices stay valid). */
@@ -151,10 +156,11 @@ static int server_start(ferry_server *s)
         return 0;
     const ferry_server_options *o = &s->opt;
     timeout_list *lists[] = {&s->t_headers, &s->t_request, &s->t_keep_alive, &s->t_idle,
-                             &s->t_linger};
-    uint64_t durations[] = {o->headers_timeout_ms, o->request_timeout_ms,
-                            o->keep_alive_timeout_ms, o->idle_timeout_ms, o->linger_timeout_ms};
-    for (int i = 0; i < 5; i++) {
+                             &s->t_linger, &s->t_handshake};
+    uint64_t durations[] = {o->headers_timeout_ms,    o->request_timeout_ms,
+                            o->keep_alive_timeout_ms, o->idle_timeout_ms,
+                            o->linger_timeout_ms,     o->tls_handshake_timeout_ms};
+    for (int i = 0; i < 6; i++) {
         int rc = timeout_list_init(s->loop, lists[i], durations[i]);
         if (rc < 0)
             return rc; /* only possible for bad durations, checked in _new */
@@ -339,8 +345,8 @@ static void maybe_finish(ferry_server *s)
         closer_handle(&s->closer, (uv_handle_t *) &s->grace_timer);
         closer_handle(&s->closer, (uv_handle_t *) &s->defer);
         timeout_list *lists[] = {&s->t_headers, &s->t_request, &s->t_keep_alive, &s->t_idle,
-                                 &s->t_linger};
-        for (int i = 0; i < 5; i++)
+                                 &s->t_linger,  &s->t_handshake};
+        for (int i = 0; i < 6; i++)
             closer_list(&s->closer, lists[i], NULL);
     }
     if (s->signals_on) {
@@ -357,6 +363,16 @@ static void on_set_changed(conn_set *set)
         for (uint32_t i = 0; i < s->nlisteners; i++)
             listener_resume(&s->listeners[i]); /* a slot is free */
     maybe_finish(s);
+}
+
+int ferry_server_set_tls(ferry_server *s, ferry_tls_context *ctx)
+{
+    if (!s)
+        return FERRY_EINVAL;
+    ferry_tls_context *old = s->tls;
+    s->tls = ctx ? ferry_tls_context_ref(ctx) : NULL;
+    ferry_tls_context_free(old); /* connections that use it hold their own */
+    return 0;
 }
 
 void ferry_server_close_idle(ferry_server *s)
@@ -470,6 +486,7 @@ int ferry_server_free(ferry_server *s)
         return FERRY_EBUSY;
     exchange_cache_clear(s);
     transport_pool_destroy(&s->tpool);
+    ferry_tls_context_free(s->tls);
     free(s->listeners);
     free(s);
     return 0;

@@ -75,7 +75,8 @@ struct ferry_server {
     listener_owner lowner;  /* this server, as the listeners' owner */
 
     /* timeout lists, one per duration */
-    timeout_list t_headers, t_request, t_keep_alive, t_idle, t_linger;
+    timeout_list t_headers, t_request, t_keep_alive, t_idle, t_linger, t_handshake;
+    ferry_tls_context *tls;   /* new connections speak TLS with it (a reference), or NULL */
 
     transport_pool tpool;   /* the connections' read and write buffers */
     response_ctx rctx;      /* Date and Keep-Alive lines */

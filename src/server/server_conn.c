@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "http1/body.h"
+#include "tls/transport_tls.h"
 
 #define OUT_HIGH_WATER (64 * 1024) /* stop parsing pipelined requests above this */
 
@@ -507,6 +508,14 @@ static void on_read(transport *t, ssize_t nread)
             conn_destroy(c, 0);
         return;
     }
+    if (nread == FERRY_ETLSPLAINHTTP) { /* the transport answered 400 in plain text */
+        s->stats.errors_400++;
+        c->close_after = true;
+        conn_shutdown(c); /* the client may still be sending: FIN, linger */
+        return;
+    }
+    if (nread == FERRY_ETLSTRUNCATED)
+        nread = FERRY_EOF; /* a FIN without close_notify: between requests, just the end */
     if (nread < 0) {
         if (nread != FERRY_EOF) {
             conn_destroy(c, (int) nread);
@@ -562,11 +571,21 @@ static void on_written(transport *t, int status)
     conn_process(c);
 }
 
+/* A TLS handshake finished (or failed, or ran out of time). */
 static void on_ready(transport *t, int status)
 {
     server_conn *c = container_of(t, server_conn, t);
-    if (status < 0)
+    ferry_server *s = c->server;
+    if (status < 0) {
+        if (status == FERRY_EHEADERSTIMEOUT)
+            s->stats.tls_handshake_timeouts++;
         conn_destroy(c, status);
+        return;
+    }
+    ferry_tls_info info;
+    s->stats.tls_handshakes++;
+    if (transport_tls_info(t, &info) == 0 && info.resumed)
+        s->stats.tls_resumed++;
 }
 
 static void on_closed(transport *t)
@@ -779,8 +798,17 @@ static int open_accepted(transport *t, transport_pool *p, uv_loop_t *loop, void 
     return transport_tcp_open(t, p, loop, a->fd, a->is_pipe); /* closes fd on failure */
 }
 
+static int open_accepted_tls(transport *t, transport_pool *p, uv_loop_t *loop, void *arg)
+{
+    accepted *a = arg;
+    if (!t)
+        return open_accepted(t, p, loop, arg);
+    ferry_server *s = container_of(p, ferry_server, tpool);
+    return transport_tls_open_server(t, p, loop, a->fd, s->tls, &s->t_handshake);
+}
+
 int server_conn_accept(ferry_server *s, uv_os_sock_t fd, bool is_pipe)
 {
     accepted a = {fd, is_pipe};
-    return server_conn_open(s, open_accepted, &a);
+    return server_conn_open(s, s->tls && !is_pipe ? open_accepted_tls : open_accepted, &a);
 }
