@@ -34,15 +34,17 @@
 
 static const test_certs *certs;
 
-static ferry_tls_context *context_for(const test_cert *c, int client_cert)
+static ferry_tls_context *context_full(const test_cert *c, int client_cert, int max_version)
 {
     ferry_tls_options o;
     ferry_tls_options_init(&o);
     o.cert.cert_file = c->cert_file;
     o.cert.key_file = c->key_file;
-    o.client_cert = client_cert;
+    o.client_cert = (ferry_tls_client_cert) client_cert;
     if (client_cert)
         o.client_ca_file = certs->ca.cert_file;
+    if (max_version)
+        o.max_version = max_version;
     ferry_tls_context *ctx;
     int rc = ferry_tls_context_new(&o, &ctx);
     if (rc)
@@ -50,19 +52,33 @@ static ferry_tls_context *context_for(const test_cert *c, int client_cert)
     return ctx;
 }
 
-/* A TLS server (demo handlers, or cb) with cert; options tweak through o. */
-static harness *tls_server(const test_cert *cert, ferry_server_options *o, ferry_request_cb cb)
+static ferry_tls_context *context_for(const test_cert *c)
+{
+    return context_full(c, 0, 0);
+}
+
+/* A TLS server (demo handlers, or cb) with ctx (the server takes a
+ * reference; this drops the caller's); o NULL: the harness's options. */
+static harness *tls_server_ctx(ferry_tls_context *ctx, ferry_server_options *o, ferry_request_cb cb)
 {
     ferry_server_options def;
     if (!o) {
         harness_options_init(&def);
         o = &def;
     }
-    o->tls = context_for(cert, o->tls ? 2 : 0); /* a non-NULL tls in o asks for client certs */
+    o->tls = ctx;
     harness *h = harness_start(o, cb, NULL);
-    ferry_tls_context_free(o->tls); /* the server holds its own reference */
+    ferry_tls_context_free(ctx);
     return h;
 }
+
+static harness *tls_server(const test_cert *cert, ferry_server_options *o, ferry_request_cb cb)
+{
+    return tls_server_ctx(context_for(cert), o, cb);
+}
+
+typedef struct verdict verdict;
+static const ferry_request_callbacks verdict_cb;
 
 static ferry_agent *tls_agent(uv_loop_t *loop, const char *ca_file, uint32_t per_socket)
 {
@@ -203,12 +219,178 @@ static void test_verification_failures(void **state)
     verify_case(&certs->server_ec, NULL, FERRY_TLS_VERIFY_UNKNOWN_ISSUER);
 }
 
+/* ---- client certificates ---- */
+
+static void test_client_certificate_required(void **state)
+{
+    (void) state;
+    harness *h = tls_server_ctx(context_full(&certs->server_ec, FERRY_TLS_CLIENT_CERT_REQUIRE, 0),
+                                NULL, tls_handler);
+    uv_loop_t *loop = cs_loop_new();
+    ferry_agent_options ao;
+    ferry_agent_options_init(&ao);
+    ao.tls_ca_file = certs->ca.cert_file;
+    ao.tls_cert_file = certs->client.cert_file;
+    ao.tls_key_file = certs->client.key_file;
+    ferry_agent *a = cs_agent_new(loop, &ao);
+    cs_result r = {0};
+    ferry_request_options o = cs_opts("GET", https_url(harness_port(h), "localhost", "/tls"));
+    cs_run_request(loop, a, &o, &r, 10000);
+    cs_assert_done(&r, 0);
+    print_message("client certificate: %s\n", last_seen.subject);
+    assert_true(last_seen.verified);
+    assert_non_null(strstr(last_seen.subject, certs->client.cn));
+    cs_client_finish(loop, a);
+
+    /* without one: refused (TLS 1.3 sends the alert after the client's Finished,
+     * so the client learns it on its first read) */
+    loop = cs_loop_new();
+    a = tls_agent(loop, certs->ca.cert_file, 0);
+    cs_result r2 = {0};
+    cs_run_request(loop, a, &o, &r2, 10000);
+    print_message("no client certificate: %s\n", ferry_err_name(r2.status));
+    assert_int_equal(r2.done, 1);
+    assert_int_equal(ferry_err_kind_of(r2.status), FERRY_ERRK_TLS);
+    assert_int_equal(r2.responses, 0);
+    cs_client_finish(loop, a);
+    harness_stop(h);
+}
+
+/* ---- hot reload ---- */
+
+static ferry_tls_context *reload_ctx;
+
+static void do_reload(ferry_server *s, void *arg)
+{
+    (void) arg;
+    assert_int_equal(ferry_server_set_tls(s, reload_ctx), 0);
+}
+
+/* A keep-alive connection made before the reload keeps working; a new one
+ * gets the new certificate (one for another host: it fails to verify). */
+static void test_hot_reload(void **state)
+{
+    (void) state;
+    harness *h = tls_server(&certs->server_ec, NULL, NULL);
+    uv_loop_t *loop = cs_loop_new();
+    ferry_agent *a = tls_agent(loop, certs->ca.cert_file, 0);
+    ferry_request_options o = cs_opts("GET", https_url(harness_port(h), "localhost", "/"));
+    cs_result r1 = {0}, r2 = {0};
+    cs_run_request(loop, a, &o, &r1, 10000);
+    cs_assert_done(&r1, 0);
+    reload_ctx = context_for(&certs->wrong_host);
+    harness_call(h, do_reload, NULL);
+    ferry_tls_context_free(reload_ctx);
+    cs_run_request(loop, a, &o, &r2, 10000); /* the pooled connection: the old certificate */
+    cs_assert_done(&r2, 0);
+    assert_true(r2.reused);
+    cs_client_finish(loop, a);
+
+    loop = cs_loop_new();
+    a = tls_agent(loop, certs->ca.cert_file, 0);
+    verdict v = {0};
+    assert_int_equal(ferry_request(a, &o, &verdict_cb, &v, NULL), 0);
+    assert_true(cs_run_until(loop, &v.done, 1, 10000));
+    assert_int_equal(v.status, FERRY_ETLSVERIFY);
+    assert_int_equal(v.reason, FERRY_TLS_VERIFY_HOSTNAME_MISMATCH);
+    cs_client_finish(loop, a);
+    harness_stop(h);
+}
+
+/* ---- resumption ---- */
+
+static void resumption_case(int max_version, const char *label)
+{
+    harness *h = tls_server_ctx(context_full(&certs->server_ec, 0, max_version), NULL, tls_handler);
+    uv_loop_t *loop = cs_loop_new();
+    ferry_agent *a = tls_agent(loop, certs->ca.cert_file, 1); /* a new connection each */
+    for (int i = 0; i < 5; i++) {
+        cs_result r = {0};
+        ferry_request_options o = cs_opts("GET", https_url(harness_port(h), "localhost", "/tls"));
+        cs_run_request(loop, a, &o, &r, 10000);
+        cs_assert_done(&r, 0);
+        if (i > 0)
+            assert_true(last_seen.resumed);
+    }
+    ferry_agent_stats st = cs_stats(a);
+    ferry_server_stats ss;
+    harness_stats(h, &ss);
+    print_message("%s: %s, client %llu handshakes %llu resumed, server %llu resumed\n", label,
+                  last_seen.version, (unsigned long long) st.tls_handshakes,
+                  (unsigned long long) st.tls_resumed, (unsigned long long) ss.tls_resumed);
+    assert_int_equal(st.tls_handshakes, 5);
+    assert_int_equal(st.tls_resumed, 4);
+    assert_int_equal(ss.tls_resumed, 4);
+    cs_client_finish(loop, a);
+    harness_stop(h);
+}
+
+static void test_resumption(void **state)
+{
+    (void) state;
+    resumption_case(0, "TLS 1.3");
+    resumption_case(FERRY_TLS_1_2, "TLS 1.2");
+}
+
+/* ---- the handshake timeout, and plain HTTP on the TLS port ---- */
+
+static void test_handshake_timeout(void **state)
+{
+    (void) state;
+    ferry_server_options so;
+    harness_options_init(&so);
+    so.tls_handshake_timeout_ms = 200;
+    harness *h = tls_server(&certs->server_ec, &so, NULL);
+    int silent = tc_connect(harness_port(h));
+    int half = tc_connect(harness_port(h));
+    /* the first bytes of a TLS record header, and nothing more */
+    tc_send_n(half, "\x16\x03\x01\x02\x00\x01", 6);
+    double t0 = now_ms();
+    tc_eof e1 = tc_expect_eof(silent, 3000), e2 = tc_expect_eof(half, 3000);
+    double took = now_ms() - t0;
+    print_message("handshake timeout: closed after %.0f ms (%s, %s)\n", took, tc_eof_name(e1),
+                  tc_eof_name(e2));
+    assert_true(e1 == TC_FIN || e1 == TC_RST);
+    assert_true(e2 == TC_FIN || e2 == TC_RST);
+    assert_true(took >= 150 && took < 2000);
+    ferry_server_stats ss;
+    harness_stats(h, &ss);
+    assert_int_equal(ss.tls_handshake_timeouts, 2);
+    tc_close(silent);
+    tc_close(half);
+    harness_stop(h);
+}
+
+static void test_plain_http_on_tls_port(void **state)
+{
+    (void) state;
+    harness *h = tls_server(&certs->server_ec, NULL, NULL);
+    int fd = tc_connect(harness_port(h));
+    tc_response r;
+    assert_int_equal(tc_get(fd, "/", &r), 0);
+    print_message("plain HTTP on the TLS port: %d %s\n", r.status, r.body ? r.body : "");
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "HTTPS"));
+    tc_response_free(&r);
+    assert_int_equal(tc_expect_eof(fd, 3000), TC_FIN);
+    tc_close(fd);
+    ferry_server_stats ss;
+    harness_stats(h, &ss);
+    assert_int_equal(ss.errors_400, 1);
+    harness_stop(h);
+}
+
 int main(void)
 {
     certs = test_certs_get();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_both_ways),
         cmocka_unit_test(test_verification_failures),
+        cmocka_unit_test(test_client_certificate_required),
+        cmocka_unit_test(test_hot_reload),
+        cmocka_unit_test(test_resumption),
+        cmocka_unit_test(test_handshake_timeout),
+        cmocka_unit_test(test_plain_http_on_tls_port),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
