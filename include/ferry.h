@@ -116,12 +116,13 @@ typedef enum {
 #undef FERRY_ERRNO_ENUM_
 } ferry_errno;
 
-/* A short human message for any negative code: ferry's own, libuv's or an
- * errno. Never NULL; never allocates. */
+/* A short human message for any negative code: ferry's own, libuv's, or
+ * "unknown error". A static string: never NULL, never allocated, never
+ * overwritten by a later call; safe from any thread. */
 const char *ferry_strerror(int err);
 
-/* The code's name without the prefix, e.g. "ETIMEDOUT", "EBADCL". Unknown
- * codes give "UNKNOWN". Never NULL; never allocates. */
+/* The code's name without the prefix, e.g. "ETIMEDOUT", "EBADCL", "EPERM".
+ * Unknown codes give "UNKNOWN". A static string, as ferry_strerror's. */
 const char *ferry_err_name(int err);
 
 /* The HTTP status a server answers for this error in a request (400, 413,
