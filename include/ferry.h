@@ -497,6 +497,15 @@ typedef struct ferry_request_options {
 
 void ferry_request_options_init(ferry_request_options *o);
 
+/* Whether ferry_request would take url as a URL: 0, or the code it would
+ * return for it (FERRY_EINVAL: malformed, a bad byte, host, port, path or
+ * query; FERRY_ENOTSUP: another scheme, or user:password@). why (may
+ * be NULL) gets a static one-line reason ("port out of range (1-65535)",
+ * "non-ASCII byte in the path (percent-encode it)", ...), NULL when 0. An
+ * https:// URL passes (the agent answers FERRY_ENOTSUP until TLS); names are
+ * not resolved. Safe from any thread; allocates nothing. */
+int ferry_url_check(const char *url, const char **why);
+
 /* A response head (and, for ferry_fetch, its body). */
 typedef struct ferry_response {
     int status;                  /* 100..599 */

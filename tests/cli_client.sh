@@ -26,6 +26,20 @@ usage_error fetch "--retries out of range" --retries 101 $U
 usage_error fetch "--json=yes" --json=yes $U
 usage_error fetch "not a URL" example.com
 usage_error fetch "ftp URL" ftp://example.com/
+# Every URL is checked before any request (ferry_url_check), one line, exit 2.
+usage_error fetch "port out of range" http://127.0.0.1:99999/
+usage_error fetch "trailing dot after an IPv4 address" http://127.0.0.1./
+usage_error fetch "non-ASCII path" "http://127.0.0.1:9/caf$(printf '\xc3\xa9')"
+usage_error fetch "bad URL after a good one" $U http://127.0.0.1:0/
+usage_error bench "port out of range" http://127.0.0.1:99999/
+err=$(timeout 5 "$ferry" fetch http://127.0.0.1:99999/ 2>&1 >/dev/null)
+[ "$err" = "ferry fetch: invalid URL 'http://127.0.0.1:99999/': port out of range (1-65535) (try 'ferry fetch --help')" ] &&
+    ok "a bad URL's line names the URL and the reason" || bad "bad URL line: $err"
+err=$(timeout 5 "$ferry" fetch "http://h/$(printf '\x01')x" 2>&1 >/dev/null)
+[ "$err" = "ferry fetch: invalid URL 'http://h/\x01x': control character in the path (try 'ferry fetch --help')" ] &&
+    ok "control bytes in a bad URL are shown as \\xNN" || bad "control byte line: $err"
+printf '%s\n' "$U" 'http://h:70000/' >"$tmp/badurls"
+usage_error fetch "a bad URL in -i FILE" -i "$tmp/badurls"
 usage_error fetch "header without colon" -H 'X-Test' $U
 usage_error fetch "header with a bad name" -H 'X Test: 1' $U
 usage_error fetch "Content-Length header is ferry's" -H 'Content-Length: 5' $U
