@@ -1060,6 +1060,11 @@ void ferry_request_abort(ferry_client_req *r)
     client_req_complete(r, FERRY_EABORTED);
 }
 
+uint32_t ferry_client_req_attempts(const ferry_client_req *r)
+{
+    return r ? r->attempts : 0;
+}
+
 void ferry_client_req_pause(ferry_client_req *r)
 {
     if (r)

@@ -90,7 +90,7 @@ struct fetch_app {
     int finished;
     int tty;
     uv_timer_t progress;
-    uv_signal_t sigint;
+    uv_signal_t sigint, sigterm; /* either stops the run with its summary */
 };
 
 /* ---- Flags ------------------------------------------------------------------ */
@@ -530,7 +530,7 @@ static void on_progress(uv_timer_t *t)
     print_progress(t->data);
 }
 
-/* Everything ended (or SIGINT): take the agent's counts, close it and the
+/* Everything ended (or SIGINT/SIGTERM): take the agent's counts, close it and the
  * tool's own handles; the loop then runs out. */
 static void finish(fetch_app *app)
 {
@@ -546,6 +546,7 @@ static void finish(fetch_app *app)
     }
     uv_close((uv_handle_t *) &app->progress, NULL);
     uv_close((uv_handle_t *) &app->sigint, NULL);
+    uv_close((uv_handle_t *) &app->sigterm, NULL);
 }
 
 static void on_sigint(uv_signal_t *h, int signum)
@@ -706,6 +707,10 @@ int cmd_fetch(int argc, char **argv)
     app.sigint.data = &app;
     uv_signal_start_oneshot(&app.sigint, on_sigint, SIGINT);
     uv_unref((uv_handle_t *) &app.sigint);
+    uv_signal_init(&app.loop, &app.sigterm);
+    app.sigterm.data = &app;
+    uv_signal_start_oneshot(&app.sigterm, on_sigint, SIGTERM);
+    uv_unref((uv_handle_t *) &app.sigterm);
     if (app.tty)
         uv_timer_start(&app.progress, on_progress, PROGRESS_MS, PROGRESS_MS);
 
