@@ -10,6 +10,7 @@ CMAKE       := cmake
 CTEST       := ctest --output-on-failure -j $(JOBS)
 
 .PHONY: all build test asan fuzz bench-parse bench-server bench-client run format deps deps-bench clean
+.PHONY: soak faults deps-faults
 
 all: build
 
@@ -18,6 +19,9 @@ deps:
 
 deps-bench:
 	@scripts/deps.sh --bench
+
+deps-faults:
+	@scripts/deps.sh --faults
 
 build: deps
 	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=$(WERROR) >/dev/null
@@ -65,6 +69,24 @@ bench-server: build deps-bench
 # undici and autocannon are installed from npm under build-bench/npm.
 bench-client: build deps-bench
 	@bench/client.sh
+
+# Reliability runs (docs/reliability.md), bounded in time. soak: SOAK_SECONDS of
+# mixed load on the release ferry, SOAK_ASAN_SECONDS more on the ASan one, then
+# the slowloris run. faults: the misbehaving server, then wire faults in network
+# namespaces (root; SKIP without).
+SOAK_SECONDS      ?= 60
+SOAK_ASAN_SECONDS ?= 20
+FAULTS_N          ?= 200
+soak: build
+	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON -DFERRY_WERROR=$(WERROR) >/dev/null
+	@$(CMAKE) --build build-asan -j $(JOBS) --target ferry_cli
+	@SOAK_SECONDS=$(SOAK_SECONDS) tests/reliability/soak.sh build/ferry build/reliability/loadgen
+	@SOAK_SECONDS=$(SOAK_ASAN_SECONDS) SOAK_ASAN=1 ASAN_OPTIONS=detect_leaks=1 \
+	  tests/reliability/soak.sh build-asan/ferry build/reliability/loadgen
+	@tests/reliability/slowloris.sh build/ferry build/reliability/loadgen
+
+faults: deps-faults build
+	@FAULTS_N=$(FAULTS_N) tests/reliability/faults.sh build/ferry build/reliability
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
