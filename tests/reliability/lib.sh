@@ -41,6 +41,7 @@ load() {
     timeout -k 5 $(( ${secs%.*} + 20 )) nice "$loadgen" --port "${base##*:}" --seconds "$secs" "$@" \
         >"$tmp/$name.json" 2>"$tmp/$name.err" </dev/null
     rc=$?
+    return $rc
 }
 
 # jget NAME EXPR: a Python expression over d, the JSON of run NAME.
