@@ -36,8 +36,7 @@ static void get_zoned(const char *zone, int want)
     cs_result r = {0};
     cs_run_request(loop, a, &o, &r, 5000);
     cs_assert_done(&r, want);
-    if (want == 0)
-        assert_int_equal(r.http_status, 200);
+    if (want == 0) assert_int_equal(r.http_status, 200);
     cs_client_finish(loop, a);
     raw_stop(s);
 }
@@ -45,8 +44,7 @@ static void get_zoned(const char *zone, int want)
 static void test_zone_by_name(void **state)
 {
     (void) state;
-    if (if_nametoindex("lo") == 0)
-        skip(); /* no interface called lo on this system */
+    if (if_nametoindex("lo") == 0) skip(); /* no interface called lo on this system */
     get_zoned("lo", 0);
 }
 
@@ -55,8 +53,7 @@ static void test_zone_by_number(void **state)
     (void) state;
     char zone[16];
     unsigned idx = if_nametoindex("lo");
-    if (idx == 0)
-        skip();
+    if (idx == 0) skip();
     snprintf(zone, sizeof zone, "%u", idx);
     get_zoned(zone, 0);
 }
@@ -71,7 +68,7 @@ static void test_request_refuses_what_check_refuses(void **state)
 {
     (void) state;
     static const char *const bad[] = {"http://h:99999/", "http://1.2.3.4./", "http://h/caf\xc3\xa9",
-                                      "ftp://h/", "http://h/%zz", "http://[::1%lo]/"};
+                                      "ftp://h/",        "http://h/%zz",     "http://[::1%lo]/"};
     uv_loop_t *loop = cs_loop_new();
     ferry_agent *a = cs_agent_new(loop, NULL);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -151,7 +151,7 @@ static void test_body_cb_gets_eclosing(void **state)
     int fd = tc_connect(harness_port(h));
     tc_send(fd, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789");
     assert_true(harness_wait_handler_calls(h, 1, 5000));
-    usleep(50 * 1000); /* the ten bytes reach the body reader */
+    usleep(50 * 1000);                              /* the ten bytes reach the body reader */
     assert_int_equal(atomic_load(&body_status), 1); /* still reading */
     harness_destroy(h);
     for (int i = 0; i < 500 && atomic_load(&body_status) == 1; i++)

@@ -207,10 +207,12 @@ else
             } || bad "cannot impair the link (reordering)"
         fi
 
-        # The server's end of the link goes down for $down s in the middle of a run.
+        # The server's end of the link goes down for $down s in the middle of a run
+        # of about $down + 2 s (4 at a time, 20 ms each: 200 a second), whatever n is.
+        n_down=$(( (down + 2) * 200 ))
         fetch_bg() {
             timeout -k 2 90 ip netns exec "$ns_c" "$ferry" fetch --json --timeout 2000 \
-                --connect-timeout 1000 --retries 2 -n "$n" -c 4 "$url/slow?ms=20" \
+                --connect-timeout 1000 --retries 2 -n "$n_down" -c 4 "$url/slow?ms=20" \
                 >"$tmp/down.out" 2>"$tmp/down.err" </dev/null
         }
         fetch_bg &
@@ -223,7 +225,7 @@ else
         wait "$fpid"; rc=$?
         # the run: about n/4 x 20 ms of work, the outage, and one deadline after it
         verdict down "link down for $down s: every GET done or failed as timeout/connect/reset, none past 2 s" \
-            "$n" 2000 50 "d['failed'] > 0 and d['elapsed_s'] < $n * 0.005 + $down + 5"
+            "$n_down" 2000 50 "d['failed'] > 0 and d['elapsed_s'] < $n_down * 0.005 + $down + 5"
     fi
     kill -TERM "$srv_pid" 2>/dev/null
     for i in $(seq 50); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done

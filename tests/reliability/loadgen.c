@@ -61,13 +61,13 @@ typedef struct actor {
     size_t rlen, rcap;
     parse_head head;
     parse_field fields[100];
-    int head_len;                /* > 0 while the body of a parsed head is awaited */
+    int head_len; /* > 0 while the body of a parsed head is awaited */
     uint64_t body_len;
-    int outstanding;             /* requests sent, responses not yet complete */
-    uint64_t on_conn;            /* responses on this connection */
-    uint64_t t_connect, t_sent;  /* uv_hrtime() */
+    int outstanding;            /* requests sent, responses not yet complete */
+    uint64_t on_conn;           /* responses on this connection */
+    uint64_t t_connect, t_sent; /* uv_hrtime() */
     uint32_t trickle_pos;
-    int variant;                 /* malformed: which one */
+    int variant; /* malformed: which one */
     bool got_4xx, got_408;
 } actor;
 
@@ -78,8 +78,13 @@ static struct {
     int count[K_COUNT];
     int depth, trickle_ms, probe_ms, ramp_ms;
     size_t upload_bytes;
-} cfg = {.host = "127.0.0.1", .seconds = 10, .depth = 16, .trickle_ms = 100, .probe_ms = 5,
-         .ramp_ms = 1000, .upload_bytes = 65536};
+} cfg = {.host = "127.0.0.1",
+         .seconds = 10,
+         .depth = 16,
+         .trickle_ms = 100,
+         .probe_ms = 5,
+         .ramp_ms = 1000,
+         .upload_bytes = 65536};
 
 static uv_loop_t *loop;
 static uv_timer_t deadline;
@@ -100,8 +105,7 @@ static void complain(actor *a, const char *fmt, ...) __attribute__((format(print
 static void complain(actor *a, const char *fmt, ...)
 {
     ks[a->kind].unexpected++;
-    if (++complaints > 20)
-        return;
+    if (++complaints > 20) return;
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "loadgen: unexpected: %s #%d (after %" PRIu64 " responses on the socket): ",
@@ -134,14 +138,12 @@ static void on_written(uv_write_t *w, int status)
 static void send_bytes(actor *a, const char *p, size_t n, const char *tail, size_t tail_len)
 {
     wreq *r = malloc(sizeof(*r) + n);
-    if (!r)
-        abort();
+    if (!r) abort();
     r->a = a;
     memcpy(r->data, p, n);
     uv_buf_t bufs[2] = {uv_buf_init(r->data, (unsigned) n),
                         uv_buf_init((char *) tail, (unsigned) tail_len)};
-    if (uv_write(&r->w, (uv_stream_t *) &a->tcp, bufs, tail ? 2 : 1, on_written) != 0)
-        free(r);
+    if (uv_write(&r->w, (uv_stream_t *) &a->tcp, bufs, tail ? 2 : 1, on_written) != 0) free(r);
 }
 
 static const char *const malformed[] = {
@@ -161,7 +163,8 @@ static void send_request(actor *a)
     a->t_sent = uv_hrtime();
     switch (a->kind) {
     case K_FRESH:
-        n = snprintf(buf, sizeof buf, "GET /fresh HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n");
+        n = snprintf(buf, sizeof buf,
+                     "GET /fresh HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n");
         send_bytes(a, buf, (size_t) n, NULL, 0);
         a->outstanding = 1;
         break;
@@ -222,24 +225,21 @@ static void on_timer(uv_timer_t *t);
 
 static void arm(actor *a, uint64_t ms)
 {
-    if (!stopping)
-        uv_timer_start(&a->timer, on_timer, ms, 0);
+    if (!stopping) uv_timer_start(&a->timer, on_timer, ms, 0);
 }
 
 static void on_tcp_closed(uv_handle_t *h)
 {
     actor *a = h->data;
     a->closing_tcp = false;
-    if (stopping)
-        return;
+    if (stopping) return;
     /* The next connection: at once for most, after a breath for the churners. */
     arm(a, a->kind == K_FRESH || a->kind == K_BAD ? 2 : a->kind == K_SLOW ? 10 : 0);
 }
 
 static void close_conn(actor *a)
 {
-    if (!a->open && !a->connecting)
-        return;
+    if (!a->open && !a->connecting) return;
     a->open = a->connecting = false;
     a->closing_tcp = true;
     uv_close((uv_handle_t *) &a->tcp, on_tcp_closed);
@@ -248,8 +248,7 @@ static void close_conn(actor *a)
 /* The server closed (EOF) or reset (err) the connection. */
 static void on_peer_close(actor *a, int err)
 {
-    if (stopping)
-        return;
+    if (stopping) return;
     kstats *k = &ks[a->kind];
     uint64_t ms = (uv_hrtime() - a->t_connect) / 1000000;
     switch (a->kind) {
@@ -270,10 +269,8 @@ static void on_peer_close(actor *a, int err)
         k->expected_closes++;
         slow_cuts++;
         slow_408 += a->got_408;
-        if (ms < slow_cut_min_ms)
-            slow_cut_min_ms = ms;
-        if (ms > slow_cut_max_ms)
-            slow_cut_max_ms = ms;
+        if (ms < slow_cut_min_ms) slow_cut_min_ms = ms;
+        if (ms > slow_cut_max_ms) slow_cut_max_ms = ms;
         break;
     case K_IDLE:
         if (a->outstanding == 0 && a->on_conn > 0 && err == UV_EOF)
@@ -281,9 +278,7 @@ static void on_peer_close(actor *a, int err)
         else
             complain(a, "%s while %d responses were due", ferry_err_name(err), a->outstanding);
         break;
-    default:
-        complain(a, "%s with %d responses due", ferry_err_name(err), a->outstanding);
-        break;
+    default: complain(a, "%s with %d responses due", ferry_err_name(err), a->outstanding); break;
     }
     close_conn(a);
 }
@@ -315,16 +310,15 @@ static void on_response(actor *a, const char *body, size_t body_len)
         else
             complain(a, "status %d for a trickled head", st);
         return;
-    default:
-        break;
+    default: break;
     }
     if (st != 200) {
         complain(a, "status %d", st);
         close_conn(a);
         return;
     }
-    if (a->kind == K_UPLOAD && (body_len != cfg.upload_bytes ||
-                                memcmp(body, upload_body, body_len) != 0)) {
+    if (a->kind == K_UPLOAD &&
+        (body_len != cfg.upload_bytes || memcmp(body, upload_body, body_len) != 0)) {
         complain(a, "echo of %zu bytes differs from the %zu sent", body_len, cfg.upload_bytes);
         close_conn(a);
         return;
@@ -334,13 +328,11 @@ static void on_response(actor *a, const char *body, size_t body_len)
         if (nprobe == probe_cap) {
             probe_cap = probe_cap ? probe_cap * 2 : 4096;
             probe_us = realloc(probe_us, probe_cap * sizeof *probe_us);
-            if (!probe_us)
-                abort();
+            if (!probe_us) abort();
         }
         probe_us[nprobe++] = us;
     }
-    if (a->outstanding > 0)
-        return;
+    if (a->outstanding > 0) return;
     switch (a->kind) {
     case K_KA:
         if (a->on_conn >= 100)
@@ -362,8 +354,7 @@ static void consume(actor *a)
     while (a->open && off < a->rlen) {
         if (a->head_len == 0) {
             int r = parse_response(&a->head, a->rbuf + off, a->rlen - off, &limits, 0);
-            if (r == 0)
-                break;
+            if (r == 0) break;
             if (r < 0) {
                 complain(a, "unparsable response: %s", ferry_err_name(r));
                 close_conn(a);
@@ -380,8 +371,7 @@ static void consume(actor *a)
             }
             a->head_len = r;
         }
-        if (a->rlen - off < (size_t) a->head_len + a->body_len)
-            break;
+        if (a->rlen - off < (size_t) a->head_len + a->body_len) break;
         const char *body = a->rbuf + off + a->head_len;
         size_t blen = (size_t) a->body_len;
         off += (size_t) a->head_len + blen;
@@ -409,8 +399,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     if (a->rcap - a->rlen < 65536) {
         a->rcap = a->rcap ? a->rcap * 2 : 131072;
         a->rbuf = realloc(a->rbuf, a->rcap);
-        if (!a->rbuf)
-            abort();
+        if (!a->rbuf) abort();
     }
     *buf = uv_buf_init(a->rbuf + a->rlen, (unsigned) (a->rcap - a->rlen));
 }
@@ -425,8 +414,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         /* A parse that wants more keeps its state; an idle buffer is dropped. */
         return;
     }
-    if (n < 0)
-        on_peer_close(a, (int) n);
+    if (n < 0) on_peer_close(a, (int) n);
 }
 
 static void on_connected(uv_connect_t *c, int status)
@@ -446,15 +434,13 @@ static void on_connected(uv_connect_t *c, int status)
     ks[a->kind].connections++;
     uv_tcp_nodelay(&a->tcp, 1);
     uv_read_start((uv_stream_t *) &a->tcp, on_alloc, on_read);
-    if (a->kind == K_SLOW)
-        arm(a, (uint64_t) cfg.trickle_ms);
+    if (a->kind == K_SLOW) arm(a, (uint64_t) cfg.trickle_ms);
     send_request(a);
 }
 
 static void start_connect(actor *a)
 {
-    if (stopping || a->closing_tcp)
-        return;
+    if (stopping || a->closing_tcp) return;
     uv_tcp_init(loop, &a->tcp);
     a->tcp.data = a;
     a->creq.data = a;
@@ -479,8 +465,7 @@ static void start_connect(actor *a)
 static void on_timer(uv_timer_t *t)
 {
     actor *a = t->data;
-    if (stopping)
-        return;
+    if (stopping) return;
     if (!a->open && !a->connecting) {
         start_connect(a);
         return;
@@ -520,8 +505,7 @@ static int cmp_u64(const void *x, const void *y)
 
 static uint64_t pct(double p)
 {
-    if (!nprobe)
-        return 0;
+    if (!nprobe) return 0;
     size_t i = (size_t) (p / 100.0 * (double) (nprobe - 1) + 0.5);
     return probe_us[i];
 }
@@ -537,12 +521,10 @@ static void print_json(double elapsed)
             s5xx_good += ks[k].s5xx;
             s4xx_good += ks[k].s4xx;
         }
-        if (!ks[k].actors)
-            continue;
-        printf("%s\"%s\":{\"actors\":%" PRIu64 ",\"connections\":%" PRIu64
-               ",\"requests\":%" PRIu64 ",\"responses\":%" PRIu64 ",\"2xx\":%" PRIu64
-               ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 ",\"expected_closes\":%" PRIu64
-               ",\"unexpected\":%" PRIu64 "}",
+        if (!ks[k].actors) continue;
+        printf("%s\"%s\":{\"actors\":%" PRIu64 ",\"connections\":%" PRIu64 ",\"requests\":%" PRIu64
+               ",\"responses\":%" PRIu64 ",\"2xx\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64
+               ",\"expected_closes\":%" PRIu64 ",\"unexpected\":%" PRIu64 "}",
                first ? "" : ",", kind_name[k], ks[k].actors, ks[k].connections, ks[k].requests,
                ks[k].responses, ks[k].s2xx, ks[k].s4xx, ks[k].s5xx, ks[k].expected_closes,
                ks[k].unexpected);
@@ -553,8 +535,9 @@ static void print_json(double elapsed)
            ",\"probe_us\":{\"n\":%zu,\"p50\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"max\":%" PRIu64
            "},\"slowloris\":{\"cut\":%" PRIu64 ",\"with_408\":%" PRIu64 ",\"cut_ms_min\":%" PRIu64
            ",\"cut_ms_max\":%" PRIu64 "}}\n",
-           unexpected, s5xx_good, s4xx_good, nprobe, pct(50), pct(99), nprobe ? probe_us[nprobe - 1] : 0,
-           slow_cuts, slow_408, slow_cuts ? slow_cut_min_ms : 0, slow_cut_max_ms);
+           unexpected, s5xx_good, s4xx_good, nprobe, pct(50), pct(99),
+           nprobe ? probe_us[nprobe - 1] : 0, slow_cuts, slow_408, slow_cuts ? slow_cut_min_ms : 0,
+           slow_cut_max_ms);
 }
 
 /* ---- main ------------------------------------------------------------------- */
@@ -571,8 +554,7 @@ static int to_int(const char *s, long lo, long hi, long *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
     *out = v;
     return 0;
 }
@@ -581,26 +563,22 @@ int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
-        if (i + 1 >= argc)
-            return usage("a flag without its value");
+        if (i + 1 >= argc) return usage("a flag without its value");
         const char *v = argv[++i];
         long n;
         int k = -1;
         for (int j = 0; j < K_COUNT; j++)
-            if (f[0] == '-' && f[1] == '-' && strcmp(f + 2, kind_name[j]) == 0)
-                k = j;
+            if (f[0] == '-' && f[1] == '-' && strcmp(f + 2, kind_name[j]) == 0) k = j;
         if (strcmp(f, "--host") == 0) {
             cfg.host = v;
             continue;
         }
         if (strcmp(f, "--seconds") == 0) {
             cfg.seconds = atof(v);
-            if (!(cfg.seconds > 0 && cfg.seconds <= 3600))
-                return usage("--seconds: 0 < S <= 3600");
+            if (!(cfg.seconds > 0 && cfg.seconds <= 3600)) return usage("--seconds: 0 < S <= 3600");
             continue;
         }
-        if (to_int(v, 0, 100000, &n) < 0)
-            return usage("a bad number");
+        if (to_int(v, 0, 100000, &n) < 0) return usage("a bad number");
         if (k >= 0)
             cfg.count[k] = (int) n;
         else if (strcmp(f, "--port") == 0)
@@ -618,8 +596,7 @@ int main(int argc, char **argv)
         else
             return usage("an unknown flag or a value out of range");
     }
-    if (cfg.port <= 0 || cfg.port > 65535)
-        return usage("--port is needed");
+    if (cfg.port <= 0 || cfg.port > 65535) return usage("--port is needed");
     if (uv_ip4_addr(cfg.host, cfg.port, (struct sockaddr_in *) &target) != 0 &&
         uv_ip6_addr(cfg.host, cfg.port, (struct sockaddr_in6 *) &target) != 0)
         return usage("--host must be an IP literal");

@@ -35,11 +35,11 @@
 #include "support/client_support.h"
 #include "support/raw_server.h"
 
-#define MAX_N      100000
-#define CONC_GETS  8
-#define DEADLINE   4000
+#define MAX_N     100000
+#define CONC_GETS 8
+#define DEADLINE  4000
 
-static const char *const fault_name[RAW_F_COUNT] = {"none", "reset_mid", "head_close",
+static const char *const fault_name[RAW_F_COUNT] = {"none",       "reset_mid",  "head_close",
                                                     "stall_body", "lie_length", "close_unread"};
 
 typedef struct one {
@@ -73,8 +73,7 @@ static void on_request_seen(const char *line, void *data)
 {
     (void) data;
     unsigned id;
-    if (sscanf(line, "POST /post/%u", &id) == 1 && id < MAX_N)
-        atomic_fetch_add(&arrivals[id], 1);
+    if (sscanf(line, "POST /post/%u", &id) == 1 && id < MAX_N) atomic_fetch_add(&arrivals[id], 1);
 }
 
 static void start_next(void);
@@ -177,8 +176,7 @@ int main(int argc, char **argv)
         one *o = &reqs[i];
         once &= o->done == 1;
         uint64_t ms = o->t1 > o->t0 ? (o->t1 - o->t0) / 1000000 : 0;
-        if (ms > max_ms)
-            max_ms = ms;
+        if (ms > max_ms) max_ms = ms;
         late += ms > DEADLINE + 500;
         if (o->status == 0) {
             if (o->http_status == 200 && o->body_len == 2 && memcmp(o->body, "ok", 2) == 0)
@@ -197,10 +195,8 @@ int main(int argc, char **argv)
         int j = 0;
         while (j < ncodes && codes[j] != o->status)
             j++;
-        if (j == ncodes && ncodes < 200)
-            codes[ncodes++] = o->status;
-        if (j < 200)
-            by_code[j]++;
+        if (j == ncodes && ncodes < 200) codes[ncodes++] = o->status;
+        if (j < 200) by_code[j]++;
     }
     for (int j = 0; j < ncodes; j++)
         snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s%s %d", j ? ", " : "",
@@ -245,8 +241,7 @@ int main(int argc, char **argv)
                 twice++;
                 twice_ok += reqs[i].status == 0;
             }
-            if (reqs[i].status == 0 && n != 1)
-                never_ok++;
+            if (reqs[i].status == 0 && n != 1) never_ok++;
         }
         check(twice == 0,
               "no POST sent twice: %d of %d reached the server more than once (%d of those "

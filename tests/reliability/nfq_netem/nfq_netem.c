@@ -71,17 +71,13 @@ static held heap_pop(void)
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
-        if (c >= nheld)
-            break;
-        if (c + 1 < nheld && heap[c + 1].at_ns < heap[c].at_ns)
-            c++;
-        if (heap[c].at_ns >= last.at_ns)
-            break;
+        if (c >= nheld) break;
+        if (c + 1 < nheld && heap[c + 1].at_ns < heap[c].at_ns) c++;
+        if (heap[c].at_ns >= last.at_ns) break;
         heap[i] = heap[c];
         i = c;
     }
-    if (nheld)
-        heap[i] = last;
+    if (nheld) heap[i] = last;
     return top;
 }
 
@@ -91,8 +87,7 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_d
     (void) msg;
     (void) data;
     struct nfqnl_msg_packet_hdr *ph = nfq_get_msg_packet_hdr(nfa);
-    if (!ph)
-        return 0;
+    if (!ph) return 0;
     uint32_t id = ntohl(ph->packet_id);
     seen++;
     if (uniform() * 100 < loss_pct) {
@@ -104,8 +99,7 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_d
         reordered++;
         ms = 0;
     }
-    if (ms <= 0 || nheld == MAX_HELD)
-        return nfq_set_verdict(qh, id, NF_ACCEPT, 0, NULL);
+    if (ms <= 0 || nheld == MAX_HELD) return nfq_set_verdict(qh, id, NF_ACCEPT, 0, NULL);
     heap_push((held){now_ns() + (uint64_t) (ms * 1e6), id});
     return 0;
 }
@@ -127,8 +121,7 @@ int main(int argc, char **argv)
 {
     unsigned queue = 0;
     for (int i = 1; i < argc; i++) {
-        if (i + 1 >= argc)
-            return usage();
+        if (i + 1 >= argc) return usage();
         const char *f = argv[i], *v = argv[++i];
         if (strcmp(f, "--queue") == 0)
             queue = (unsigned) atoi(v);
@@ -146,8 +139,7 @@ int main(int argc, char **argv)
             z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
             z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
             rng = (z ^ (z >> 31)) | 1;
-        }
-        else
+        } else
             return usage();
     }
     struct nfq_handle *h = nfq_open();
@@ -176,8 +168,7 @@ int main(int argc, char **argv)
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, wait_ms) > 0) {
             ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-            if (n > 0)
-                nfq_handle_packet(h, buf, (int) n);
+            if (n > 0) nfq_handle_packet(h, buf, (int) n);
         }
     }
     while (nheld)
