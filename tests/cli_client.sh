@@ -221,9 +221,12 @@ check b8 "bench --body: POSTs answered" 'd["requests"] == 10 and d["succeeded"] 
 # interrupted, exit 1 (it used to kill them without a summary).
 # served: requests the server has handled, from /status (which counts itself).
 served() { curl -sS --max-time 2 "$base/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
-# signalled NAME SIGNAL CMD ARGS...: runs `ferry CMD ARGS`, sends SIGNAL once the
-# server has answered it a few times (so its handlers are in place, however
-# slow the start: ASan), waits; stdout in $tmp/NAME.out, exit status in $rc.
+# signalled NAME SIGNAL CMD ARGS...: runs `ferry CMD ARGS` under timeout(1),
+# sends SIGNAL to the timeout process once the server has answered ferry a few
+# times (so its handlers are in place, however slow the start: ASan), waits;
+# stdout in $tmp/NAME.out, exit status in $rc. timeout passes the signal to
+# ferry and to its process group: ferry gets it twice at once, as from a
+# service manager, and must still print its summary.
 signalled() {
     local name=$1 sig=$2; shift 2
     local before i
@@ -237,6 +240,23 @@ signalled() {
     kill -"$sig" "$p" 2>/dev/null
     wait "$p"; rc=$?
 }
+# twice NAME SIGNAL ARGS...: ferry fetch ARGS, then SIGNAL twice back to back
+# straight to it (what timeout(1) does by chance); the summary must survive.
+twice() {
+    local name=$1 sig=$2; shift 2
+    local before i
+    before=$(served)
+    "$ferry" fetch "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
+    local p=$!
+    for i in $(seq 100); do
+        [ $(( $(served) - before - i )) -ge 3 ] && break
+        sleep 0.1
+    done
+    kill -"$sig" "$p" 2>/dev/null; kill -"$sig" "$p" 2>/dev/null
+    for i in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null # hung: the exit status says so
+    wait "$p"; rc=$?
+}
 for sig in TERM INT; do
     signalled s$sig $sig fetch --json -n 1000 "$base/slow?ms=20"
     [ "$rc" = 1 ] && ok "fetch SIG$sig: exit 1" || bad "fetch SIG$sig: exit $rc"
@@ -245,6 +265,9 @@ for sig in TERM INT; do
     signalled b$sig $sig bench "$base/" -c 2 -d 8 --json
     [ "$rc" = 1 ] && ok "bench SIG$sig: exit 1" || bad "bench SIG$sig: exit $rc"
     check b$sig "bench SIG$sig: the summary, interrupted" 'd["interrupted"] == 1 and d["requests"] > 0'
+    twice t$sig $sig --json -n 1000 "$base/slow?ms=20"
+    [ "$rc" = 1 ] && ok "fetch SIG$sig twice at once: exit 1" || bad "fetch SIG$sig twice at once: exit $rc"
+    check t$sig "fetch SIG$sig twice at once: the summary" 'd["interrupted"] == 1'
 done
 
 stop_server

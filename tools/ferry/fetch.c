@@ -703,13 +703,17 @@ int cmd_fetch(int argc, char **argv)
     app.tty = isatty(STDERR_FILENO);
     uv_timer_init(&app.loop, &app.progress);
     app.progress.data = &app;
+    /* Not one-shot: `timeout` and service managers signal the process and its
+     * group, so two arrive at once, and a reset handler would let the second
+     * kill us before the summary. Once finish() closes them, a later signal
+     * has its default effect again. */
     uv_signal_init(&app.loop, &app.sigint);
     app.sigint.data = &app;
-    uv_signal_start_oneshot(&app.sigint, on_sigint, SIGINT);
+    uv_signal_start(&app.sigint, on_sigint, SIGINT);
     uv_unref((uv_handle_t *) &app.sigint);
     uv_signal_init(&app.loop, &app.sigterm);
     app.sigterm.data = &app;
-    uv_signal_start_oneshot(&app.sigterm, on_sigint, SIGTERM);
+    uv_signal_start(&app.sigterm, on_sigint, SIGTERM);
     uv_unref((uv_handle_t *) &app.sigterm);
     if (app.tty)
         uv_timer_start(&app.progress, on_progress, PROGRESS_MS, PROGRESS_MS);
