@@ -35,14 +35,21 @@ seed=${FAULTS_SEED:-1}
 skipped=0
 
 # ---- 1. the misbehaving server ----------------------------------------------------
-timeout -k 5 120 "$rel/misbehave" gets $((n * 2)) "$seed" >"$tmp/gets.out" 2>&1
+gets=$((n * 2 > 120 ? n * 2 : 120)) # enough for every fault to come up
+timeout -k 5 120 "$rel/misbehave" gets "$gets" "$seed" >"$tmp/gets.out" 2>&1
 rc=$?
 cat "$tmp/gets.out"
 [ "$rc" = 0 ] && ok "misbehave gets" || bad "misbehave gets: exit $rc"
 
-timeout -k 5 120 "$rel/misbehave" posts $((n * 3 / 2)) "$seed" >"$tmp/posts.out" 2>&1
+# at least 90: with fewer, seed 1 may never play the race on a reused socket
+posts=$((n * 3 / 2 > 90 ? n * 3 / 2 : 90))
+timeout -k 5 120 "$rel/misbehave" posts "$posts" "$seed" >"$tmp/posts.out" 2>&1
 rc=$?
-cat "$tmp/posts.out"
+if [ "$POST_ONCE_XFAIL" = 1 ] && [ "$rc" = 1 ] && grep -q '^FAIL no POST sent twice' "$tmp/posts.out"; then
+    sed 's/^FAIL /xfail /' "$tmp/posts.out" # the expected failure, not this run's
+else
+    cat "$tmp/posts.out"
+fi
 if [ "$POST_ONCE_XFAIL" = 1 ]; then
     if [ "$rc" = 1 ] && grep -q '^FAIL no POST sent twice' "$tmp/posts.out"; then
         echo "XFAIL misbehave posts: a POST reached the server twice (expected until issue 13" \

@@ -253,6 +253,11 @@ int main(int argc, char **argv)
                     : "");
         check(never_ok == 0, "every POST reported a success arrived exactly once (%d did not)",
               never_ok);
+        /* Without it the checks above prove nothing: more POSTs, or another seed. */
+        check(rs.close_unread_reused > 0,
+              "the keep-alive race was played: %llu POSTs read and left unanswered on a reused "
+              "socket",
+              (unsigned long long) rs.close_unread_reused);
     }
     printf("figures: %s %d %ss in %.1f s: %d succeeded, failed: %s; retries %llu (stale %llu), "
            "connections %llu; faults played: %s\n",

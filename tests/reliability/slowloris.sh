@@ -8,7 +8,7 @@
 # max(10 x its p99 alone, p99 alone + 20 ms) — generous, since both runs share
 # two cores with the load generator; every trickle is answered 408 and cut at
 # the headers timeout (SLOWLORIS_TIMEOUT_MS, default 2000; cut between the
-# timeout and the timeout + 1 s), and cut again each time it comes back; no
+# timeout and the timeout + 1.5 s: 2000 cuts come in bursts on shared cores), and cut again each time it comes back; no
 # unexpected reset or status for the probe; the server's fds are back to
 # where they were afterwards; SIGTERM then exits 0.
 set -u
@@ -46,8 +46,8 @@ jcheck loris "trickles: nothing unexpected" 'd["unexpected"] == 0'
 [ -n "$p99_loris" ] && [ "$p99_loris" -le "$bound" ] &&
     ok "probe p99 $p99_loris us with the trickles, $p99_alone us alone (bound $bound us)" ||
     bad "probe p99 $p99_loris us with the trickles, $p99_alone us alone (bound $bound us)"
-jcheck loris "every trickle cut with a 408 between $tmo and $((tmo + 1000)) ms" \
-    "d['slowloris']['cut'] >= $conns and d['slowloris']['with_408'] == d['slowloris']['cut'] and $tmo - 5 <= d['slowloris']['cut_ms_min'] and d['slowloris']['cut_ms_max'] <= $tmo + 1000"
+jcheck loris "every trickle cut with a 408 between $tmo and $((tmo + 1500)) ms" \
+    "d['slowloris']['cut'] >= $conns and d['slowloris']['with_408'] == d['slowloris']['cut'] and $tmo - 5 <= d['slowloris']['cut_ms_min'] and d['slowloris']['cut_ms_max'] <= $tmo + 1500"
 quiesce || exit 1
 fds_end=$(server_fds)
 [ "$fds_end" = "$fds_base" ] && ok "open fds back to $fds_end" || bad "open fds $fds_end, were $fds_base"

@@ -333,7 +333,10 @@ static void play_fault(rconn *c, raw_fault f)
         n = snprintf(msg, sizeof(msg), "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok");
         send_last(c, msg, (size_t) n, RAW_FIN);
         break;
-    case RAW_F_CLOSE_UNREAD: conn_close(c, RAW_FIN, true); break;
+    case RAW_F_CLOSE_UNREAD:
+        if (c->responses > 0) stat_add(c->srv, &c->srv->st.close_unread_reused, 1);
+        conn_close(c, RAW_FIN, true);
+        break;
     default: break;
     }
 }

@@ -110,6 +110,8 @@ typedef struct raw_stats {
     uint64_t peer_closes;   /* connections the client closed (EOF or error on read) */
     uint64_t body_bytes;    /* request body bytes received (decoded) */
     uint64_t faults[RAW_F_COUNT]; /* seeded faults played, by kind */
+    uint64_t close_unread_reused; /* of RAW_F_CLOSE_UNREAD: on a connection that had
+                                     answered before (the keep-alive race) */
 } raw_stats;
 
 typedef struct raw_server raw_server;
