@@ -240,13 +240,13 @@ signalled() {
     kill -"$sig" "$p" 2>/dev/null
     wait "$p"; rc=$?
 }
-# twice NAME SIGNAL ARGS...: ferry fetch ARGS, then SIGNAL twice back to back
-# straight to it (what timeout(1) does by chance); the summary must survive.
+# twice NAME SIGNAL CMD ARGS...: ferry CMD ARGS, then SIGNAL twice back to back
+# straight to it (what timeout(1) does); the summary must survive.
 twice() {
     local name=$1 sig=$2; shift 2
     local before i
     before=$(served)
-    "$ferry" fetch "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
+    "$ferry" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
     local p=$!
     for i in $(seq 100); do
         [ $(( $(served) - before - i )) -ge 3 ] && break
@@ -265,9 +265,12 @@ for sig in TERM INT; do
     signalled b$sig $sig bench "$base/" -c 2 -d 8 --json
     [ "$rc" = 1 ] && ok "bench SIG$sig: exit 1" || bad "bench SIG$sig: exit $rc"
     check b$sig "bench SIG$sig: the summary, interrupted" 'd["interrupted"] == 1 and d["requests"] > 0'
-    twice t$sig $sig --json -n 1000 "$base/slow?ms=20"
+    twice t$sig $sig fetch --json -n 1000 "$base/slow?ms=20"
     [ "$rc" = 1 ] && ok "fetch SIG$sig twice at once: exit 1" || bad "fetch SIG$sig twice at once: exit $rc"
     check t$sig "fetch SIG$sig twice at once: the summary" 'd["interrupted"] == 1'
+    twice u$sig $sig bench "$base/" -c 2 -d 8 --json
+    [ "$rc" = 1 ] && ok "bench SIG$sig twice at once: exit 1" || bad "bench SIG$sig twice at once: exit $rc"
+    check u$sig "bench SIG$sig twice at once: the summary" 'd["interrupted"] == 1'
 done
 
 stop_server

@@ -493,6 +493,10 @@ static void on_worker_done(uv_async_t *a)
     uv_close((uv_handle_t *) &b->progress, NULL);
     uv_close((uv_handle_t *) &b->sigint, NULL);
     uv_close((uv_handle_t *) &b->sigterm, NULL);
+    if (b->interrupted) { /* the closes restored the default: ignore the signal's twin */
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+    }
     uv_close((uv_handle_t *) &b->done_async, NULL);
 }
 

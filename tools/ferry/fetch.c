@@ -555,6 +555,11 @@ static void on_sigint(uv_signal_t *h, int signum)
     fetch_app *app = h->data;
     app->interrupted = 1;
     finish(app);
+    /* finish() closed the watchers, which restores the default action: the
+     * twin of this signal (timeout(1) and service managers send one to the
+     * process and one to its group) must not kill us before the summary. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
 }
 
 /* ---- Summary ---------------------------------------------------------------------- */
@@ -705,8 +710,7 @@ int cmd_fetch(int argc, char **argv)
     app.progress.data = &app;
     /* Not one-shot: `timeout` and service managers signal the process and its
      * group, so two arrive at once, and a reset handler would let the second
-     * kill us before the summary. Once finish() closes them, a later signal
-     * has its default effect again. */
+     * kill us before the summary (on_sigint ignores them from then on). */
     uv_signal_init(&app.loop, &app.sigint);
     app.sigint.data = &app;
     uv_signal_start(&app.sigint, on_sigint, SIGINT);
