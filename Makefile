@@ -13,7 +13,7 @@ PREFIX      ?= /usr/local
 DESTDIR     ?=
 
 .PHONY: all build test asan fuzz bench-parse bench-server bench-client run format deps deps-bench \
-        install uninstall clean
+        install uninstall clean soak faults deps-faults
 
 all: build
 
@@ -25,6 +25,9 @@ deps-bench:
 
 # `make` and `make run` build the library, the CLI and the examples; the test
 # suite (and cmocka) only comes with `make test` and `make asan`.
+deps-faults:
+	@scripts/deps.sh --faults
+
 build: deps
 	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=$(WERROR) -DFERRY_TESTS=OFF >/dev/null
 	@$(CMAKE) --build build -j $(JOBS)
@@ -91,6 +94,24 @@ bench-client: build deps-bench
 	@bench/client.sh
 
 # The frozen 0.1.0 header (tests/abi) stays byte for byte as released.
+# Reliability runs (docs/reliability.md), bounded in time. soak: SOAK_SECONDS of
+# mixed load on the release ferry, SOAK_ASAN_SECONDS more on the ASan one, then
+# the slowloris run. faults: the misbehaving server, then wire faults in network
+# namespaces (root; SKIP without).
+SOAK_SECONDS      ?= 60
+SOAK_ASAN_SECONDS ?= 20
+FAULTS_N          ?= 200
+soak: build
+	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON -DFERRY_WERROR=$(WERROR) >/dev/null
+	@$(CMAKE) --build build-asan -j $(JOBS) --target ferry_cli
+	@SOAK_SECONDS=$(SOAK_SECONDS) tests/reliability/soak.sh build/ferry build/reliability/loadgen
+	@SOAK_SECONDS=$(SOAK_ASAN_SECONDS) SOAK_ASAN=1 ASAN_OPTIONS=detect_leaks=1 \
+	  tests/reliability/soak.sh build-asan/ferry build/reliability/loadgen
+	@tests/reliability/slowloris.sh build/ferry build/reliability/loadgen
+
+faults: deps-faults build
+	@FAULTS_N=$(FAULTS_N) tests/reliability/faults.sh build/ferry build/reliability
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h' ':!tests/abi/ferry_v0_1_0.h')
 

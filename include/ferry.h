@@ -144,12 +144,13 @@ typedef enum {
 #undef FERRY_ERRNO_ENUM_
 } ferry_errno;
 
-/* A short human message for any negative code: ferry's own, libuv's or an
- * errno. Never NULL; never allocates. */
+/* A short human message for any negative code: ferry's own, libuv's, or
+ * "unknown error". A static string: never NULL, never allocated, never
+ * overwritten by a later call; safe from any thread. */
 const char *ferry_strerror(int err);
 
-/* The code's name without the prefix, e.g. "ETIMEDOUT", "EBADCL". Unknown
- * codes give "UNKNOWN". Never NULL; never allocates. */
+/* The code's name without the prefix, e.g. "ETIMEDOUT", "EBADCL", "EPERM".
+ * Unknown codes give "UNKNOWN". A static string, as ferry_strerror's. */
 const char *ferry_err_name(int err);
 
 /* The HTTP status a server answers for this error in a request (400, 413,
@@ -493,14 +494,19 @@ ferry_server *ferry_req_server(const ferry_req *req);
  * declared Content-Length over the limit is refused at once: the call returns
  * FERRY_EBODYTOOBIG and cb is not called),
  * FERRY_ECONNRESET/FERRY_EOF if the client went away, a parse error for bad
- * chunked framing. The bytes are valid until cb returns. */
+ * chunked framing, FERRY_EREQUESTTIMEOUT or FERRY_EIDLETIMEOUT when ferry
+ * answered 408 in the handler's place, FERRY_ECLOSING when the server reset
+ * the connection while shutting down (ferry_server_destroy, the end of
+ * ferry_server_close's grace, a second signal). The bytes are valid until cb
+ * returns. */
 typedef void (*ferry_body_cb)(ferry_req *req, int status, const char *body, size_t len,
                               void *data);
 int ferry_req_read_body(ferry_req *req, uint64_t max_bytes, ferry_body_cb cb, void *data);
 
 /* Streamed body: cb with each piece as it arrives (status 0, bytes valid until
  * cb returns), then once with FERRY_EOF (len 0) at the end, or once with a
- * negative code. pause/resume apply backpressure to the client. */
+ * negative code (those of the buffered body, FERRY_ECLOSING included).
+ * pause/resume apply backpressure to the client. */
 typedef void (*ferry_data_cb)(ferry_req *req, int status, const char *buf, size_t len,
                               void *data);
 int ferry_req_on_data(ferry_req *req, ferry_data_cb cb, void *data);
@@ -512,6 +518,8 @@ void ferry_req_resume(ferry_req *req);
  * Content-Length or Transfer-Encoding: chunked, are added; so are Connection
  * and Keep-Alive. A body written with ferry_res_write and no Content-Length is
  * sent chunked (HTTP/1.0 clients: delimited by close). */
+/* 100..599, else FERRY_EINVAL (the client accepts nothing else); FERRY_EALREADY
+ * once the head is out. */
 int ferry_res_set_status(ferry_res *res, int status);
 int ferry_res_set_header(ferry_res *res, const char *name, const char *value); /* replaces */
 int ferry_res_add_header(ferry_res *res, const char *name, const char *value); /* appends */
@@ -750,6 +758,15 @@ typedef struct ferry_request_options {
     ferry_request_options_init_sized((o), sizeof(ferry_request_options))
 void ferry_request_options_init_sized(ferry_request_options *o, size_t size);
 
+/* Whether ferry_request would take url as a URL: 0, or the code it would
+ * return for it (FERRY_EINVAL: malformed, a bad byte, host, port, path or
+ * query; FERRY_ENOTSUP: another scheme, or user:password@). why (may
+ * be NULL) gets a static one-line reason ("port out of range (1-65535)",
+ * "non-ASCII byte in the path (percent-encode it)", ...), NULL when 0. An
+ * https:// URL passes (the agent answers FERRY_ENOTSUP until TLS); names are
+ * not resolved. Safe from any thread; allocates nothing. */
+int ferry_url_check(const char *url, const char **why);
+
 /* A response head (and, for ferry_fetch, its body). */
 typedef struct ferry_response {
     int status;                  /* 100..599 */
@@ -811,6 +828,10 @@ void ferry_request_abort(ferry_client_req *req);
  * FERRY_ETLSVERIFY: why the server's certificate did not verify (unknown
  * issuer, host name mismatch, expired, ...; ferry_tls_verify_reason_name). */
 ferry_tls_verify_reason ferry_client_req_tls_verify_reason(const ferry_client_req *req);
+/* Attempts made so far: 1 + retries (redirect hops do not count). Inside
+ * on_done or the fetch cb it is the final count, also for a request that
+ * failed with r == NULL (a refused connect retried twice gives 3). 0 for NULL. */
+uint32_t ferry_client_req_attempts(const ferry_client_req *req);
 
 /* Backpressure on the response body: while paused, on_data does not run and
  * the socket is not read (body_timeout_ms still runs). */

@@ -5,6 +5,9 @@
 #
 #   scripts/deps.sh            build + test + asan + fuzz dependencies
 #   scripts/deps.sh --bench    also the benchmark peers (picohttpparser via libh2o, nginx, wrk, hyperfine)
+#   scripts/deps.sh --faults   also what `make faults` needs: iproute2 (network namespaces,
+#                              tc), iptables and libnetfilter-queue (nfq_netem, where the
+#                              kernel has no netem)
 #
 # On Debian/Ubuntu it installs with apt-get when run as root, and otherwise
 # prints the one command to run. Elsewhere it names the packages to install.
@@ -15,13 +18,16 @@ set -euo pipefail
 pkgs=(cmake make gcc binutils pkg-config libuv1-dev libssl-dev libcmocka-dev libpsl-dev clang curl
       python3 man-db groff-base)
 want_bench=0
+want_faults=0
 for arg in "$@"; do
     case "$arg" in
     --bench) want_bench=1 ;;
-    *) echo "deps.sh: unknown option '$arg' (use --bench)" >&2; exit 2 ;;
+    --faults) want_faults=1 ;;
+    *) echo "deps.sh: unknown option '$arg' (use --bench or --faults)" >&2; exit 2 ;;
     esac
 done
 [ "$want_bench" = 1 ] && pkgs+=(libh2o-dev nginx-light wrk hyperfine)
+[ "$want_faults" = 1 ] && pkgs+=(iproute2 iptables libnetfilter-queue-dev)
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
     # Not Debian-like: check what we can and name the packages.

@@ -26,6 +26,20 @@ usage_error fetch "--retries out of range" --retries 101 $U
 usage_error fetch "--json=yes" --json=yes $U
 usage_error fetch "not a URL" example.com
 usage_error fetch "ftp URL" ftp://example.com/
+# Every URL is checked before any request (ferry_url_check), one line, exit 2.
+usage_error fetch "port out of range" http://127.0.0.1:99999/
+usage_error fetch "trailing dot after an IPv4 address" http://127.0.0.1./
+usage_error fetch "non-ASCII path" "http://127.0.0.1:9/caf$(printf '\xc3\xa9')"
+usage_error fetch "bad URL after a good one" $U http://127.0.0.1:0/
+usage_error bench "port out of range" http://127.0.0.1:99999/
+err=$(timeout 5 "$ferry" fetch http://127.0.0.1:99999/ 2>&1 >/dev/null)
+[ "$err" = "ferry fetch: invalid URL 'http://127.0.0.1:99999/': port out of range (1-65535) (try 'ferry fetch --help')" ] &&
+    ok "a bad URL's line names the URL and the reason" || bad "bad URL line: $err"
+err=$(timeout 5 "$ferry" fetch "http://h/$(printf '\x01')x" 2>&1 >/dev/null)
+[ "$err" = "ferry fetch: invalid URL 'http://h/\x01x': control character in the path (try 'ferry fetch --help')" ] &&
+    ok "control bytes in a bad URL are shown as \\xNN" || bad "control byte line: $err"
+printf '%s\n' "$U" 'http://h:70000/' >"$tmp/badurls"
+usage_error fetch "a bad URL in -i FILE" -i "$tmp/badurls"
 usage_error fetch "header without colon" -H 'X-Test' $U
 usage_error fetch "header with a bad name" -H 'X Test: 1' $U
 usage_error fetch "Content-Length header is ferry's" -H 'Content-Length: 5' $U
@@ -202,6 +216,62 @@ fi
 
 run b8 bench "$base/echo" -c 1 -n 10 --body 'xyz' --json
 check b8 "bench --body: POSTs answered" 'd["requests"] == 10 and d["succeeded"] == 10'
+
+# SIGTERM ends fetch and bench as SIGINT does: the summary of what completed,
+# interrupted, exit 1 (it used to kill them without a summary).
+# served: requests the server has handled, from /status (which counts itself).
+served() { curl -sS --max-time 2 "$base/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
+# signalled NAME SIGNAL CMD ARGS...: runs `ferry CMD ARGS` under timeout(1),
+# sends SIGNAL to the timeout process once the server has answered ferry a few
+# times (so its handlers are in place, however slow the start: ASan), waits;
+# stdout in $tmp/NAME.out, exit status in $rc. timeout passes the signal to
+# ferry and to its process group: ferry gets it twice at once, as from a
+# service manager, and must still print its summary.
+signalled() {
+    local name=$1 sig=$2; shift 2
+    local before i
+    before=$(served)
+    timeout 20 "$ferry" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
+    local p=$!
+    for i in $(seq 100); do
+        [ $(( $(served) - before - i )) -ge 3 ] && break
+        sleep 0.1
+    done
+    kill -"$sig" "$p" 2>/dev/null
+    wait "$p"; rc=$?
+}
+# twice NAME SIGNAL CMD ARGS...: ferry CMD ARGS, then SIGNAL twice back to back
+# straight to it (what timeout(1) does); the summary must survive.
+twice() {
+    local name=$1 sig=$2; shift 2
+    local before i
+    before=$(served)
+    "$ferry" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
+    local p=$!
+    for i in $(seq 100); do
+        [ $(( $(served) - before - i )) -ge 3 ] && break
+        sleep 0.1
+    done
+    kill -"$sig" "$p" 2>/dev/null; kill -"$sig" "$p" 2>/dev/null
+    for i in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null # hung: the exit status says so
+    wait "$p"; rc=$?
+}
+for sig in TERM INT; do
+    signalled s$sig $sig fetch --json -n 1000 "$base/slow?ms=20"
+    [ "$rc" = 1 ] && ok "fetch SIG$sig: exit 1" || bad "fetch SIG$sig: exit $rc"
+    check s$sig "fetch SIG$sig: the summary of what completed, interrupted" \
+        'd["interrupted"] == 1 and 2 <= d["requests"] < 1000 and d["failed"] == 0'
+    signalled b$sig $sig bench "$base/" -c 2 -d 8 --json
+    [ "$rc" = 1 ] && ok "bench SIG$sig: exit 1" || bad "bench SIG$sig: exit $rc"
+    check b$sig "bench SIG$sig: the summary, interrupted" 'd["interrupted"] == 1 and d["requests"] > 0'
+    twice t$sig $sig fetch --json -n 1000 "$base/slow?ms=20"
+    [ "$rc" = 1 ] && ok "fetch SIG$sig twice at once: exit 1" || bad "fetch SIG$sig twice at once: exit $rc"
+    check t$sig "fetch SIG$sig twice at once: the summary" 'd["interrupted"] == 1'
+    twice u$sig $sig bench "$base/" -c 2 -d 8 --json
+    [ "$rc" = 1 ] && ok "bench SIG$sig twice at once: exit 1" || bad "bench SIG$sig twice at once: exit $rc"
+    check u$sig "bench SIG$sig twice at once: the summary" 'd["interrupted"] == 1'
+done
 
 stop_server
 exit $fail

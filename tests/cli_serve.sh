@@ -186,6 +186,8 @@ if start_server --dir "$www" --quiet; then
             && ok "unchanged file → 304"
         fetch "If-Modified-Since: long ago" 200 /hello.txt \
             -H "If-Modified-Since: Thu, 01 Jan 1998 00:00:00 GMT" && ok "changed since → 200"
+        fetch "If-Modified-Since: in the future" 200 /hello.txt \
+            -H "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT" && ok "a future date is ignored → 200"
     else
         bad "Last-Modified: '$lm'"
     fi

@@ -8,6 +8,8 @@
 
 #include <cmocka.h>
 
+#include <uv.h>
+
 #include "ferry.h"
 
 static void test_every_code_is_named(void **state)
@@ -48,6 +50,78 @@ static void test_codes_outside_the_table(void **state)
     assert_string_equal(ferry_err_name(-999999), "UNKNOWN");
     assert_non_null(ferry_strerror(-999999));
     assert_string_equal(ferry_err_name(0), "OK");
+}
+
+/* docs/errors.md's own line: both strings in one printf. With one shared
+ * buffer the message was printed twice ("operation not permitted (operation
+ * not permitted)"). */
+static void test_two_calls_in_one_printf(void **state)
+{
+    (void) state;
+    char line[128];
+    snprintf(line, sizeof line, "%s (%s)", ferry_strerror(UV_EPERM), ferry_err_name(UV_EPERM));
+    assert_string_equal(line, "operation not permitted (EPERM)");
+    snprintf(line, sizeof line, "%s (%s)", ferry_strerror(-999999), ferry_err_name(-999999));
+    assert_string_equal(line, "unknown error (UNKNOWN)");
+}
+
+/* A saved pointer is not overwritten by later calls with other codes. */
+static void test_pointers_stay_valid(void **state)
+{
+    (void) state;
+    const char *msg = ferry_strerror(UV_EPERM), *name = ferry_err_name(UV_EPERM);
+    const char *other[] = {ferry_strerror(UV_ENOSYS), ferry_err_name(UV_ENOSYS),
+                           ferry_strerror(UV_E2BIG), ferry_err_name(UV_E2BIG),
+                           ferry_strerror(-999999), ferry_err_name(-999998)};
+    assert_string_equal(msg, "operation not permitted");
+    assert_string_equal(name, "EPERM");
+    assert_string_equal(other[0], uv_strerror(UV_ENOSYS));
+    assert_string_equal(other[1], "ENOSYS");
+    assert_string_equal(other[3], "E2BIG");
+    assert_string_equal(other[4], "unknown error");
+    assert_string_equal(other[5], "UNKNOWN");
+    /* static strings: the same pointer every time */
+    assert_ptr_equal(ferry_strerror(UV_EPERM), msg);
+    assert_ptr_equal(ferry_err_name(UV_EPERM), name);
+}
+
+/* ferry bench calls these from several threads: every thread gets the same
+ * static string (a per-thread buffer would give each its own pointer, gone
+ * when the thread ends) and the right text, however the calls interleave. */
+#define ERR_THREADS 4
+typedef struct err_thread {
+    uv_thread_t tid;
+    const char *msg, *name;
+    int wrong;
+} err_thread;
+
+static void err_thread_main(void *arg)
+{
+    err_thread *t = arg;
+    for (int i = 0; i < 20000; i++) {
+        int code = (i & 1) ? UV_EPERM : UV_ENOSYS;
+        const char *m = ferry_strerror(code), *n = ferry_err_name(code);
+        if (strcmp(n, (i & 1) ? "EPERM" : "ENOSYS") != 0 || strcmp(m, uv_strerror(code)) != 0)
+            t->wrong++;
+    }
+    t->msg = ferry_strerror(UV_EPERM);
+    t->name = ferry_err_name(UV_EPERM);
+}
+
+static void test_threads(void **state)
+{
+    (void) state;
+    err_thread t[ERR_THREADS] = {0};
+    for (int i = 0; i < ERR_THREADS; i++)
+        assert_int_equal(uv_thread_create(&t[i].tid, err_thread_main, &t[i]), 0);
+    for (int i = 0; i < ERR_THREADS; i++)
+        assert_int_equal(uv_thread_join(&t[i].tid), 0);
+    for (int i = 0; i < ERR_THREADS; i++) {
+        assert_int_equal(t[i].wrong, 0);
+        assert_ptr_equal(t[i].msg, ferry_strerror(UV_EPERM));
+        assert_ptr_equal(t[i].name, ferry_err_name(UV_EPERM));
+        assert_string_equal(t[i].name, "EPERM");
+    }
 }
 
 static void test_http_status(void **state)
@@ -117,6 +191,9 @@ int main(void)
         cmocka_unit_test(test_every_code_is_named),
         cmocka_unit_test(test_errno_codes_are_libuv_codes),
         cmocka_unit_test(test_codes_outside_the_table),
+        cmocka_unit_test(test_two_calls_in_one_printf),
+        cmocka_unit_test(test_pointers_stay_valid),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_http_status),
         cmocka_unit_test(test_every_code_has_a_kind),
         cmocka_unit_test(test_version),

@@ -690,6 +690,87 @@ static void test_percent_decode(void **state)
     assert_int_equal(n, 0);
 }
 
+/* ferry_url_check: the code url_parse gives, and a reason naming what is
+ * wrong, for each kind of refusal (the one line `ferry fetch` prints). */
+static void test_url_check_reasons(void **state)
+{
+    (void) state;
+    static const struct {
+        const char *url;
+        int code;
+        const char *why;
+    } checks[] = {
+        {"http://127.0.0.1:8080/", 0, NULL},
+        {"https://example.com/", 0, NULL},
+        {"http://[::1%25lo]:8080/", 0, NULL},
+        {"http://example.com./", 0, NULL}, /* a trailing dot on a name is fine */
+        {"", FERRY_EINVAL, "empty URL"},
+        {"example.com", FERRY_EINVAL, "not an absolute URL (http://host/...)"},
+        {"ftp://example.com/", FERRY_ENOTSUP, "scheme is not http or https"},
+        {"http://h:99999/", FERRY_EINVAL, "port out of range (1-65535)"},
+        {"http://h:0/", FERRY_EINVAL, "port out of range (1-65535)"},
+        {"http://h:8o/", FERRY_EINVAL, "port is not a decimal number"},
+        {"http://1.2.3.4./", FERRY_EINVAL, "trailing dot after an IPv4 address"},
+        {"http://127.1/", FERRY_EINVAL,
+         "host ends in a number but is not a dotted-quad IPv4 address"},
+        {"http://a..b/", FERRY_EINVAL, "empty label in the host"},
+        {"http://a!b/", FERRY_EINVAL,
+         "character not allowed in a host name (letters, digits, '-', '.', '_')"},
+        {"http://h/caf\xc3\xa9", FERRY_EINVAL, "non-ASCII byte in the path (percent-encode it)"},
+        {"http://h/?q=\xc3\xa9", FERRY_EINVAL,
+         "non-ASCII byte in the query (percent-encode it)"},
+        {"http://h\xc3\xa9/", FERRY_EINVAL, "non-ASCII byte in the host (use the xn-- form)"},
+        {"http://h/a b", FERRY_EINVAL, "space in the path (write %20)"},
+        {"http://h/a\\b", FERRY_EINVAL, "backslash in the path (write %5C)"},
+        {"http://h/#\x01", FERRY_EINVAL, "control character in the fragment"},
+        {"http://h/%zz", FERRY_EINVAL, "'%' not followed by two hex digits in the path"},
+        {"http://h/a<b", FERRY_EINVAL,
+         "character not allowed in the path (\" < > ` { }: percent-encode it)"},
+        {"http://u:p@h/", FERRY_ENOTSUP, "user:password@ in the URL (send an Authorization header)"},
+        {"http://a@b@c/", FERRY_EINVAL, "more than one '@' before the host"},
+        {"http://[::1/", FERRY_EINVAL, "IPv6 address without its ']'"},
+        {"http://[::g]/", FERRY_EINVAL, "character not allowed in an IPv6 address"},
+        {"http://[::1%lo]/", FERRY_EINVAL, "IPv6 zone not introduced by %25 (RFC 6874)"},
+        {"http://[::1]x/", FERRY_EINVAL, "something other than a port after ']'"},
+    };
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
+        const char *why = "unset";
+        int rc = ferry_url_check(checks[i].url, &why);
+        if (rc != checks[i].code || (checks[i].why == NULL) != (why == NULL) ||
+            (why && strcmp(why, checks[i].why) != 0))
+            fail_msg("%s: %s (%s), want %s (%s)", checks[i].url, ferry_err_name(rc),
+                     why ? why : "NULL", ferry_err_name(checks[i].code),
+                     checks[i].why ? checks[i].why : "NULL");
+    }
+    const char *why = NULL;
+    assert_int_equal(ferry_url_check(NULL, &why), FERRY_EINVAL);
+    assert_string_equal(why, "no URL");
+    assert_int_equal(ferry_url_check("http://h:70000/", NULL), FERRY_EINVAL);
+}
+
+/* Zones become scope ids without the resolver: numbers as they are, names
+ * through if_nametoindex (the loopback interface is "lo" here). */
+static void test_zone_index(void **state)
+{
+    (void) state;
+    url_parts u;
+    uint32_t idx = 99;
+    assert_int_equal(url_parse("http://[::1]/", 13, &u), 0);
+    assert_int_equal(url_zone_index(&u, &idx), 0);
+    assert_int_equal(idx, 0);
+    const char *num = "http://[fe80::1%2517]/";
+    assert_int_equal(url_parse(num, strlen(num), &u), 0);
+    assert_int_equal(url_zone_index(&u, &idx), 0);
+    assert_int_equal(idx, 17);
+    const char *lo = "http://[::1%25lo]/";
+    assert_int_equal(url_parse(lo, strlen(lo), &u), 0);
+    assert_int_equal(url_zone_index(&u, &idx), 0);
+    assert_true(idx > 0);
+    const char *none = "http://[::1%25nosuchif0]/";
+    assert_int_equal(url_parse(none, strlen(none), &u), 0);
+    assert_int_equal(url_zone_index(&u, &idx), FERRY_EAI_NONAME);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -700,6 +781,8 @@ int main(void)
         cmocka_unit_test(test_form_encode_vectors),
         cmocka_unit_test(test_form_encode_edges),
         cmocka_unit_test(test_percent_decode),
+        cmocka_unit_test(test_url_check_reasons),
+        cmocka_unit_test(test_zone_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -107,6 +107,7 @@ client_origin *pool_origin_for(client_pool *p, const url_parts *u, int *err)
 {
     char key[URL_ORIGIN_KEY_MAX];
     size_t klen;
+    uint32_t scope;
     *err = url_origin_key(u, key, sizeof(key), &klen);
     if (*err)
         return NULL;
@@ -152,11 +153,13 @@ client_origin *pool_origin_for(client_pool *p, const url_parts *u, int *err)
         sin->sin_port = htons(u->port);
         memcpy(&sin->sin_addr, u->addr, 4);
         o->target.literal = true;
-    } else if (u->is_ipv6 && !u->zone.len) {
+    } else if (u->is_ipv6 && url_zone_index(u, &scope) == 0) {
+        /* a zone naming no interface is left to getaddrinfo: EAI_NONAME */
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &o->target.addr;
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons(u->port);
         memcpy(&sin6->sin6_addr, u->addr, 16);
+        sin6->sin6_scope_id = scope;
         o->target.literal = true;
     }
     list_init(&o->idle);

@@ -1245,6 +1245,11 @@ ferry_tls_verify_reason ferry_client_req_tls_verify_reason(const ferry_client_re
     return r ? (ferry_tls_verify_reason) r->tls_reason : FERRY_TLS_VERIFY_OK;
 }
 
+uint32_t ferry_client_req_attempts(const ferry_client_req *r)
+{
+    return r ? r->attempts : 0;
+}
+
 void ferry_client_req_pause(ferry_client_req *r)
 {
     if (r)

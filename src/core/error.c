@@ -1,12 +1,26 @@
 /* error.c — names and messages for ferry's error codes.
  *
  * Everything comes from FERRY_ERRNO_MAP in ferry.h, so adding a code is one
- * line there. Codes outside the table (other libuv/errno values) are handed to
- * libuv's reentrant formatters, into a per-thread buffer, so nothing allocates.
+ * line there. Codes outside it that libuv knows (UV_ERRNO_MAP) get libuv's own
+ * static strings; anything else gets a fixed "unknown error" / "UNKNOWN".
+ * Only static strings come back: no buffer is shared between calls or
+ * threads, so a saved pointer stays valid and two calls in one printf work.
+ * uv_strerror/uv_err_name are only called for codes libuv knows, because for
+ * others libuv 1.44 mallocs a message and never frees it.
  */
 #include "ferry.h"
 
-static _Thread_local char error_buf[80];
+/* Whether libuv has a static message and name for err. */
+static int uv_knows(int err)
+{
+    switch (err) {
+#define FERRY_UV_KNOWN_(name, msg) case UV_##name:
+        UV_ERRNO_MAP(FERRY_UV_KNOWN_)
+#undef FERRY_UV_KNOWN_
+        return 1;
+    default: return 0;
+    }
+}
 
 const char *ferry_version_string(void)
 {
@@ -24,7 +38,7 @@ const char *ferry_strerror(int err)
     }
     if (err >= 0)
         return "success";
-    return uv_strerror_r(err, error_buf, sizeof(error_buf));
+    return uv_knows(err) ? uv_strerror(err) : "unknown error";
 }
 
 const char *ferry_err_name(int err)
@@ -38,9 +52,7 @@ const char *ferry_err_name(int err)
     }
     if (err >= 0)
         return "OK";
-    uv_err_name_r(err, error_buf, sizeof(error_buf));
-    /* libuv prints "Unknown system error N" for codes it does not know. */
-    return error_buf[0] == 'E' ? error_buf : "UNKNOWN";
+    return uv_knows(err) ? uv_err_name(err) : "UNKNOWN";
 }
 
 int ferry_err_http_status(int err)

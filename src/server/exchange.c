@@ -466,7 +466,7 @@ int ferry_res_aborted(const ferry_res *res)
 int ferry_res_set_status(ferry_res *res, int status)
 {
     exchange *ex = res->req;
-    if (status < 100 || status > 999)
+    if (status < 100 || status > 599)
         return FERRY_EINVAL;
     if (ex->rflags & RF_HEAD_SENT || ex->handler_done)
         return FERRY_EALREADY;

@@ -10,6 +10,7 @@
  */
 #include "util/url.h"
 
+#include <net/if.h>
 #include <string.h>
 
 #include <uv.h>
@@ -41,6 +42,12 @@ static const uint8_t char_class[256] = {
 
 #define CLASS(c, bit) (char_class[(unsigned char) (c)] & (bit))
 
+/* Record why a parse failed (ferry_url_check hands it out) and return code. */
+#define FAIL(out, code, reason) return ((out)->why = (reason), (code))
+
+/* The parts of a URL a refused byte can sit in, for bad_byte_reason(). */
+enum { PART_SCHEME, PART_HOST, PART_PATH, PART_QUERY, PART_FRAGMENT, PART_COUNT };
+
 static const char hex_upper[] = "0123456789ABCDEF";
 
 /* The path of a URL that has none. */
@@ -71,22 +78,33 @@ static bool lit_ieq(const char *s, size_t n, const char *lit)
     return i == n && lit[i] == 0;
 }
 
-/* Check path, query or fragment bytes p[0..n): the U_PATH class plus the
- * characters in `extra`, and complete percent-escapes. */
-static int check_component(const char *p, size_t n, const char *extra)
+/* Check path, query or fragment bytes p[0..n) (part: PART_PATH, _QUERY or
+ * _FRAGMENT): the U_PATH class plus the characters in `extra`, and complete
+ * percent-escapes. */
+static int check_component(const char *p, size_t n, const char *extra, int part, url_parts *out)
 {
+    static const char *const bad_char[PART_COUNT] = {
+        [PART_PATH] = "character not allowed in the path (\" < > ` { }: percent-encode it)",
+        [PART_QUERY] = "character not allowed in the query (\" < > ` { }: percent-encode it)",
+        [PART_FRAGMENT] = "character not allowed in the fragment",
+    };
+    static const char *const bad_escape[PART_COUNT] = {
+        [PART_PATH] = "'%' not followed by two hex digits in the path",
+        [PART_QUERY] = "'%' not followed by two hex digits in the query",
+        [PART_FRAGMENT] = "'%' not followed by two hex digits in the fragment",
+    };
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
         if (CLASS(c, U_PATH))
             continue;
         if (c == '%') {
             if (n - i < 3 || !CLASS(p[i + 1], U_HEX) || !CLASS(p[i + 2], U_HEX))
-                return FERRY_EBADTARGET;
+                FAIL(out, FERRY_EBADTARGET, bad_escape[part]);
             i += 2;
             continue;
         }
         if (!strchr(extra, c) || c == 0)
-            return FERRY_EBADTARGET;
+            FAIL(out, FERRY_EBADTARGET, bad_char[part]);
     }
     return 0;
 }
@@ -136,29 +154,37 @@ static bool label_is_numeric(const char *p, size_t n)
 static int parse_name_or_ipv4(const char *p, size_t n, url_parts *out)
 {
     if (n == 0)
-        return FERRY_EBADHOST;
+        FAIL(out, FERRY_EBADHOST, "empty host");
     size_t name_len = p[n - 1] == '.' ? n - 1 : n; /* without a trailing dot */
-    if (name_len == 0 || name_len > URL_HOST_MAX - 1)
-        return FERRY_EBADHOST;
+    if (name_len == 0)
+        FAIL(out, FERRY_EBADHOST, "empty label in the host");
+    if (name_len > URL_HOST_MAX - 1)
+        FAIL(out, FERRY_EBADHOST, "host name longer than 253 characters");
     size_t label = 0, last = 0; /* current label length; start of the last label */
     for (size_t i = 0; i < name_len; i++) {
         if (p[i] == '.') {
             if (label == 0)
-                return FERRY_EBADHOST; /* empty label: "a..b", ".a" */
+                FAIL(out, FERRY_EBADHOST, "empty label in the host"); /* "a..b", ".a" */
             label = 0;
             last = i + 1;
             continue;
         }
-        if (!CLASS(p[i], U_HOST) || ++label > 63)
-            return FERRY_EBADHOST;
+        if (!CLASS(p[i], U_HOST))
+            FAIL(out, FERRY_EBADHOST,
+                 "character not allowed in a host name (letters, digits, '-', '.', '_')");
+        if (++label > 63)
+            FAIL(out, FERRY_EBADHOST, "host label longer than 63 characters");
     }
     if (label == 0)
-        return FERRY_EBADHOST;
+        FAIL(out, FERRY_EBADHOST, "empty label in the host");
     if (!label_is_numeric(p + last, name_len - last))
         return 0;
     /* Ends in a number: an IPv4 literal or nothing. */
+    if (name_len != n && parse_ipv4(p, name_len, out->addr))
+        FAIL(out, FERRY_EBADHOST, "trailing dot after an IPv4 address");
     if (name_len != n || !parse_ipv4(p, n, out->addr))
-        return FERRY_EBADHOST;
+        FAIL(out, FERRY_EBADHOST,
+             "host ends in a number but is not a dotted-quad IPv4 address");
     out->is_ipv4 = true;
     return 0;
 }
@@ -170,27 +196,27 @@ static int parse_ipv6(const char *p, size_t n, url_parts *out)
     for (size_t i = 0; i < n; i++) {
         if (p[i] == '%') {
             if (n - i < 3 || p[i + 1] != '2' || p[i + 2] != '5')
-                return FERRY_EBADHOST;
+                FAIL(out, FERRY_EBADHOST, "IPv6 zone not introduced by %25 (RFC 6874)");
             size_t zlen = n - i - 3;
             if (zlen == 0 || zlen > URL_ZONE_MAX)
-                return FERRY_EBADHOST;
+                FAIL(out, FERRY_EBADHOST, "IPv6 zone empty or longer than 63 characters");
             for (size_t j = i + 3; j < n; j++)
                 if (!CLASS(p[j], U_ZONE))
-                    return FERRY_EBADHOST;
+                    FAIL(out, FERRY_EBADHOST, "character not allowed in an IPv6 zone");
             out->zone = (ferry_str){p + i + 3, zlen};
             alen = i;
             break;
         }
         if (!(CLASS(p[i], U_HEX) || p[i] == ':' || p[i] == '.'))
-            return FERRY_EBADHOST;
+            FAIL(out, FERRY_EBADHOST, "character not allowed in an IPv6 address");
     }
     char tmp[46];
     if (alen == 0 || alen >= sizeof(tmp))
-        return FERRY_EBADHOST;
+        FAIL(out, FERRY_EBADHOST, "invalid IPv6 address");
     memcpy(tmp, p, alen);
     tmp[alen] = 0;
     if (uv_inet_pton(AF_INET6, tmp, out->addr) != 0)
-        return FERRY_EBADHOST;
+        FAIL(out, FERRY_EBADHOST, "invalid IPv6 address");
     out->host = (ferry_str){p, alen};
     out->is_ipv6 = true;
     return 0;
@@ -204,13 +230,13 @@ static int parse_authority(const char *p, size_t n, url_parts *out)
     if (n > 0 && p[0] == '[') {
         const char *close = memchr(p, ']', n);
         if (!close)
-            return FERRY_EBADHOST;
+            FAIL(out, FERRY_EBADHOST, "IPv6 address without its ']'");
         size_t inner = (size_t) (close - p) - 1;
         if ((r = parse_ipv6(p + 1, inner, out)) < 0)
             return r;
         host_end = inner + 2;
         if (host_end < n && p[host_end] != ':')
-            return FERRY_EBADHOST; /* "[::1]x" */
+            FAIL(out, FERRY_EBADHOST, "something other than a port after ']'"); /* "[::1]x" */
     } else {
         const char *colon = memchr(p, ':', n);
         host_end = colon ? (size_t) (colon - p) : n;
@@ -224,39 +250,76 @@ static int parse_authority(const char *p, size_t n, url_parts *out)
     uint32_t v = 0;
     for (size_t i = host_end + 1; i < n; i++) {
         if (p[i] < '0' || p[i] > '9')
-            return FERRY_EINVAL;
+            FAIL(out, FERRY_EINVAL, "port is not a decimal number");
         v = v * 10 + (uint32_t) (p[i] - '0');
         if (v > 65535)
-            return FERRY_EINVAL;
+            FAIL(out, FERRY_EINVAL, "port out of range (1-65535)");
     }
     if (v == 0)
-        return FERRY_EINVAL;
+        FAIL(out, FERRY_EINVAL, "port out of range (1-65535)");
     out->port = (uint16_t) v;
     out->port_given = true;
     return 0;
 }
 
+/* Why byte s[at] (a U_BAD one) is refused, and in which part it sits: found
+ * only on this error path, by the same landmarks the parser uses. */
+static const char *bad_byte_reason(const char *s, size_t at)
+{
+    static const char *const reasons[4][PART_COUNT] = {
+        {"non-ASCII byte in the scheme", "non-ASCII byte in the host (use the xn-- form)",
+         "non-ASCII byte in the path (percent-encode it)",
+         "non-ASCII byte in the query (percent-encode it)", "non-ASCII byte in the fragment"},
+        {"space in the scheme", "space in the host", "space in the path (write %20)",
+         "space in the query (write %20 or +)", "space in the fragment"},
+        {"control character in the scheme", "control character in the host",
+         "control character in the path", "control character in the query",
+         "control character in the fragment"},
+        {"backslash in the scheme", "backslash in the host", "backslash in the path (write %5C)",
+         "backslash in the query (write %5C)", "backslash in the fragment"},
+    };
+    unsigned char c = (unsigned char) s[at];
+    int kind = c >= 0x80 ? 0 : c == ' ' ? 1 : c == '\\' ? 3 : 2;
+    int part = PART_SCHEME;
+    for (size_t i = 0, slashes = 0; i < at; i++) {
+        char d = s[i];
+        if (part == PART_SCHEME && d == '/' && ++slashes == 2)
+            part = PART_HOST;
+        else if (part == PART_HOST && d == '/')
+            part = PART_PATH;
+        if ((part == PART_HOST || part == PART_PATH) && d == '?')
+            part = PART_QUERY;
+        if (part != PART_SCHEME && d == '#')
+            part = PART_FRAGMENT;
+    }
+    return reasons[kind][part];
+}
+
 int url_parse(const char *s, size_t len, url_parts *out)
 {
-    if (!out || !s || len == 0)
+    if (!out)
         return FERRY_EINVAL;
+    if (!s || len == 0) {
+        memset(out, 0, sizeof(*out));
+        FAIL(out, FERRY_EINVAL, "empty URL");
+    }
     memset(out, 0, sizeof(*out));
     for (size_t i = 0; i < len; i++)
         if (CLASS(s[i], U_BAD))
-            return FERRY_EINVAL;
+            FAIL(out, FERRY_EINVAL, bad_byte_reason(s, i));
 
     /* scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then "://" */
     size_t i = 0;
     if (lower(s[0]) < 'a' || lower(s[0]) > 'z')
-        return FERRY_EINVAL; /* a scheme starts with a letter */
+        FAIL(out, FERRY_EINVAL, "not an absolute URL (http://host/...)"); /* scheme: a letter */
     while (i < len && CLASS(s[i], U_SCHEME))
         i++;
     if (len - i < 3 || memcmp(s + i, "://", 3) != 0)
-        return FERRY_EINVAL;
+        FAIL(out, FERRY_EINVAL, "not an absolute URL (http://host/...)");
     if (lit_ieq(s, i, "https"))
         out->https = true;
     else if (!lit_ieq(s, i, "http"))
-        return FERRY_ENOTSUP;
+        FAIL(out, FERRY_ENOTSUP, "scheme is not http or https");
     out->scheme = (ferry_str){s, i};
     i += 3;
 
@@ -268,9 +331,9 @@ int url_parse(const char *s, size_t len, url_parts *out)
         i++;
     }
     if (ats > 1)
-        return FERRY_EINVAL;
+        FAIL(out, FERRY_EINVAL, "more than one '@' before the host");
     if (ats == 1)
-        return FERRY_ENOTSUP;
+        FAIL(out, FERRY_ENOTSUP, "user:password@ in the URL (send an Authorization header)");
     int r = parse_authority(s + a, i - a, out);
     if (r < 0)
         return r;
@@ -279,7 +342,7 @@ int url_parse(const char *s, size_t len, url_parts *out)
     size_t p = i;
     while (i < len && s[i] != '?' && s[i] != '#')
         i++;
-    if ((r = check_component(s + p, i - p, "")) < 0)
+    if ((r = check_component(s + p, i - p, "", PART_PATH, out)) < 0)
         return r;
     out->path = i > p ? (ferry_str){s + p, i - p} : (ferry_str){root_path, 1};
 
@@ -288,15 +351,50 @@ int url_parse(const char *s, size_t len, url_parts *out)
         size_t q = i;
         while (i < len && s[i] != '#')
             i++;
-        if ((r = check_component(s + q, i - q, "?")) < 0)
+        if ((r = check_component(s + q, i - q, "?", PART_QUERY, out)) < 0)
             return r;
         out->query = (ferry_str){s + q, i - q};
     }
 
     /* fragment: checked, then dropped */
     if (i < len)
-        return check_component(s + i, len - i, "?#");
+        return check_component(s + i, len - i, "?#", PART_FRAGMENT, out);
     return 0;
+}
+
+int url_zone_index(const url_parts *u, uint32_t *index)
+{
+    *index = 0;
+    if (!u->zone.len)
+        return 0;
+    char name[URL_ZONE_MAX + 1];
+    if (u->zone.len > URL_ZONE_MAX)
+        return FERRY_EINVAL;
+    memcpy(name, u->zone.p, u->zone.len);
+    name[u->zone.len] = '\0';
+    uint64_t v = 0;
+    size_t i = 0;
+    while (i < u->zone.len && name[i] >= '0' && name[i] <= '9' && v <= UINT32_MAX)
+        v = v * 10 + (uint64_t) (name[i++] - '0');
+    if (i == u->zone.len && v <= UINT32_MAX) {
+        *index = (uint32_t) v; /* RFC 4007 §11.2: a number is the index itself */
+        return 0;
+    }
+    unsigned k = if_nametoindex(name);
+    if (k == 0)
+        return FERRY_EAI_NONAME;
+    *index = k;
+    return 0;
+}
+
+int ferry_url_check(const char *url, const char **why)
+{
+    url_parts u;
+    int rc = url ? url_parse(url, strlen(url), &u) : FERRY_EINVAL;
+    if (why)
+        *why = rc == 0 ? NULL : url ? u.why : "no URL";
+    /* ferry_request's codes: to a caller, a bad URL is a bad argument */
+    return rc == FERRY_EBADHOST || rc == FERRY_EBADTARGET ? FERRY_EINVAL : rc;
 }
 
 /* ---- writers ------------------------------------------------------------------- */

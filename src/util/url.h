@@ -128,13 +128,16 @@ typedef struct url_parts {
     bool is_ipv4;     /* host is an IPv4 literal: addr[0..4) */
     bool is_ipv6;     /* host is an IPv6 literal: addr[0..16) */
     uint8_t addr[16]; /* the literal's bytes, network order; zeros for names */
+    const char *why;  /* after an error: a static reason ("port out of range
+                         (1-65535)", ...); NULL after success */
 } url_parts;
 
 /* Parse an absolute http(s) URL from s[0..len) (see the decisions above).
  * Returns 0 with *out filled, its slices pointing into s (except the static
  * "/" path), or FERRY_EINVAL (malformed, bad bytes, bad port), FERRY_ENOTSUP
- * (other scheme, userinfo), FERRY_EBADHOST or FERRY_EBADTARGET; *out is
- * unspecified after an error. */
+ * (other scheme, userinfo), FERRY_EBADHOST or FERRY_EBADTARGET. After an
+ * error only out->why is defined: a static string saying why, the text
+ * ferry_url_check hands out. */
 int url_parse(const char *s, size_t len, url_parts *out);
 
 /* The pool key of u's origin: lowercase scheme "://" host ":" port, the port
@@ -150,6 +153,14 @@ int url_origin_key(const url_parts *u, char *out, size_t cap, size_t *written);
  * unless the port is the scheme's default — even when given explicitly.
  * URL_HOST_HEADER_MAX always fits. */
 int url_host_header(const url_parts *u, char *out, size_t cap, size_t *written);
+
+/* The scope id of u's IPv6 zone, for sin6_scope_id: 0 without a zone, the
+ * number for a numeric zone ("%251"), else the interface of that name
+ * (if_nametoindex: "%25lo", "%25eth0"). glibc's getaddrinfo resolves zone
+ * names only for link-local addresses ("[::1%25lo]" was "unknown host
+ * name"), so literals never go through it. 0, or FERRY_EAI_NONAME when no
+ * interface has that name. */
+int url_zone_index(const url_parts *u, uint32_t *index);
 
 /* application/x-www-form-urlencoded, the WHATWG URL standard's urlencoded
  * serializer: "k1=v1&k2=v2"; in keys and values, ASCII letters, digits and

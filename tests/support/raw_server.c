@@ -66,6 +66,7 @@ struct raw_server {
     rconn *conns; /* open connections, a doubly linked list */
     uint64_t accepted;
     uint64_t requests; /* server-wide complete requests, for error_first/reset_first */
+    uint64_t rng;      /* fault_seed's xorshift64* state */
 };
 
 struct rconn {
@@ -280,6 +281,66 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
+/* ---- seeded faults -------------------------------------------------------- */
+
+static uint64_t next_rand(raw_server *s)
+{
+    s->rng ^= s->rng >> 12;
+    s->rng ^= s->rng << 25;
+    s->rng ^= s->rng >> 27;
+    return s->rng * 0x2545F4914F6CDD1DULL;
+}
+
+static raw_fault draw_fault(raw_server *s)
+{
+    if (next_rand(s) % 100 >= s->opts.fault_pct)
+        return RAW_F_NONE;
+    raw_fault kinds[RAW_F_COUNT];
+    int n = 0;
+    for (int f = RAW_F_NONE + 1; f < RAW_F_COUNT; f++)
+        if (!s->opts.fault_mask || (s->opts.fault_mask & (1u << f)))
+            kinds[n++] = (raw_fault) f;
+    return n ? kinds[next_rand(s) % (uint64_t) n] : RAW_F_NONE;
+}
+
+/* Send msg as the connection's last bytes, then close it how. */
+static void send_last(rconn *c, const char *msg, size_t n, raw_close_how how)
+{
+    c->busy = true;
+    c->last = true;
+    c->sc.close_how = how;
+    c->sc.close_delay_ms = 0;
+    uv_read_stop((uv_stream_t *) &c->tcp);
+    send_bytes(c, msg, n);
+}
+
+static void play_fault(rconn *c, raw_fault f)
+{
+    char msg[600];
+    int n;
+    switch (f) {
+    case RAW_F_RESET_MID:
+        n = snprintf(msg, sizeof(msg), "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+        memset(msg + n, 'x', 500);
+        send_last(c, msg, (size_t) n + 500, RAW_RST);
+        break;
+    case RAW_F_HEAD_CLOSE:
+        n = snprintf(msg, sizeof(msg), "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+        send_last(c, msg, (size_t) n, RAW_FIN);
+        break;
+    case RAW_F_STALL_BODY: stall_part_body(c); break;
+    case RAW_F_LIE_LENGTH:
+        n = snprintf(msg, sizeof(msg), "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok");
+        send_last(c, msg, (size_t) n, RAW_FIN);
+        break;
+    case RAW_F_CLOSE_UNREAD:
+        if (c->responses > 0) stat_add(c->srv, &c->srv->st.close_unread_reused, 1);
+        conn_close(c, RAW_FIN, true);
+        break;
+    default: break;
+    }
+}
+
 /* ---- reading --------------------------------------------------------------- */
 
 /* A whole request (head and body) arrived: log it, then act. */
@@ -291,6 +352,7 @@ static void request_complete(rconn *c)
     uint64_t idx = s->st.requests++;
     if (idx < RAW_LOG) memcpy(s->log[idx], c->line, RAW_LINE);
     pthread_mutex_unlock(&s->mu);
+    if (s->opts.on_request) s->opts.on_request(c->line, s->opts.on_request_data);
 
     if (n <= s->opts.error_first) {
         stat_add(s, &s->st.errors_sent, 1);
@@ -300,6 +362,12 @@ static void request_complete(rconn *c)
     }
     if (n <= (uint64_t) s->opts.error_first + s->opts.reset_first) {
         conn_close(c, RAW_RST, true);
+        return;
+    }
+    raw_fault f = s->opts.fault_pct ? draw_fault(s) : RAW_F_NONE;
+    if (f != RAW_F_NONE) {
+        stat_add(s, &s->st.faults[f], 1);
+        play_fault(c, f);
         return;
     }
     switch (c->sc.mode) {
@@ -516,6 +584,7 @@ raw_server *raw_start(const raw_options *o)
     raw_server *s = calloc(1, sizeof(*s));
     assert_non_null(s);
     if (o) s->opts = *o;
+    s->rng = s->opts.fault_seed ? s->opts.fault_seed : 0x9E3779B97F4A7C15ULL;
     if (s->opts.nper_conn) {
         s->per_conn = calloc(s->opts.nper_conn, sizeof(raw_script));
         assert_non_null(s->per_conn);

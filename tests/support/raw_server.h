@@ -60,6 +60,19 @@ typedef struct raw_script {
                                0 = never */
 } raw_script;
 
+/* Seeded faults (raw_options.fault_pct): what a request may get instead of
+ * its script's answer. */
+typedef enum raw_fault {
+    RAW_F_NONE = 0,
+    RAW_F_RESET_MID,    /* head (Content-Length 1000) and 500 body bytes, then a reset */
+    RAW_F_HEAD_CLOSE,   /* head (Content-Length 1000), then a FIN */
+    RAW_F_STALL_BODY,   /* head (Content-Length 100000) and part of the body, then silence */
+    RAW_F_LIE_LENGTH,   /* Content-Length 100 but 2 bytes, then a FIN */
+    RAW_F_CLOSE_UNREAD, /* the request was read whole; the socket closes with no answer
+                           (an idle-timeout close racing the request) */
+    RAW_F_COUNT
+} raw_fault;
+
 typedef struct raw_options {
     const char *host;           /* "127.0.0.1" (NULL) or "::1" */
     raw_script script;          /* every connection's script, except ... */
@@ -71,6 +84,18 @@ typedef struct raw_options {
     const char *retry_after; /* with error_first: a Retry-After value, or NULL: none */
     uint32_t reset_first;    /* the first K requests (after the error_first ones) are
                                 answered with a reset (SO_LINGER 0) */
+    /* Seeded faults, server-wide: each complete request (after the error_first
+     * and reset_first ones) gets a fault with probability fault_pct / 100,
+     * drawn uniformly from the kinds in fault_mask (bits 1u << RAW_F_*; 0 =
+     * all), from a PRNG seeded with fault_seed: the same seed and the same
+     * request order give the same faults. */
+    uint32_t fault_pct;
+    uint32_t fault_mask;
+    uint64_t fault_seed;
+    /* Called on the server's thread for every complete request, before the
+     * script acts, with its "METHOD target" (up to 100 bytes of target). */
+    void (*on_request)(const char *line, void *data);
+    void *on_request_data;
 } raw_options;
 
 typedef struct raw_stats {
@@ -84,6 +109,9 @@ typedef struct raw_stats {
     uint64_t server_closes; /* connections the server closed (script, idle, reset) */
     uint64_t peer_closes;   /* connections the client closed (EOF or error on read) */
     uint64_t body_bytes;    /* request body bytes received (decoded) */
+    uint64_t faults[RAW_F_COUNT]; /* seeded faults played, by kind */
+    uint64_t close_unread_reused; /* of RAW_F_CLOSE_UNREAD: on a connection that had
+                                     answered before (the keep-alive race) */
 } raw_stats;
 
 typedef struct raw_server raw_server;

@@ -18,7 +18,7 @@
  * drains them); bytes come from the agent's stats.
  *
  * Measurement: requests that start after the warm-up and end before the
- * deadline count. At the deadline (or SIGINT) a worker closes its agent with
+ * deadline count. At the deadline (or SIGINT/SIGTERM) a worker closes its agent with
  * abort_active, so requests still in flight end at once and are not counted.
  * The main thread only starts the workers, prints progress on a TTY and
  * merges their results.
@@ -111,7 +111,7 @@ struct bench {
     uv_loop_t loop;
     uv_async_t done_async;
     uv_timer_t progress;
-    uv_signal_t sigint;
+    uv_signal_t sigint, sigterm; /* either stops the run with its summary */
     int tty;
     int interrupted;
     uint64_t t_start;
@@ -492,6 +492,11 @@ static void on_worker_done(uv_async_t *a)
     }
     uv_close((uv_handle_t *) &b->progress, NULL);
     uv_close((uv_handle_t *) &b->sigint, NULL);
+    uv_close((uv_handle_t *) &b->sigterm, NULL);
+    if (b->interrupted) { /* the closes restored the default: ignore the signal's twin */
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+    }
     uv_close((uv_handle_t *) &b->done_async, NULL);
 }
 
@@ -662,6 +667,9 @@ int cmd_bench(int argc, char **argv)
     uv_signal_init(&b.loop, &b.sigint);
     b.sigint.data = &b;
     uv_signal_start(&b.sigint, on_sigint, SIGINT);
+    uv_signal_init(&b.loop, &b.sigterm);
+    b.sigterm.data = &b;
+    uv_signal_start(&b.sigterm, on_sigint, SIGTERM);
     b.tty = isatty(STDERR_FILENO);
 
     size_t started = 0;

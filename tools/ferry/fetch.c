@@ -90,7 +90,7 @@ struct fetch_app {
     int finished;
     int tty;
     uv_timer_t progress;
-    uv_signal_t sigint;
+    uv_signal_t sigint, sigterm; /* either stops the run with its summary */
 };
 
 /* ---- Flags ------------------------------------------------------------------ */
@@ -530,7 +530,7 @@ static void on_progress(uv_timer_t *t)
     print_progress(t->data);
 }
 
-/* Everything ended (or SIGINT): take the agent's counts, close it and the
+/* Everything ended (or SIGINT/SIGTERM): take the agent's counts, close it and the
  * tool's own handles; the loop then runs out. */
 static void finish(fetch_app *app)
 {
@@ -546,6 +546,7 @@ static void finish(fetch_app *app)
     }
     uv_close((uv_handle_t *) &app->progress, NULL);
     uv_close((uv_handle_t *) &app->sigint, NULL);
+    uv_close((uv_handle_t *) &app->sigterm, NULL);
 }
 
 static void on_sigint(uv_signal_t *h, int signum)
@@ -554,6 +555,11 @@ static void on_sigint(uv_signal_t *h, int signum)
     fetch_app *app = h->data;
     app->interrupted = 1;
     finish(app);
+    /* finish() closed the watchers, which restores the default action: the
+     * twin of this signal (timeout(1) and service managers send one to the
+     * process and one to its group) must not kill us before the summary. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
 }
 
 /* ---- Summary ---------------------------------------------------------------------- */
@@ -702,10 +708,17 @@ int cmd_fetch(int argc, char **argv)
     app.tty = isatty(STDERR_FILENO);
     uv_timer_init(&app.loop, &app.progress);
     app.progress.data = &app;
+    /* Not one-shot: `timeout` and service managers signal the process and its
+     * group, so two arrive at once, and a reset handler would let the second
+     * kill us before the summary (on_sigint ignores them from then on). */
     uv_signal_init(&app.loop, &app.sigint);
     app.sigint.data = &app;
-    uv_signal_start_oneshot(&app.sigint, on_sigint, SIGINT);
+    uv_signal_start(&app.sigint, on_sigint, SIGINT);
     uv_unref((uv_handle_t *) &app.sigint);
+    uv_signal_init(&app.loop, &app.sigterm);
+    app.sigterm.data = &app;
+    uv_signal_start(&app.sigterm, on_sigint, SIGTERM);
+    uv_unref((uv_handle_t *) &app.sigterm);
     if (app.tty)
         uv_timer_start(&app.progress, on_progress, PROGRESS_MS, PROGRESS_MS);
 

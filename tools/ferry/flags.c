@@ -232,9 +232,24 @@ int flag_method(const char *cmd, const char *arg)
 
 int flag_url(const char *cmd, const char *arg)
 {
-    if (strncasecmp(arg, "http://", 7) != 0 && strncasecmp(arg, "https://", 8) != 0)
-        return usage_error(cmd, "'%s' is not an http:// or https:// URL", arg);
-    return 0;
+    const char *why;
+    if (ferry_url_check(arg, &why) == 0)
+        return 0;
+    /* The URL as printable ASCII (\xNN for the rest, cut at 200 bytes), so
+     * the error stays one readable line whatever bytes it holds. */
+    char shown[4 * 200 + 4];
+    size_t n = 0, i = 0;
+    for (; arg[i] && i < 200; i++) {
+        unsigned char c = (unsigned char) arg[i];
+        if (c >= 0x20 && c < 0x7f)
+            shown[n++] = (char) c;
+        else
+            n += (size_t) snprintf(shown + n, sizeof shown - n, "\\x%02x", c);
+    }
+    if (arg[i])
+        n += (size_t) snprintf(shown + n, sizeof shown - n, "...");
+    shown[n] = '\0';
+    return usage_error(cmd, "invalid URL '%s': %s", shown, why);
 }
 
 int read_whole_file(const char *path, char **out, size_t *out_len)

@@ -71,8 +71,8 @@ int parse_decimal(const char *s, int allow_s, double *out);
 int flag_header(const char *cmd, const char *arg, ferry_header *out);
 /* -X METHOD: a non-empty token. 0, or 2 after one line on stderr. */
 int flag_method(const char *cmd, const char *arg);
-/* An absolute http:// or https:// URL (the library checks the rest). 0, or
- * 2 after one line on stderr. */
+/* A URL ferry_request takes (ferry_url_check): 0, or 2 after one line on
+ * stderr naming the URL and the reason. */
 int flag_url(const char *cmd, const char *arg);
 /* The whole of a file, malloc'd (the caller frees it): 0, or -1 with errno. */
 int read_whole_file(const char *path, char **out, size_t *out_len);

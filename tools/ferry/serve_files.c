@@ -356,12 +356,14 @@ static void on_stat(uv_fs_t *fs)
     fr->mtime = st.st_mtim.tv_sec;
 
     /* If-None-Match takes precedence (RFC 9110 §13.1.3); without ETags we
-     * never match it, so If-Modified-Since is then ignored. */
+     * never match it, so If-Modified-Since is then ignored. A date later than
+     * our clock is invalid (RFC 9110 §13.1.3, RFC 7232 §3.3) and ignored too:
+     * a client with a clock ahead would otherwise get 304 for a changed file. */
     ferry_req *req = ferry_res_req(fr->res);
     int64_t since;
     if (!ferry_req_header(req, "If-None-Match").p &&
         parse_date(ferry_req_header(req, "If-Modified-Since"), &since) == 0 &&
-        fr->mtime <= since) {
+        fr->mtime <= since && since <= (int64_t) time(NULL)) {
         set_headers(fr, 304);
         fr->head = 1; /* no body */
         finish(fr, 304);
