@@ -10,6 +10,7 @@
  *
  * Engine-level cases (records split at every byte, SNI choice, renegotiation,
  * hostile handshakes) are in test_tls_engine.c. */
+#include <errno.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -380,6 +381,295 @@ static void test_plain_http_on_tls_port(void **state)
     harness_stop(h);
 }
 
+/* ---- a blocking OpenSSL client and server, to see what is on the wire ---- */
+
+typedef struct raw_tls {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+} raw_tls;
+
+static void raw_client(raw_tls *c, int port)
+{
+    c->fd = tc_connect(port);
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(c->ctx);
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
+    c->ssl = SSL_new(c->ctx);
+    SSL_set_fd(c->ssl, c->fd);
+    SSL_set_tlsext_host_name(c->ssl, "localhost");
+    assert_int_equal(SSL_connect(c->ssl), 1);
+}
+
+static void raw_free(raw_tls *c)
+{
+    SSL_free(c->ssl);
+    SSL_CTX_free(c->ctx);
+    close(c->fd);
+}
+
+/* Send req and read one response with a Content-Length; returns its status. */
+static int raw_request(raw_tls *c, const char *req)
+{
+    assert_int_equal(SSL_write(c->ssl, req, (int) strlen(req)), (int) strlen(req));
+    char buf[4096];
+    size_t n = 0;
+    for (;;) {
+        int r = SSL_read(c->ssl, buf + n, (int) (sizeof(buf) - 1 - n));
+        if (r <= 0)
+            fail_msg("response cut after %zu bytes", n);
+        n += (size_t) r;
+        buf[n] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        const char *cl = strstr(buf, "Content-Length: ");
+        if (end && cl && n >= (size_t) (end + 4 - buf) + strtoul(cl + 16, NULL, 10))
+            break;
+    }
+    return atoi(buf + 9);
+}
+
+/* How the server ended the connection: "close_notify", "fin" or "reset". */
+static const char *raw_end(raw_tls *c)
+{
+    char b[256];
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    if (poll(&p, 1, 5000) != 1)
+        return "nothing";
+    int r = SSL_read(c->ssl, b, sizeof(b));
+    if (r > 0)
+        return "more data";
+    int e = SSL_get_error(c->ssl, r);
+    ERR_clear_error();
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return "close_notify";
+    return errno == ECONNRESET ? "reset" : "fin";
+}
+
+static void close_notify_case(const char *label, ferry_server_options *so, const char *req,
+                              bool close_server, const char *want)
+{
+    harness *h = tls_server(&certs->server_ec, so, NULL);
+    raw_tls c;
+    raw_client(&c, harness_port(h));
+    assert_int_equal(raw_request(&c, req), 200);
+    if (close_server)
+        harness_close_start(h, 0);
+    const char *got = raw_end(&c);
+    print_message("%s: %s\n", label, got);
+    assert_string_equal(got, want);
+    raw_free(&c);
+    harness_stop(h);
+}
+
+static void test_close_notify_on_every_close(void **state)
+{
+    (void) state;
+    const char *get = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    ferry_server_options so;
+    harness_options_init(&so);
+    so.keep_alive_timeout_ms = 100;
+    close_notify_case("keep-alive timeout", &so, get, false, "close_notify");
+    harness_options_init(&so);
+    close_notify_case("Connection: close", &so,
+                      "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", false,
+                      "close_notify");
+    harness_options_init(&so);
+    so.max_requests_per_connection = 1;
+    close_notify_case("max requests per connection", &so, get, false, "close_notify");
+    harness_options_init(&so);
+    close_notify_case("server close, idle", &so, get, true, "close_notify");
+}
+
+/* A raw TLS server on a thread: answers one request with `answer`, then
+ * closes the socket without a close_notify. */
+typedef struct raw_server_tls {
+    int lfd, port;
+    const char *answer;
+    pthread_t thread;
+} raw_server_tls;
+
+static void *raw_tls_serve(void *arg)
+{
+    raw_server_tls *rs = arg;
+    int fd = accept(rs->lfd, NULL, NULL);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate_chain_file(ctx, certs->server_ec.cert_file);
+    SSL_CTX_use_PrivateKey_file(ctx, certs->server_ec.key_file, SSL_FILETYPE_PEM);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) == 1) {
+        char buf[4096];
+        int n = 0;
+        while (n < (int) sizeof(buf) - 1) {
+            int r = SSL_read(ssl, buf + n, (int) sizeof(buf) - 1 - n);
+            if (r <= 0)
+                break;
+            n += r;
+            buf[n] = '\0';
+            if (strstr(buf, "\r\n\r\n"))
+                break;
+        }
+        SSL_write(ssl, rs->answer, (int) strlen(rs->answer));
+    }
+    SSL_free(ssl); /* no SSL_shutdown: a bare FIN */
+    SSL_CTX_free(ctx);
+    close(fd);
+    return NULL;
+}
+
+static void raw_tls_start(raw_server_tls *rs, const char *answer)
+{
+    rs->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(rs->lfd, (struct sockaddr *) &a, sizeof(a)), 0);
+    assert_int_equal(listen(rs->lfd, 4), 0);
+    getsockname(rs->lfd, (struct sockaddr *) &a, &len);
+    rs->port = ntohs(a.sin_port);
+    rs->answer = answer;
+    assert_int_equal(pthread_create(&rs->thread, NULL, raw_tls_serve, rs), 0);
+}
+
+static void truncation_case(const char *answer, int want, const char *label)
+{
+    raw_server_tls rs;
+    raw_tls_start(&rs, answer);
+    uv_loop_t *loop = cs_loop_new();
+    ferry_agent *a = tls_agent(loop, certs->ca.cert_file, 0);
+    cs_result r = {0};
+    ferry_request_options o = cs_opts("GET", https_url(rs.port, "localhost", "/"));
+    o.retries = 0;
+    cs_run_request(loop, a, &o, &r, 10000);
+    print_message("%s, then a FIN without close_notify: %s\n", label,
+                  r.status ? ferry_err_name(r.status) : "ok");
+    cs_assert_done(&r, want);
+    cs_client_finish(loop, a);
+    pthread_join(rs.thread, NULL);
+    close(rs.lfd);
+}
+
+static void test_truncation(void **state)
+{
+    (void) state;
+    truncation_case("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello", FERRY_EINCOMPLETE,
+                    "a body delimited by the close");
+    truncation_case("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 0,
+                    "a Content-Length body, whole");
+}
+
+/* ---- volume ---- */
+
+typedef struct fetch_got {
+    int done, status, http;
+    size_t len;
+    bool same;
+    const char *want;
+} fetch_got;
+
+static void on_big_fetch(ferry_client_req *req, int status, const ferry_response *r, void *data)
+{
+    fetch_got *g = data;
+    (void) req;
+    g->done++;
+    g->status = status;
+    if (r) {
+        g->http = r->status;
+        g->len = r->body.len;
+        g->same = status == 0 && memcmp(r->body.p, g->want, r->body.len) == 0;
+    }
+}
+
+static void test_ten_mib_both_ways(void **state)
+{
+    (void) state;
+    harness *h = tls_server(&certs->server_ec, NULL, NULL);
+    uv_loop_t *loop = cs_loop_new();
+    ferry_agent *a = tls_agent(loop, certs->ca.cert_file, 0);
+    size_t n = 10u << 20;
+    char *body = malloc(n);
+    assert_non_null(body);
+    for (size_t i = 0; i < n; i++)
+        body[i] = (char) (i * 7 + (i >> 11));
+    ferry_request_options o =
+        cs_opts("POST", https_url(harness_port(h), "localhost", "/echo?max=20000000"));
+    o.body = body;
+    o.body_len = n;
+    o.content_type = "application/octet-stream";
+    fetch_got g = {0};
+    g.want = body;
+    assert_int_equal(ferry_fetch(a, &o, 16u << 20, on_big_fetch, &g, NULL), 0);
+    assert_true(cs_run_until(loop, &g.done, 1, 30000));
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.http, 200);
+    assert_int_equal(g.len, n);
+    assert_true(g.same);
+    free(body);
+    cs_client_finish(loop, a);
+    harness_stop(h);
+}
+
+static void test_pipelining(void **state)
+{
+    (void) state;
+    harness *h = tls_server(&certs->server_ec, NULL, NULL);
+    uv_loop_t *loop = cs_loop_new();
+    ferry_agent_options ao;
+    ferry_agent_options_init(&ao);
+    ao.tls_ca_file = certs->ca.cert_file;
+    ao.pipelining = 8;
+    ao.max_sockets_per_origin = 2;
+    ferry_agent *a = cs_agent_new(loop, &ao);
+    static cs_result r[100];
+    int done = 0;
+    for (int i = 0; i < 100; i++) {
+        memset(&r[i], 0, sizeof(r[i]));
+        r[i].counter = &done;
+        ferry_request_options o = cs_opts("GET", https_url(harness_port(h), "localhost", "/"));
+        assert_int_equal(cs_request(a, &o, &r[i], true), 0);
+    }
+    assert_true(cs_run_until(loop, &done, 100, 20000));
+    for (int i = 0; i < 100; i++)
+        cs_assert_done(&r[i], 0);
+    ferry_agent_stats st = cs_stats(a);
+    print_message("pipelined over TLS: 100 requests on %llu connections\n",
+                  (unsigned long long) st.connections_opened);
+    assert_true(st.connections_opened <= 2);
+    cs_client_finish(loop, a);
+    harness_stop(h);
+}
+
+/* 200 idle TLS keep-alive connections: a graceful close takes milliseconds. */
+static void test_close_many_idle(void **state)
+{
+    (void) state;
+    harness *h = tls_server(&certs->server_ec, NULL, NULL);
+    uv_loop_t *loop = cs_loop_new();
+    ferry_agent_options ao;
+    ferry_agent_options_init(&ao);
+    ao.tls_ca_file = certs->ca.cert_file;
+    ao.max_sockets_per_origin = 200;
+    ferry_agent *a = cs_agent_new(loop, &ao);
+    static cs_result r[200];
+    int done = 0;
+    for (int i = 0; i < 200; i++) {
+        memset(&r[i], 0, sizeof(r[i]));
+        r[i].counter = &done;
+        ferry_request_options o =
+            cs_opts("GET", https_url(harness_port(h), "localhost", "/slow?ms=200"));
+        assert_int_equal(cs_request(a, &o, &r[i], true), 0);
+    }
+    assert_true(cs_run_until(loop, &done, 200, 30000));
+    ferry_server_stats ss;
+    harness_stats(h, &ss);
+    assert_int_equal(ss.connections_idle, 200);
+    double ms = harness_close(h, 0);
+    print_message("graceful close of %llu idle TLS connections: %.1f ms\n",
+                  (unsigned long long) ss.connections_idle, ms);
+    assert_true(ms >= 0 && ms < 1000);
+    cs_client_finish(loop, a);
+    harness_stop(h);
+}
+
 int main(void)
 {
     certs = test_certs_get();
@@ -391,6 +681,11 @@ int main(void)
         cmocka_unit_test(test_resumption),
         cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_plain_http_on_tls_port),
+        cmocka_unit_test(test_close_notify_on_every_close),
+        cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_ten_mib_both_ways),
+        cmocka_unit_test(test_pipelining),
+        cmocka_unit_test(test_close_many_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
