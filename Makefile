@@ -12,7 +12,7 @@ CTEST       := ctest --output-on-failure -j $(JOBS)
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 
-.PHONY: all build test asan fuzz bench-parse bench-server bench-client run format deps deps-bench \
+.PHONY: all build build-tests test asan fuzz bench-parse bench-server bench-client run format deps deps-bench \
         install uninstall clean soak faults deps-faults
 
 all: build
@@ -32,9 +32,12 @@ build: deps
 	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=$(WERROR) -DFERRY_TESTS=OFF >/dev/null
 	@$(CMAKE) --build build -j $(JOBS)
 
-test: deps
+# The same tree with the tests, the test support and the reliability programs.
+build-tests: deps
 	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=$(WERROR) -DFERRY_TESTS=ON >/dev/null
 	@$(CMAKE) --build build -j $(JOBS)
+
+test: build-tests
 	@cd build && $(CTEST)
 
 # CMake's install rules (cmake/install.cmake). Every file installed is added to
@@ -101,7 +104,7 @@ bench-client: build deps-bench
 SOAK_SECONDS      ?= 60
 SOAK_ASAN_SECONDS ?= 20
 FAULTS_N          ?= 200
-soak: build
+soak: build-tests
 	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON -DFERRY_WERROR=$(WERROR) >/dev/null
 	@$(CMAKE) --build build-asan -j $(JOBS) --target ferry_cli
 	@SOAK_SECONDS=$(SOAK_SECONDS) tests/reliability/soak.sh build/ferry build/reliability/loadgen
@@ -109,7 +112,7 @@ soak: build
 	  tests/reliability/soak.sh build-asan/ferry build/reliability/loadgen
 	@tests/reliability/slowloris.sh build/ferry build/reliability/loadgen
 
-faults: deps-faults build
+faults: deps-faults build-tests
 	@FAULTS_N=$(FAULTS_N) tests/reliability/faults.sh build/ferry build/reliability
 
 format:

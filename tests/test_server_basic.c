@@ -562,6 +562,68 @@ static void test_unknown_expectation_417(void **state)
     harness_stop(h);
 }
 
+/* RFC 9110 §10.1.1: a server MUST ignore 100-continue in an HTTP/1.0 request —
+ * an HTTP/1.0 client cannot parse an interim response. */
+static void test_expect_continue_ignored_for_http10(void **state)
+{
+    (void) state;
+    harness *h = harness_start(NULL, NULL, NULL);
+    int fd = tc_connect(harness_port(h));
+    tc_send(fd, "POST /echo?wait_ms=50 HTTP/1.0\r\nExpect: 100-continue\r\n"
+                "Content-Length: 5\r\n\r\nhello");
+    tc_response r;
+    assert_tc_ok(tc_read_response(fd, &r));
+    assert_int_equal(r.status, 200); /* not 100 */
+    assert_string_equal(r.body, "hello");
+    tc_response_free(&r);
+    assert_tc_eof(tc_expect_eof(fd, 2000), TC_FIN);
+    tc_close(fd);
+    /* An unknown expectation is no 417 either: HTTP/1.0 has no Expect. */
+    fd = tc_connect(harness_port(h));
+    tc_send(fd, "POST /echo HTTP/1.0\r\nExpect: teapot\r\nContent-Length: 5\r\n\r\nhello");
+    assert_tc_ok(tc_read_response(fd, &r));
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello");
+    tc_response_free(&r);
+    tc_close(fd);
+    harness_stop(h);
+}
+
+/* RFC 9110 §10.1.1: a server that knows the final status from the head sends
+ * it, not 100 Continue first: a declared size over the handler's limit is a
+ * 413 before the client sends a byte of body — and over the server's limit too. */
+static void test_expect_continue_413_before_any_100(void **state)
+{
+    (void) state;
+    ferry_server_options o;
+    harness_options_init(&o);
+    o.max_body_bytes = 1000;
+    harness *h = harness_start(&o, NULL, NULL);
+    const char *heads[] = {
+        "POST /echo?max=4 HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+        "Content-Length: 5\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+        "Content-Length: 1001\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+        int fd = tc_connect(harness_port(h));
+        tc_send(fd, heads[i]);
+        tc_response r;
+        assert_tc_ok(tc_read_response(fd, &r));
+        if (r.status != 413)
+            fail_msg("case %zu: first response %d, expected 413", i, r.status);
+        assert_true(tc_header_has_token(&r, "Connection", "close"));
+        tc_response_free(&r);
+        tc_eof e = tc_expect_eof(fd, 2000);
+        assert_true(e == TC_FIN || e == TC_RST);
+        tc_close(fd);
+    }
+    ferry_server_stats st;
+    harness_stats(h, &st);
+    assert_int_equal(st.errors_413, 2);
+    harness_stop(h);
+}
+
 static void test_chunked_response(void **state)
 {
     (void) state;
@@ -888,6 +950,8 @@ int main(void)
         cmocka_unit_test(test_expect_continue_not_sent_if_body_unread),
         cmocka_unit_test(test_expect_continue_rejected_with_417),
         cmocka_unit_test(test_unknown_expectation_417),
+        cmocka_unit_test(test_expect_continue_ignored_for_http10),
+        cmocka_unit_test(test_expect_continue_413_before_any_100),
         cmocka_unit_test(test_chunked_response),
         cmocka_unit_test(test_error_statuses_close_the_connection),
         cmocka_unit_test(test_body_over_read_body_limit_413),

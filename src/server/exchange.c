@@ -389,24 +389,27 @@ static int body_go(ferry_req *req)
 
 int ferry_req_read_body(ferry_req *req, uint64_t max_bytes, ferry_body_cb cb, void *data)
 {
-    if (!cb)
+    if (!req || !cb)
         return FERRY_EINVAL;
-    int rc = body_start(req, MODE_BUFFER, data);
-    if (rc < 0)
-        return rc;
-    req->body_cb = cb;
-    req->body_max = max_bytes ? max_bytes : req->server->opt.max_body_bytes;
+    if (req->body_mode != MODE_UNREAD || req->handler_done)
+        return FERRY_EALREADY;
+    uint64_t max = max_bytes ? max_bytes : req->server->opt.max_body_bytes;
     server_conn *c = req->conn;
     bool sized = req->head.flags & PARSE_F_CONTENT_LENGTH;
-    if (c && sized && req->head.content_length > req->body_max) {
-        /* Declared too big: refuse before reading a byte, and say so now. */
-        req->body_mode = MODE_UNREAD;
-        req->body_cb = NULL;
+    if (c && sized && req->head.content_length > max) {
+        /* Declared too big: refuse before reading a byte, and say so now —
+         * with the final status, never a 100 Continue first (RFC 9110
+         * §10.1.1: a server that knows the answer sends it). */
         c->close_after = true;
         if (!server_conn_closed(c) && !(req->rflags & RF_HEAD_SENT))
             server_conn_error_response(c, 413, FERRY_EBODYTOOBIG);
         return FERRY_EBODYTOOBIG;
     }
+    int rc = body_start(req, MODE_BUFFER, data);
+    if (rc < 0)
+        return rc;
+    req->body_cb = cb;
+    req->body_max = max;
     if (c && sized && req->head.content_length) { /* the size is known: allocate once */
         char *nb = realloc(req->body_buf, (size_t) req->head.content_length);
         if (nb) {

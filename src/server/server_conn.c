@@ -356,6 +356,8 @@ static bool conn_parse_head(server_conn *c)
         return true;
     }
     ex->head_len = (uint32_t) r;
+    if (ex->head.version_minor == 0) /* RFC 9110 §10.1.1: ignored in an HTTP/1.0 request */
+        ex->head.flags &= ~(uint32_t) (PARSE_F_EXPECT_CONTINUE | PARSE_F_EXPECT_OTHER);
     const parse_head *h = &ex->head;
     /* the head is in: the headers clock stops; inactivity is watched while busy */
     if (s->opt.idle_timeout_ms)
