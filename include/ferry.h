@@ -349,6 +349,9 @@ typedef struct ferry_tls_info {
  * the response is ended (ferry_res_end/ferry_res_send; ferry_res_offload's
  * after_cb counts as inside). Every request must be answered, even if the
  * client has gone (ferry_res_aborted() tells): ending it releases its memory.
+ * The request's strings stay valid until then, whatever happened to the
+ * connection. After the response is ended, req and res are gone: any call
+ * with them is a use-after-free (ASan builds report it).
  * One loop, one thread: call everything on the loop's thread.
  */
 typedef struct ferry_server ferry_server;
@@ -413,7 +416,9 @@ void *ferry_server_data(const ferry_server *s);
  *   after grace_ms (0 = wait forever) destroy what remains; cb fires once, when
  *   the last connection is gone (timeouts keep running meanwhile).
  * destroy: stop accepting and reset every connection now (cb of a pending
- *   close still fires).
+ *   close still fires). Responses handlers still hold are aborted (their abort
+ *   callbacks run) and no longer keep the close waiting; offloaded work not
+ *   yet started is cancelled; work already running is waited for.
  * on_signals: SIGTERM/SIGINT → close(grace_ms); a second signal → destroy.
  *   Its watchers do not keep the loop alive and close with the server, so
  *   uv_run() returns once the close is done: free the server after it.
@@ -429,7 +434,9 @@ void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_c
 void ferry_server_destroy(ferry_server *s);
 int ferry_server_on_signals(ferry_server *s, uint64_t grace_ms);
 /* Release the server. Only after its close callback ran, or if it never
- * listened; returns FERRY_EBUSY otherwise. */
+ * listened; returns FERRY_EBUSY otherwise. A response a handler still holds
+ * outlives it: end it as usual (the bytes go nowhere) and that frees it;
+ * ferry_req_server() returns NULL for it meanwhile. */
 int ferry_server_free(ferry_server *s);
 
 typedef struct ferry_server_stats {
@@ -555,8 +562,14 @@ typedef void (*ferry_abort_cb)(ferry_res *res, int err, void *data);
 void ferry_res_on_abort(ferry_res *res, ferry_abort_cb cb, void *data);
 
 /* Run work_cb(data) on the libuv thread pool, then after_cb(res, status, data)
- * back on the loop (status FERRY_ECANCELED if the server was destroyed first).
- * The loop keeps serving others meanwhile. after_cb must end the response. */
+ * back on the loop. The loop keeps serving others meanwhile. after_cb must
+ * end the response. status FERRY_ECANCELED: the response was lost (client
+ * gone, server destroyed) before the work started, and it never ran. Work
+ * already running cannot be stopped from outside: register ferry_res_on_abort
+ * and have work_cb check a flag (atomic) it sets — a close waits for running
+ * work. Returns 0, FERRY_EALREADY (ended, or work already queued),
+ * FERRY_ECONNRESET (the response is already lost: end it instead),
+ * FERRY_ECLOSING (the server was destroyed), or libuv's error. */
 typedef void (*ferry_work_cb)(void *data);
 typedef void (*ferry_after_work_cb)(ferry_res *res, int status, void *data);
 int ferry_res_offload(ferry_res *res, ferry_work_cb work_cb, ferry_after_work_cb after_cb,

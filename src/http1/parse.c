@@ -611,6 +611,11 @@ static void rebase(parse_head *h, const char *buf)
 #undef MOVE
 }
 
+void parse_head_move(parse_head *h, const char *buf)
+{
+    rebase(h, buf);
+}
+
 static int parse_head_bytes(parse_head *h, const char *buf, size_t len, const parse_limits *lim,
                             int response, unsigned req)
 {

@@ -111,6 +111,9 @@ typedef struct parse_head {
 
 /* Ready h for a new message whose fields go into `fields`. */
 void parse_head_init(parse_head *h, parse_field *fields);
+/* The completed head's bytes were copied to buf (same offsets as in the
+ * buffer it was parsed from): point every field there. */
+void parse_head_move(parse_head *h, const char *buf);
 
 /* Parse a request head from buf[0..len).
  * Returns the head's length in bytes (> 0) when complete, 0 when more bytes

@@ -38,6 +38,7 @@ static exchange *exchange_get(ferry_server *s)
         ex->res.req = ex;
     }
     s->set.ex_outstanding++;
+    list_append(&s->set.live_ex, &ex->live);
     exchange_reset(ex);
     return ex;
 }
@@ -45,6 +46,7 @@ static exchange *exchange_get(ferry_server *s)
 static void exchange_free(exchange *ex)
 {
     free(ex->body_buf);
+    free(ex->head_copy);
     free(ex->hdrs);
     waiters_free(&ex->waiters);
     free(ex);
@@ -52,9 +54,16 @@ static void exchange_free(exchange *ex)
 
 static void exchange_put(ferry_server *s, exchange *ex)
 {
+    if (!s) { /* an orphan: its server was freed (exchange_orphan_all) */
+        exchange_free(ex);
+        return;
+    }
+    list_remove(&ex->live);
     free(ex->body_buf); /* big bodies are not cached */
     ex->body_buf = NULL;
     ex->body_cap = 0;
+    free(ex->head_copy);
+    ex->head_copy = NULL;
     waiters_clear(&ex->waiters);
     ex->conn = NULL;
     ex->conn_done = ex->offloaded = false;
@@ -84,8 +93,52 @@ void exchange_cache_clear(ferry_server *s)
  * ended the response, no offloaded work is pending, no callback running. */
 static void exchange_maybe_release(exchange *ex)
 {
-    if (ex->conn_done && ex->handler_done && !ex->offloaded && !ex->holds)
-        exchange_put(ex->server, ex);
+    if (!ex->conn_done || ex->offloaded || ex->holds)
+        return;
+    ferry_server *s = ex->server;
+    if (ex->handler_done)
+        exchange_put(s, ex);
+    else if (s && s->destroyed)
+        s->set.changed(&s->set); /* only held now: it no longer keeps the close waiting */
+}
+
+bool exchange_any_pending(ferry_server *s)
+{
+    if (!s->destroyed)
+        return s->set.ex_outstanding != 0;
+    for (list_link *l = s->set.live_ex.next; l != &s->set.live_ex; l = l->next) {
+        const exchange *ex = container_of(l, exchange, live);
+        if (!ex->conn_done || ex->offloaded || ex->holds)
+            return true;
+    }
+    return false;
+}
+
+void exchange_orphan_all(ferry_server *s)
+{
+    while (!list_empty(&s->set.live_ex)) {
+        exchange *ex = container_of(s->set.live_ex.next, exchange, live);
+        list_remove(&ex->live);
+        ex->server = NULL;
+        s->set.ex_outstanding--;
+    }
+}
+
+/* Copies the head (owner: the exchange, freed when it is released). On
+ * failure the request is left with no fields rather than dangling ones. */
+void exchange_keep_head(exchange *ex, const char *buf)
+{
+    if (ex->head_copy || !ex->head_len)
+        return;
+    ex->head_copy = malloc(ex->head_len);
+    if (ex->head_copy) {
+        memcpy(ex->head_copy, buf, ex->head_len);
+        parse_head_move(&ex->head, ex->head_copy);
+    } else {
+        ex->head.method = ex->head.target = "";
+        ex->head.method_len = ex->head.target_len = 0;
+        ex->head.nfields = 0;
+    }
 }
 
 static inline void hold(exchange *ex)
@@ -244,6 +297,10 @@ static void ev_flushed(exchange *ex)
 static void ev_detached(exchange *ex, int err)
 {
     if (err < 0) {
+        /* Work not yet started is for nobody now: after_cb gets
+         * FERRY_ECANCELED. Running work hears it through the abort callback. */
+        if (ex->offloaded)
+            uv_cancel((uv_req_t *) &ex->work);
         hold(ex);
         if (ex->body_mode != MODE_UNREAD)
             body_fail_detached(ex, err);
@@ -393,7 +450,7 @@ int ferry_req_read_body(ferry_req *req, uint64_t max_bytes, ferry_body_cb cb, vo
         return FERRY_EINVAL;
     if (req->body_mode != MODE_UNREAD || req->handler_done)
         return FERRY_EALREADY;
-    uint64_t max = max_bytes ? max_bytes : req->server->opt.max_body_bytes;
+    uint64_t max = max_bytes ? max_bytes : req->server ? req->server->opt.max_body_bytes : 0;
     server_conn *c = req->conn;
     bool sized = req->head.flags & PARSE_F_CONTENT_LENGTH;
     if (c && sized && req->head.content_length > max) {
@@ -626,6 +683,10 @@ int ferry_res_offload(ferry_res *res, ferry_work_cb work_cb, ferry_after_work_cb
         return FERRY_EINVAL;
     if (ex->handler_done || ex->offloaded)
         return FERRY_EALREADY;
+    if (!ex->server || ex->server->destroyed)
+        return FERRY_ECLOSING;
+    if (!ex->conn)
+        return FERRY_ECONNRESET; /* the response is lost: nothing to compute it for */
     ex->work_cb = work_cb;
     ex->after_cb = after_cb;
     ex->work_data = data;

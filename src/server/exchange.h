@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/list.h"
 #include "core/timeouts.h"
 #include "core/waiters.h"
 #include "ferry.h"
@@ -45,8 +46,9 @@ struct ferry_res {
 
 struct ferry_req {
     struct ferry_res res;
-    ferry_server *server;
+    ferry_server *server; /* NULL: an orphan the server was freed under (ferry_server_free) */
     server_conn *conn;  /* NULL once the connection let go */
+    list_link live;     /* on the server's set.live_ex until released */
     exchange *next_free;
     bool handler_done;  /* the response was ended (or no handler has it yet) */
     bool conn_done;     /* the connection let go */
@@ -63,6 +65,7 @@ struct ferry_req {
     /* request */
     parse_head head;
     uint32_t head_len;
+    char *head_copy;    /* the head's bytes once the connection's buffer went (owned) */
     uint8_t body_mode;  /* MODE_* */
     bool body_done, body_paused, continue_sent, body_failed;
     body_decoder body;
@@ -98,6 +101,16 @@ struct ferry_req {
 typedef struct conn_events conn_events;
 const conn_events *exchange_events(void);
 void exchange_cache_clear(ferry_server *s);
+/* For a close: does an exchange still need the server? Before a destroy,
+ * any unreleased one; after, only those with work on the thread pool or a
+ * callback running — a response the handler merely holds does not. */
+bool exchange_any_pending(ferry_server *s);
+/* ferry_server_free: the responses handlers still hold become orphans that
+ * free themselves when ended. */
+void exchange_orphan_all(ferry_server *s);
+/* The connection's read buffer is going while the handler still has the
+ * request: keep the head's bytes (the first head_len of buf). */
+void exchange_keep_head(exchange *ex, const char *buf);
 
 /* Ready ex for the next request on its connection, keeping its buffers and
  * any write callbacks still waiting for the previous response's bytes. */

@@ -92,6 +92,7 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
     s->on_request = on_request;
     s->data = data;
     list_init(&s->set.conns);
+    list_init(&s->set.live_ex);
     s->set.changed = on_set_changed;
     s->exev = exchange_events();
     if (o->tls)
@@ -338,7 +339,7 @@ static void begin_closing(ferry_server *s)
  * the last one is closed. */
 static void maybe_finish(ferry_server *s)
 {
-    if (!s->closing || s->handles_closing || s->set.n || s->set.ex_outstanding)
+    if (!s->closing || s->handles_closing || s->set.n || exchange_any_pending(s))
         return;
     s->handles_closing = true;
     if (s->started) {
@@ -484,6 +485,7 @@ int ferry_server_free(ferry_server *s)
         return 0;
     if ((s->started || s->signals_on) && !s->close_cb_fired)
         return FERRY_EBUSY;
+    exchange_orphan_all(s);
     exchange_cache_clear(s);
     transport_pool_destroy(&s->tpool);
     ferry_tls_context_free(s->tls);

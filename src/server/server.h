@@ -31,7 +31,8 @@
 #include "server/response.h"
 
 /* What a close must wait for: every connection gone and every exchange a
- * handler held released. The connection and exchange code keep the counts;
+ * handler held released — after a destroy, only those the thread pool or a
+ * running callback still uses. The connection and exchange code keep the counts;
  * `changed` (the server's) runs when a connection closed or an exchange was
  * released, so the server can finish a close. */
 typedef struct conn_set {
@@ -39,6 +40,7 @@ typedef struct conn_set {
     uint32_t n;              /* open connections */
     uint32_t nidle;          /* of which idle in keep-alive */
     uint32_t ex_outstanding; /* exchanges not yet released */
+    list_link live_ex;       /* those exchanges (exchange.live) */
     void (*changed)(struct conn_set *set);
 } conn_set;
 

@@ -115,6 +115,8 @@ static void conn_detach(server_conn *c, int err)
         return;
     c->ex = NULL;
     timeout_disarm(&ex->t_request);
+    if (!ex->handler_done && c->t.rbuf) /* its strings stay valid until the response ends */
+        exchange_keep_head(ex, c->t.rbuf->data);
     ex->conn = NULL;
     ex->conn_done = true;
     if (!err && (ex->rflags & RF_TAKEN))

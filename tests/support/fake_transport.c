@@ -274,6 +274,13 @@ void fake_deliver(fake_conn *f, const void *p, size_t n)
     pump_in(f);
 }
 
+void fake_peer_reset(fake_conn *f)
+{
+    transport *t = f->t;
+    if (t && !(t->flags & TF_CLOSING))
+        t->pool->ev->on_read(t, FERRY_ECONNRESET); /* what a read returns after a RST */
+}
+
 void fake_eof(fake_conn *f)
 {
     f->in_eof = true;

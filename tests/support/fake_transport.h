@@ -29,6 +29,8 @@ void fake_free(fake_conn *f);
 void fake_deliver(fake_conn *f, const void *p, size_t n);
 /* The peer's FIN. */
 void fake_eof(fake_conn *f);
+/* The peer's RST: the connection's next read fails with FERRY_ECONNRESET (now). */
+void fake_peer_reset(fake_conn *f);
 /* Bytes handed over but not yet read by the connection. */
 size_t fake_unread(const fake_conn *f);
 
