@@ -459,6 +459,8 @@ typedef struct ferry_server_stats {
     uint64_t tls_handshakes;     /* TLS handshakes completed */
     uint64_t tls_resumed;        /* of which resumed a session */
     uint64_t tls_handshake_timeouts; /* connections closed for a slow handshake */
+    uint64_t connections_shed_emfile; /* idle keep-alive connections closed to accept
+                                         others when out of file descriptors */
 } ferry_server_stats;
 
 /* Fill *st. A macro, so that the size is the caller's: stats structs grow at
@@ -701,6 +703,9 @@ typedef struct ferry_agent_stats {
     /* since 0.2 */
     uint64_t tls_handshakes;     /* TLS handshakes completed */
     uint64_t tls_resumed;        /* of which resumed a cached session */
+    uint64_t emfile_budget_cuts; /* connects that found the process out of file descriptors:
+                                    the socket budget was lowered for a second, the
+                                    request kept waiting */
 } ferry_agent_stats;
 
 /* Fill *st (a macro for the caller's size, as ferry_server_stats_get). */

@@ -261,6 +261,7 @@ void ferry_agent_stats_get_sized(const ferry_agent *a, ferry_agent_stats *out, s
     st->timeouts_connect = cs->timeouts_connect;
     st->timeouts_headers += cs->timeouts_headers;
     st->idle_closed = p->idle_closed + cs->idle_closed;
+    st->emfile_budget_cuts = p->emfile_cuts;
     st->dns_lookups = p->dns.lookups;
     st->dns_cache_hits = p->dns.hits;
     st->bytes_in = p->cctx.tpool.bytes_in;

@@ -191,6 +191,8 @@ static void conn_connect_next(client_conn *c)
         if (rc == 0)
             return; /* on_ready tells */
         c->last_err = rc; /* nothing was opened: the next address */
+        if (rc == UV_EMFILE || rc == UV_ENFILE)
+            break; /* no descriptor for any address: the pool waits for one */
     }
     conn_close(c, c->last_err ? c->last_err : FERRY_ECONNREFUSED);
 }

@@ -29,6 +29,8 @@ static client_pool *pool_of(const client_conn *c)
     return container_of(c->ctx, client_pool, cctx);
 }
 
+static void on_fd_restore(timeout_entry *e);
+
 int pool_init(client_pool *p, uv_loop_t *loop, const pool_events *ev,
               const exchange_events *xev, const pool_limits *lim, uint32_t max_header_bytes,
               uint32_t max_headers, uint64_t keep_alive_margin_ms, uint64_t dns_ttl_ms,
@@ -43,6 +45,7 @@ int pool_init(client_pool *p, uv_loop_t *loop, const pool_events *ev,
     list_init(&p->pump);
     list_init(&p->resume);
     timeout_set_init(&p->timers, loop);
+    timeout_entry_init(&p->fd_restore, on_fd_restore);
     /* what can fail first; the handles last (their inits cannot fail but
      * the DNS cache's, and a handle must be closed before its memory goes) */
     int rc = tls_session_cache_init(&p->sessions, tls_sessions);
@@ -235,14 +238,21 @@ void pool_cancel(pool_entry *e)
         conn_close(c, 0);
 }
 
+/* Sockets the pool may have open: the configured budget, or fewer while the
+ * process is out of descriptors. */
+static uint32_t total_budget(const client_pool *p)
+{
+    return p->fd_capped && p->fd_cap < p->lim.max_total_sockets ? p->fd_cap
+                                                                : p->lim.max_total_sockets;
+}
+
 uint32_t pool_queue_excess(const client_origin *o)
 {
     const client_pool *p = o->pool;
     uint32_t room = o->nidle;
     uint32_t per = p->lim.max_sockets_per_origin - (o->nidle + o->nbusy);
-    uint32_t tot = p->lim.max_total_sockets > p->total_sockets
-                       ? p->lim.max_total_sockets - p->total_sockets
-                       : 0;
+    uint32_t budget = total_budget(p);
+    uint32_t tot = budget > p->total_sockets ? budget - p->total_sockets : 0;
     room += per < tot ? per : tot;
     room += o->nconnecting;
     return o->nwaiting + 1 > room ? o->nwaiting + 1 - room : 0;
@@ -276,7 +286,42 @@ static bool origin_can_open(const client_origin *o)
 {
     const client_pool *p = o->pool;
     return o->nidle + o->nbusy < p->lim.max_sockets_per_origin &&
-           p->total_sockets < p->lim.max_total_sockets;
+           p->total_sockets < total_budget(p);
+}
+
+/* A connect found the process out of descriptors (EMFILE, ENFILE): the
+ * sockets open now are the budget for a while (the one that failed is
+ * still counted), and idle sockets no queued request wants are retired —
+ * their descriptors serve waiting requests better, here or in a server
+ * sharing the process. The request stays queued instead of failing. */
+static void pool_out_of_fds(client_pool *p)
+{
+    p->fd_capped = true;
+    p->fd_cap = p->total_sockets ? p->total_sockets - 1 : 0;
+    p->emfile_cuts++;
+    timeout_set_arm(&p->timers, &p->fd_restore, POOL_FD_RESTORE_MS, false);
+    for (list_link *l = p->origins.next; l != &p->origins; l = l->next) {
+        client_origin *o = container_of(l, client_origin, link);
+        if (o->nwaiting)
+            continue;
+        while (!list_empty(&o->idle)) {
+            p->idle_closed++;
+            conn_close(container_of(o->idle.next, client_conn, pool_link), 0);
+        }
+    }
+}
+
+/* The budget comes back; what waits gets a look. A second EMFILE cuts it again. */
+static void on_fd_restore(timeout_entry *e)
+{
+    client_pool *p = container_of(e, client_pool, fd_restore);
+    p->fd_capped = false;
+    for (list_link *l = p->origins.next; l != &p->origins; l = l->next) {
+        client_origin *o = container_of(l, client_origin, link);
+        if (o->nwaiting && list_empty(&o->kick_link))
+            list_append(&p->pump, &o->kick_link);
+    }
+    pool_kick(p);
 }
 
 /* The total budget is spent: close the least recently used idle socket of
@@ -461,7 +506,9 @@ static void on_conn_closing(client_conn *c, int err, uint8_t prev)
     if (d) {
         d->driving = NULL;
         c->driver = NULL;
-        if (err < 0 && (prev == CC_RESOLVING || prev == CC_CONNECTING) && d->queued) {
+        if ((err == UV_EMFILE || err == UV_ENFILE) && prev == CC_CONNECTING && d->queued) {
+            pool_out_of_fds(p); /* d waits for a socket to free instead */
+        } else if (err < 0 && (prev == CC_RESOLVING || prev == CC_CONNECTING) && d->queued) {
             pool_unqueue(d);
             d->tls_reason = c->tls_reason;
             p->ev->failed(d, err);

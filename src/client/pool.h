@@ -99,7 +99,15 @@ struct client_pool {
     closer *dns_closer;       /* while the DNS cache closes */
     uint64_t sockets_reused;  /* stats */
     uint64_t idle_closed;     /* idle sockets the pool retired (limits, stealing) */
+    /* Out of descriptors (EMFILE on a connect): the budget is what was open
+     * then, until fd_restore expires (POOL_FD_RESTORE_MS). */
+    bool fd_capped;
+    uint32_t fd_cap;
+    timeout_entry fd_restore;
+    uint64_t emfile_cuts;     /* stats: times that happened */
 };
+
+#define POOL_FD_RESTORE_MS 1000
 
 int pool_init(client_pool *p, uv_loop_t *loop, const pool_events *ev,
               const exchange_events *xev, const pool_limits *lim, uint32_t max_header_bytes,

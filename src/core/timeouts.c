@@ -124,6 +124,13 @@ size_t timeout_list_count(const timeout_list *list)
     return list->_count;
 }
 
+timeout_entry *timeout_list_first(const timeout_list *list)
+{
+    if (list_empty(&list->_armed))
+        return NULL;
+    return container_of(list->_armed.next, timeout_entry, _link);
+}
+
 void timeout_entry_init(timeout_entry *entry, timeout_cb cb)
 {
     entry->_link.prev = NULL;

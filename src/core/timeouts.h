@@ -125,6 +125,9 @@ uint64_t timeout_list_duration(const timeout_list *list);
 /* Entries armed on the list and not yet fired. */
 size_t timeout_list_count(const timeout_list *list);
 
+/* The armed entry that expires first (armed longest ago), or NULL. */
+timeout_entry *timeout_list_first(const timeout_list *list);
+
 /* Ready `entry` (disarmed) to run `cb` when it expires. */
 void timeout_entry_init(timeout_entry *entry, timeout_cb cb);
 

@@ -123,13 +123,16 @@ void listener_accept(listener *l, int batch)
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == EPERM)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Leave the client in the backlog and try again shortly:
-                 * never accept-and-drop, never spin. */
+                /* Room made (idle connections closed: their descriptors are
+                 * free now)? Then the client waiting is worth more: go on.
+                 * Else leave it in the backlog and try again shortly: never
+                 * accept-and-drop, never spin. */
+                if ((errno == EMFILE || errno == ENFILE) && l->owner->on_emfile(l))
+                    continue;
                 if (!l->paused)
                     l->pauses_emfile++;
                 listener_pause(l);
                 uv_timer_start(&l->retry, on_retry, LISTENER_RETRY_MS, 0);
-                l->owner->on_emfile(l);
             }
             return;
         }

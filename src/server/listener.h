@@ -30,9 +30,10 @@ typedef struct listener_owner {
     /* Whether another connection may be accepted now; false pauses until
      * listener_resume (a connection slot freed). */
     bool (*may_accept)(listener *l);
-    /* Out of file descriptors: accepting pauses for LISTENER_RETRY_MS; the
-     * owner may close idle connections meanwhile. */
-    void (*on_emfile)(listener *l);
+    /* Out of file descriptors. The owner may close idle connections to make
+     * room: if it did (true), accepting goes on at once; otherwise it pauses
+     * for LISTENER_RETRY_MS. */
+    bool (*on_emfile)(listener *l);
 } listener_owner;
 
 struct listener {

@@ -56,7 +56,7 @@ static void maybe_finish(ferry_server *s);
 static void on_set_changed(conn_set *set);
 static void on_accept(listener *l, uv_os_sock_t fd, bool is_pipe);
 static bool may_accept(listener *l);
-static void on_emfile(listener *l);
+static bool on_emfile(listener *l);
 
 /* Allocates the server (owner: the caller, released by ferry_server_free). */
 int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_request_cb on_request,
@@ -144,9 +144,33 @@ static bool may_accept(listener *l)
     return !s->opt.max_connections || s->set.n < s->opt.max_connections;
 }
 
-static void on_emfile(listener *l)
+/* Idle keep-alive connections closed per EMFILE (nginx drains up to 32
+ * reusable connections when it runs out the same way). */
+#define SHED_BATCH 32
+
+/* Out of descriptors with clients waiting in the backlog: an idle keep-alive
+ * connection is worth less than a client with a request, so close the ones
+ * idle longest. Their descriptors are free when this returns. */
+static bool on_emfile(listener *l)
 {
-    (void) l;
+    ferry_server *s = owner_server(l);
+    uint32_t shed = 0;
+    timeout_entry *e;
+    while (shed < SHED_BATCH && (e = timeout_list_first(&s->t_keep_alive))) {
+        server_conn_close_idle(container_of(e, server_conn, tmo));
+        shed++;
+    }
+    if (!s->opt.keep_alive_timeout_ms) /* "never": idle ones are not on that list */
+        for (list_link *k = s->set.conns.next; shed < SHED_BATCH && k != &s->set.conns;) {
+            server_conn *c = server_conn_from_link(k);
+            k = k->next; /* closing may unlink c */
+            if (server_conn_is_kept_alive(c)) {
+                server_conn_close_idle(c);
+                shed++;
+            }
+        }
+    s->stats.connections_shed_emfile += shed;
+    return shed > 0;
 }
 
 /* Lists, timers and handles exist only once the server listens, so a

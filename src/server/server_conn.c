@@ -693,6 +693,11 @@ bool server_conn_is_idle(const server_conn *c)
     return c->state == C_IDLE || c->state == C_NEW || c->state == C_HEAD;
 }
 
+bool server_conn_is_kept_alive(const server_conn *c)
+{
+    return c->state == C_IDLE;
+}
+
 void server_conn_close_idle(server_conn *c)
 {
     if (!server_conn_is_idle(c))

@@ -53,6 +53,8 @@ int server_conn_open(ferry_server *s, server_transport_open open, void *arg);
 int server_conn_accept(ferry_server *s, uv_os_sock_t fd, bool is_pipe);
 /* No request in progress: idle in keep-alive, or no complete head yet. */
 bool server_conn_is_idle(const server_conn *c);
+/* Idle in keep-alive: it served a response and waits for the next request. */
+bool server_conn_is_kept_alive(const server_conn *c);
 /* Close an idle (or not-yet-requested) connection gracefully: read what is
  * already in the kernel first and answer a complete request with
  * Connection: close (the idle-close race), else FIN. */
