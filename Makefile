@@ -12,8 +12,8 @@ CTEST       := ctest --output-on-failure -j $(JOBS)
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 
-.PHONY: all build test asan fuzz bench-parse bench-server bench-client run format deps deps-bench \
-        install uninstall clean
+.PHONY: all build test asan fuzz bench-parse bench-server bench-client bench-restart \
+        run format deps deps-bench install uninstall clean
 
 all: build
 
@@ -89,6 +89,12 @@ bench-server: build deps-bench
 # undici and autocannon are installed from npm under build-bench/npm.
 bench-client: build deps-bench
 	@bench/client.sh
+
+# Failed requests while nginx (binary upgrade), a Node cluster (rolling restart)
+# and ferry serve (SIGUSR2) restart 10 times in a row under wrk -c64 (about 1
+# minute; RESTARTS, PAUSE, SIDES: see the script's header).
+bench-restart: build deps-bench
+	@bench/restart.sh
 
 # The frozen 0.1.0 header (tests/abi) stays byte for byte as released.
 format:
