@@ -12,7 +12,7 @@ CTEST       := ctest --output-on-failure -j $(JOBS)
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 
-.PHONY: all build test asan fuzz bench-parse bench-server bench-client bench-restart \
+.PHONY: all build test asan fuzz bench-parse bench-server bench-client bench-restart bench-haproxy \
         run format deps deps-bench install uninstall clean
 
 all: build
@@ -95,6 +95,12 @@ bench-client: build deps-bench
 # minute; RESTARTS, PAUSE, SIDES: see the script's header).
 bench-restart: build deps-bench
 	@bench/restart.sh
+
+# Two backends behind Debian's haproxy 2.6, each restarted in turn (SIGTERM,
+# start) under wrk through haproxy: client-visible errors per backend kind
+# (about 2 minutes; DURATION, SIDES: see the script's header).
+bench-haproxy: build deps-bench
+	@bench/haproxy_rolling.sh
 
 # The frozen 0.1.0 header (tests/abi) stays byte for byte as released.
 format:
