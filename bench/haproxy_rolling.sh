@@ -130,8 +130,9 @@ start_backend() {
     LIVE[$pid]=1
     BPID[$name]=$pid
     BPORT[$name]=$port
-    wait_for "$ready || ! alive $pid" 15 && alive "$pid" ||
+    if ! { wait_for "$ready || ! alive $pid" 15 && alive "$pid"; }; then
         die "$side backend $name did not start on $port: $(tail -n 3 "$log" "$TMP/nginx-$name/error.log" 2>/dev/null)"
+    fi
 }
 
 # ---- haproxy --------------------------------------------------------------------------------

@@ -142,7 +142,9 @@ start_node() {
     SPID=$!
     LIVE[$SPID]=1
     wait_for "grep -qs '^listening on' '$TMP/node.out' || ! alive $SPID" 20
-    alive "$SPID" && grep -qs '^listening on' "$TMP/node.out" || die "node cluster did not start: $(tail -n 3 "$TMP/node.err")"
+    if ! { alive "$SPID" && grep -qs '^listening on' "$TMP/node.out"; }; then
+        die "node cluster did not start: $(tail -n 3 "$TMP/node.err")"
+    fi
 }
 
 restart_node() {
@@ -166,7 +168,9 @@ start_ferry() {
     SPID=$!
     LIVE[$SPID]=1
     wait_for "[ -s '$TMP/ferry.pid' ] && port_open $PORT || ! alive $SPID" 20
-    alive "$SPID" && [ -s "$TMP/ferry.pid" ] || die "ferry serve did not start: $(tail -n 3 "$TMP/ferry.err")"
+    if ! { alive "$SPID" && [ -s "$TMP/ferry.pid" ]; }; then
+        die "ferry serve did not start: $(tail -n 3 "$TMP/ferry.err")"
+    fi
     SPID=$(cat "$TMP/ferry.pid")
     LIVE[$SPID]=1
 }
@@ -190,16 +194,18 @@ stop_ferry() {
     stop_wait "$SPID" 15
 }
 
-how_nginx="USR2 to the master; WINCH to the old master once the new one has its worker; QUIT once the old workers are gone"
-how_node="SIGUSR2 to the primary of bench/node_cluster.js ($NODE_WORKERS workers): fork, wait for listening, disconnect the old worker (SIGKILL after 1600 ms), one at a time"
-how_ferry="SIGUSR2 to the pid in --pid-file; done when the file names the new process and the old one has exited"
+declare -A HOW=(
+    [nginx]="USR2 to the master; WINCH to the old master once the new one has its worker; QUIT once the old workers are gone"
+    [node]="SIGUSR2 to the primary of bench/node_cluster.js ($NODE_WORKERS workers): fork, wait for listening, disconnect the old worker (SIGKILL after 1600 ms), one at a time"
+    [ferry]="SIGUSR2 to the pid in --pid-file; done when the file names the new process and the old one has exited"
+)
 
 # ---- one side under load ----------------------------------------------------------------
 ROWS=$TMP/rows.tsv
 : >"$ROWS"
 
 run_side() {
-    local side=$1 out=$TMP/wrk.$1 done=0 i ms=() why="" cap wpid t0
+    local side=$1 out=$TMP/wrk.$1 ndone=0 i ms=() why="" cap wpid t0
     cap=$((WARMUP + RESTARTS * (PAUSE + RESTART_LIMIT) + TAIL + 10))
     "start_$side"
     note "$side: listening on $PORT; wrk -t1 -c$CONNS through $RESTARTS restarts"
@@ -217,7 +223,7 @@ run_side() {
             break
         fi
         ms+=("$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", (b - a) * 1000 }')")
-        done=$i
+        ndone=$i
         sleep "$PAUSE"
     done
     sleep "$TAIL"
@@ -232,7 +238,7 @@ run_side() {
     local counts
     counts=$(wrk_counts "$out")
     # side, restarts done, requests, connect, read, write, timeout, non2xx, req/s, median ms, note
-    printf '%s\t%s\t%s\t%s\t%s\n' "$side" "$done" "$(tr ' ' '\t' <<<"$counts")" "$med" "$why" >>"$ROWS"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$side" "$ndone" "$(tr ' ' '\t' <<<"$counts")" "$med" "$why" >>"$ROWS"
     awk -F'\t' 'END { printf "  %-6s %s/%s restarts, %s requests: connect %s, read %s, write %s, timeout %s, non-2xx/3xx %s\n", $1, $2, '"$RESTARTS"', $3, $4, $5, $6, $7, $8 }' "$ROWS" >&2
 }
 
@@ -254,17 +260,21 @@ summary() {
     local versions=()
     [[ " $SIDES " == *" nginx "* ]] && [ -n "${NGINX_BIN:-}" ] && versions+=("nginx $("$NGINX_BIN" -v 2>&1 | sed 's/.*nginx\///')")
     [[ " $SIDES " == *" node "* ]] && command -v "$NODE" >/dev/null && versions+=("node $("$NODE" --version)")
-    [ "${#versions[@]}" -gt 0 ] && echo "Peers: $(IFS=,; echo "${versions[*]}" | sed 's/,/, /g')."
+    if [ "${#versions[@]}" -gt 0 ]; then
+        local joined
+        joined=$(IFS=,; echo "${versions[*]}")
+        echo "Peers: ${joined//,/, }."
+    fi
     echo
     echo "| side | restarts | requests | req/s | connect errors | read errors | write errors | timeouts | non-2xx/3xx | failed in all | restart ms (median) | how it restarts |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
-    while IFS=$'\t' read -r side done reqs c r w t n rps med why; do
-        local how_var="how_$side" total=-
+    while IFS=$'\t' read -r side ndone reqs c r w t n rps med why; do
+        local total=-
         [ "$reqs" != - ] && total=$((c + r + w + t + n))
-        if [ "$done" = - ]; then
+        if [ "$ndone" = - ]; then
             echo "| $side | skipped | – | – | – | – | – | – | – | – | – | ${why} |"
         else
-            echo "| $side | $done/$RESTARTS | $reqs | $rps | $c | $r | $w | $t | $n | **$total** | $med | ${!how_var}${why:+ — **$why**} |"
+            echo "| $side | $ndone/$RESTARTS | $reqs | $rps | $c | $r | $w | $t | $n | **$total** | $med | ${HOW[$side]}${why:+ — **$why**} |"
         fi
     done <"$ROWS"
     echo

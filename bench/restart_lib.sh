@@ -22,7 +22,8 @@ alive() { # running and not a zombie (a child of ours that exited is one until r
 
 # stop_wait PID LIMIT_S: wait for the process to go (reaping it if it is our
 # child), SIGKILL it and its children after LIMIT_S. Sets STOP_MS (how long it
-# took) and STOP_KILLED (1 when it had to be killed).
+# took) and STOP_KILLED (1 when it had to be killed), which the callers read.
+# shellcheck disable=SC2034
 stop_wait() {
     local pid=$1 limit=$2 t0=$EPOCHREALTIME
     STOP_KILLED=0
