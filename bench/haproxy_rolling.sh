@@ -241,7 +241,7 @@ run_once() {
     h5=$(stats_field fe FRONTEND hrsp_5xx)
     # the 4-letter termination states of the requests HAProxy logged as abnormal
     logged=$(grep -oE ' [-A-Za-z]{4} [0-9]+/[0-9]+/[0-9]+/[0-9]+/[0-9]+ ' "$TMP/haproxy.log" |
-        awk '{ n[$1]++ } END { for (s in n) printf "%s%s×%d", (k++ ? ", " : ""), s, n[s] }')
+        awk '{ n[$1]++ } END { for (s in n) printf "%s%s×%d", (k++ ? " + " : ""), s, n[s] }')
     kill -TERM "$ha_pid" 2>/dev/null || true
     stop_wait "$ha_pid" 5
     local name
