@@ -98,8 +98,9 @@ typedef struct proxy_trust {
  * network or "unix" (*out is then empty), or FERRY_ENOMEM. */
 int proxy_trust_parse(const char *list, proxy_trust *out);
 
-/* Whether peer (the socket's own peer address) may send a header. t NULL
- * means no list was configured: every peer is trusted. */
+/* Whether peer (the socket's own peer address, as getpeername fills a
+ * sockaddr_storage: the whole struct of its family is read) may send a
+ * header. t NULL means no list was configured: every peer is trusted. */
 bool proxy_trusted(const proxy_trust *t, const struct sockaddr *peer);
 
 /* Release the rules; *t is empty afterwards. NULL does nothing. */
