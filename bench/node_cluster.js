@@ -7,7 +7,7 @@
 //   env KEEP_ALIVE_MS  the workers' server.keepAliveTimeout [5000, Node's default]
 //       KILL_TIMEOUT_MS  how long a disconnecting worker may take before SIGKILL
 //                        [1600, pm2's kill_timeout default]
-//       HEALTH_PATH   answered with 200 like any other path [/healthz]
+// Every path (a health check's /healthz too) gets the same 200.
 //
 // Prints `listening on http://127.0.0.1:PORT` once every worker accepts. SIGUSR2 to
 // the primary restarts the workers one at a time: fork a new worker, wait until it
