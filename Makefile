@@ -12,8 +12,8 @@ CTEST       := ctest --output-on-failure -j $(JOBS)
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 
-.PHONY: all build build-tests test asan fuzz bench-parse bench-server bench-client run format deps deps-bench \
-        install uninstall clean soak faults deps-faults
+.PHONY: all build build-tests test asan fuzz bench-parse bench-server bench-client bench-restart \
+        bench-haproxy run format deps deps-bench install uninstall clean soak faults deps-faults
 
 all: build
 
@@ -95,6 +95,18 @@ bench-server: build deps-bench
 # undici and autocannon are installed from npm under build-bench/npm.
 bench-client: build deps-bench
 	@bench/client.sh
+
+# Failed requests while nginx (binary upgrade), a Node cluster (rolling restart)
+# and ferry serve (SIGUSR2) restart 10 times in a row under wrk -c64 (about 1
+# minute; RESTARTS, PAUSE, SIDES: see the script's header).
+bench-restart: build deps-bench
+	@bench/restart.sh
+
+# Two backends behind Debian's haproxy 2.6, each restarted in turn (SIGTERM,
+# start) under wrk through haproxy: client-visible errors per backend kind
+# (about 2 minutes; DURATION, SIDES: see the script's header).
+bench-haproxy: build deps-bench
+	@bench/haproxy_rolling.sh
 
 # The frozen 0.1.0 header (tests/abi) stays byte for byte as released.
 # Reliability runs (docs/reliability.md), bounded in time. soak: SOAK_SECONDS of

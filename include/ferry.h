@@ -135,7 +135,9 @@ const char *ferry_version_string(void);
     XX(ETLSPROTOCOL, -30063, 0, "TLS protocol error after the handshake")                          \
     XX(ETLSTRUNCATED, -30064, 0, "connection closed without TLS close_notify")                     \
     XX(ETLSPLAINHTTP, -30065, 400, "plain HTTP request sent to a TLS port")                        \
-    XX(ETLSCERT, -30066, 0, "TLS certificate or key could not be loaded")
+    XX(ETLSCERT, -30066, 0, "TLS certificate or key could not be loaded")                          \
+    /* PROXY protocol (docs/server.md): the connection closes without a response */                \
+    XX(EPROXY, -30070, 0, "missing or malformed PROXY protocol header")
 
 /* FERRY_EOF, FERRY_ETIMEDOUT, ..., FERRY_EBADREQLINE, ... */
 typedef enum {

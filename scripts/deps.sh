@@ -4,7 +4,8 @@
 # missing, so every make target can call it.
 #
 #   scripts/deps.sh            build + test + asan + fuzz dependencies
-#   scripts/deps.sh --bench    also the benchmark peers (picohttpparser via libh2o, nginx, wrk, hyperfine)
+#   scripts/deps.sh --bench    also the benchmark peers (picohttpparser via libh2o, nginx, wrk,
+#                              hyperfine, haproxy for the rolling-restart harness)
 #   scripts/deps.sh --faults   also what `make faults` needs: iproute2 (network namespaces,
 #                              tc), iptables and libnetfilter-queue (nfq_netem, where the
 #                              kernel has no netem)
@@ -26,7 +27,7 @@ for arg in "$@"; do
     *) echo "deps.sh: unknown option '$arg' (use --bench or --faults)" >&2; exit 2 ;;
     esac
 done
-[ "$want_bench" = 1 ] && pkgs+=(libh2o-dev nginx-light wrk hyperfine)
+[ "$want_bench" = 1 ] && pkgs+=(libh2o-dev nginx-light wrk hyperfine haproxy)
 [ "$want_faults" = 1 ] && pkgs+=(iproute2 iptables libnetfilter-queue-dev)
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
@@ -89,10 +90,20 @@ stop_system_nginx() {
     fi
 }
 
+# bench/haproxy_rolling.sh runs its own haproxy with its own config, likewise.
+stop_system_haproxy() {
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now haproxy >/dev/null 2>&1 || true
+    elif command -v service >/dev/null 2>&1; then
+        service haproxy stop >/dev/null 2>&1 || true
+    fi
+}
+
 mapfile -t need < <(missing_pkgs "${pkgs[@]}")
 if [ "${#need[@]}" -gt 0 ]; then
     install "${need[@]}"
     if [[ " ${need[*]} " == *" nginx-light "* ]]; then stop_system_nginx; fi
+    if [[ " ${need[*]} " == *" haproxy "* ]]; then stop_system_haproxy; fi
 fi
 rt=$(clang_runtime || true)
 if [ -n "$rt" ]; then

@@ -171,6 +171,8 @@ static void test_every_code_has_a_kind(void **state)
     assert_int_equal(ferry_err_kind_of(FERRY_ETLSPLAINHTTP), FERRY_ERRK_TLS);
     assert_int_equal(ferry_err_kind_of(FERRY_ETLSCERT), FERRY_ERRK_TLS);
     assert_int_equal(ferry_err_kind_of(FERRY_ETLSTRUNCATED), FERRY_ERRK_RESET);
+    assert_int_equal(ferry_err_kind_of(FERRY_EPROXY), FERRY_ERRK_PROTOCOL);
+    assert_int_equal(ferry_err_http_status(FERRY_EPROXY), 0); /* closed, never answered */
     assert_string_equal(ferry_err_kind_name(FERRY_ERRK_TLS), "tls");
     assert_int_equal(ferry_err_http_status(FERRY_ETLSPLAINHTTP), 400);
     assert_int_equal(ferry_err_kind_of(UV_EPERM), FERRY_ERRK_OTHER);

@@ -102,6 +102,9 @@ ferry_err_kind ferry_err_kind_of(int err)
     case FERRY_ETLSPROTOCOL:
     case FERRY_ETLSPLAINHTTP:
     case FERRY_ETLSCERT: return FERRY_ERRK_TLS;
+    /* a connection without a valid PROXY header: a malformed message, though
+     * no HTTP status is ever sent for it */
+    case FERRY_EPROXY: return FERRY_ERRK_PROTOCOL;
     case FERRY_EQUEUEFULL:
     case FERRY_ECLOSING: return FERRY_ERRK_POOL;
     case FERRY_EABORTED:
