@@ -5,6 +5,18 @@
  * struct's size, which is how a newer library reads an older program's
  * options; docs/abi.md); functions return 0 or a negative FERRY_E* code that
  * ferry_strerror() names. See docs/ for the guide.
+ *
+ * Arguments. Every entry point checks its arguments: a NULL where a handle or
+ * a required pointer is expected, or an array that is NULL with a count or
+ * length above 0 (headers + header_count, body + len, buf + len), returns
+ * FERRY_EINVAL, or the neutral value noted for a function that returns a
+ * value (NULL, 0, {NULL,0}, stats all zero, "other"); a void function does
+ * nothing. NULL with a count of 0 is an empty array, not an error. An out
+ * pointer is written only when it is not NULL. *_free(NULL) returns 0 or does
+ * nothing, as free(NULL). Using a handle after it is gone (after its
+ * completion callback returned, after *_free) is not detectable and is
+ * undefined behaviour — ASan builds report it. tests/test_api_args.c calls
+ * every function declared here with NULLs and zero lengths.
  */
 #ifndef FERRY_H
 #define FERRY_H
@@ -271,7 +283,7 @@ void ferry_tls_options_init_sized(ferry_tls_options *o, size_t size);
  * cipher list, version or SNI name); FERRY_ENOMEM. ferry_tls_error_detail()
  * then says what failed, e.g. "server.key: key values mismatch". */
 int ferry_tls_context_new(const ferry_tls_options *o, ferry_tls_context **out);
-/* Take another reference (returns ctx). */
+/* Take another reference (returns ctx; NULL for NULL). */
 ferry_tls_context *ferry_tls_context_ref(ferry_tls_context *ctx);
 /* Drop a reference; the context goes when the last holder drops its own
  * (connections still using it keep it alive). NULL does nothing. */
@@ -295,7 +307,7 @@ const char *ferry_tls_error_detail(void);
 /* Make keys with one fresh random key. *out: owner the caller (one reference). */
 int ferry_tls_ticket_keys_new(uint64_t rotation_s, uint64_t lifetime_s,
                               ferry_tls_ticket_keys **out);
-ferry_tls_ticket_keys *ferry_tls_ticket_keys_ref(ferry_tls_ticket_keys *k);
+ferry_tls_ticket_keys *ferry_tls_ticket_keys_ref(ferry_tls_ticket_keys *k); /* k; NULL: NULL */
 void ferry_tls_ticket_keys_free(ferry_tls_ticket_keys *k); /* drop a reference; NULL: nothing */
 /* A new random key encrypts from now on (the old ones still decrypt). */
 int ferry_tls_ticket_keys_rotate(ferry_tls_ticket_keys *k);
@@ -303,12 +315,13 @@ int ferry_tls_ticket_keys_rotate(ferry_tls_ticket_keys *k);
  * (e.g. the one a graceful restart executes). The bytes are secret: whoever
  * has them can decrypt tickets, and so recorded TLS 1.2 sessions. With buf
  * NULL or cap too small, only *len is set (and FERRY_ENOBUFS returned when
- * buf was given). At most FERRY_TLS_TICKET_KEYS_EXPORT_MAX bytes. */
+ * buf was given). len is required. At most FERRY_TLS_TICKET_KEYS_EXPORT_MAX
+ * bytes. */
 #define FERRY_TLS_TICKET_KEYS_EXPORT_MAX (8 + 88 * FERRY_TLS_TICKET_KEYS_MAX)
 int ferry_tls_ticket_keys_export(ferry_tls_ticket_keys *k, void *buf, size_t cap, size_t *len);
 /* Replace k's keys with exported ones (its rotation_s and lifetime_s stay);
  * contexts using k see them at their next ticket. FERRY_EINVAL for bytes
- * that are not an export. */
+ * that are not an export (NULL or 0 bytes included). */
 int ferry_tls_ticket_keys_import(ferry_tls_ticket_keys *k, const void *buf, size_t len);
 
 /* Why a certificate did not verify. */
@@ -398,9 +411,9 @@ typedef struct ferry_server_options {
     ferry_server_options_init_sized((o), sizeof(ferry_server_options))
 void ferry_server_options_init_sized(ferry_server_options *o, size_t size);
 
-/* Create a server on `loop`. The server owns nothing of the caller's; free
- * it with ferry_server_free() after its close callback ran (or right away if
- * it never listened). */
+/* Create a server on `loop` (o NULL: defaults). The server owns nothing of
+ * the caller's; free it with ferry_server_free() after its close callback ran
+ * (or right away if it never listened). */
 int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_request_cb on_request,
                      void *data, ferry_server **out);
 /* host: "127.0.0.1", "::1", "0.0.0.0", "::" or NULL (= "127.0.0.1"); port 0 = any free port. */
@@ -436,9 +449,9 @@ void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_c
 void ferry_server_destroy(ferry_server *s);
 int ferry_server_on_signals(ferry_server *s, uint64_t grace_ms);
 /* Release the server. Only after its close callback ran, or if it never
- * listened; returns FERRY_EBUSY otherwise. A response a handler still holds
- * outlives it: end it as usual (the bytes go nowhere) and that frees it;
- * ferry_req_server() returns NULL for it meanwhile. */
+ * listened; returns FERRY_EBUSY otherwise; NULL: 0, as free(NULL). A
+ * response a handler still holds outlives it: end it as usual (the bytes go
+ * nowhere) and that frees it; ferry_req_server() returns NULL for it meanwhile. */
 int ferry_server_free(ferry_server *s);
 
 typedef struct ferry_server_stats {
@@ -465,8 +478,8 @@ typedef struct ferry_server_stats {
                                          others when out of file descriptors */
 } ferry_server_stats;
 
-/* Fill *st. A macro, so that the size is the caller's: stats structs grow at
- * the end (docs/abi.md). */
+/* Fill *st (all zero for a NULL server). A macro, so that the size is the
+ * caller's: stats structs grow at the end (docs/abi.md). */
 #define ferry_server_stats_get(s, \
     st) ferry_server_stats_get_sized((s), (st), sizeof(ferry_server_stats))
 void ferry_server_stats_get_sized(const ferry_server *s, ferry_server_stats *st, size_t size);
@@ -478,11 +491,12 @@ ferry_str ferry_req_method(const ferry_req *req);
 ferry_str ferry_req_target(const ferry_req *req); /* as sent: path?query */
 ferry_str ferry_req_path(const ferry_req *req);   /* target up to '?' */
 ferry_str ferry_req_query(const ferry_req *req);  /* after '?', without it; {NULL,0} if none */
-int ferry_req_version_minor(const ferry_req *req); /* 0 or 1 */
+int ferry_req_version_minor(const ferry_req *req); /* 0 or 1; FERRY_EINVAL for NULL */
 /* First field with this name, case-insensitive; {NULL,0} if absent. */
 ferry_str ferry_req_header(const ferry_req *req, const char *name);
 size_t ferry_req_header_count(const ferry_req *req);
-/* The i-th field in arrival order; FERRY_EINVAL past the end. */
+/* The i-th field in arrival order (name and value both required);
+ * FERRY_EINVAL past the end. */
 int ferry_req_header_at(const ferry_req *req, size_t i, ferry_str *name, ferry_str *value);
 /* The peer's address (struct sockaddr_in/in6); FERRY_ENOTSUP on unix sockets. */
 int ferry_req_peer(const ferry_req *req, struct sockaddr_storage *addr);
@@ -539,7 +553,8 @@ int ferry_res_add_header(ferry_res *res, const char *name, const char *value); /
  * they are handed to the kernel (status 0) or the connection failed — wait for
  * it before writing more to respect backpressure. cb never runs before this
  * call returns (it may run after ferry_res_end: then only note the status).
- * A negative return means nothing was queued and cb will not run. */
+ * A negative return means nothing was queued and cb will not run (buf NULL
+ * with len > 0: FERRY_EINVAL). */
 typedef void (*ferry_write_cb)(ferry_res *res, int status, void *data);
 int ferry_res_write(ferry_res *res, const void *buf, size_t len, ferry_write_cb cb, void *data);
 /* Finish the response; after this, req and res are gone. It always
@@ -549,12 +564,14 @@ int ferry_res_write(ferry_res *res, const void *buf, size_t len, ferry_write_cb 
  * desynchronised stream. */
 int ferry_res_end(ferry_res *res);
 /* The common case: status, Content-Type (NULL: none), a body copied at once,
- * end. Like ferry_res_end it always finishes the response. A Content-Length
- * the handler set is kept for HEAD; 1xx, 204 and 304 get no body headers. */
+ * end. Like ferry_res_end it always finishes the response: with an invalid
+ * argument (status out of range, body NULL with len > 0, ...) it returns
+ * FERRY_EINVAL and closes the connection. A Content-Length the handler set
+ * is kept for HEAD; 1xx, 204 and 304 get no body headers. */
 int ferry_res_send(ferry_res *res, int status, const char *content_type, const void *body,
                    size_t len);
 /* 1 once the client is gone or the connection was destroyed: writes are
- * dropped, but the response must still be ended. */
+ * dropped, but the response must still be ended. 1 for NULL. */
 int ferry_res_aborted(const ferry_res *res);
 ferry_req *ferry_res_req(ferry_res *res);
 /* cb(res, err, data) runs once if the response is lost before the handler
@@ -678,7 +695,7 @@ typedef void (*ferry_agent_close_cb)(ferry_agent *a, void *data);
  * last socket is closed — never inside this call. Idempotent; a second call
  * may turn a graceful close into an abort. */
 void ferry_agent_close(ferry_agent *a, int abort_active, ferry_agent_close_cb cb, void *data);
-/* Release the agent once its close completed; FERRY_EBUSY before. */
+/* Release the agent once its close completed; FERRY_EBUSY before; NULL: 0. */
 int ferry_agent_free(ferry_agent *a);
 
 typedef struct ferry_agent_stats {
@@ -710,7 +727,8 @@ typedef struct ferry_agent_stats {
                                     request kept waiting */
 } ferry_agent_stats;
 
-/* Fill *st (a macro for the caller's size, as ferry_server_stats_get). */
+/* Fill *st (a macro for the caller's size, as ferry_server_stats_get; all
+ * zero for a NULL agent). */
 #define ferry_agent_stats_get(a, \
     st) ferry_agent_stats_get_sized((a), (st), sizeof(ferry_agent_stats))
 void ferry_agent_stats_get_sized(const ferry_agent *a, ferry_agent_stats *st, size_t size);
@@ -740,10 +758,11 @@ typedef struct ferry_request_options {
     const char *method;            /* "GET" (default), "POST", ... any token */
     const char *url;               /* absolute http:// or https:// URL: IPv4, [IPv6] or a
                                       name */
-    const ferry_header *headers;   /* extra fields, copied. Host replaces the URL's
-                                      (virtual hosts); Connection may be close (the
-                                      socket ends with this response) or keep-alive;
-                                      Content-Length and Transfer-Encoding are ferry's */
+    const ferry_header *headers;   /* extra fields, copied (NULL with header_count 0:
+                                      none). Host replaces the URL's (virtual hosts);
+                                      Connection may be close (the socket ends with
+                                      this response) or keep-alive; Content-Length
+                                      and Transfer-Encoding are ferry's */
     size_t header_count;
     const void *body;              /* request body, copied; NULL with body_len 0: none */
     size_t body_len;
@@ -821,11 +840,13 @@ typedef struct ferry_request_callbacks {
 } ferry_request_callbacks;
 
 /* Start a request. Returns 0 (on_done will run, never inside this call) or
- * a negative code (FERRY_EINVAL bad URL/method/header, FERRY_ENOTSUP another
- * scheme, or user:password@ in the URL, FERRY_ETLSCERT a CA or client
- * certificate of the agent's that does not load (the first https:// request),
- * FERRY_EQUEUEFULL, FERRY_ECLOSING, FERRY_ENOMEM; no callback runs).
- * out (may be NULL) receives the handle, valid until on_done returns. */
+ * a negative code (FERRY_EINVAL bad URL/method/header or headers/body NULL
+ * with a count, FERRY_ENOTSUP another scheme, or user:password@ in the URL,
+ * FERRY_ETLSCERT a CA or client certificate of the agent's that does not
+ * load (the first https:// request), FERRY_EQUEUEFULL, FERRY_ECLOSING,
+ * FERRY_ENOMEM; no callback runs).
+ * out (may be NULL) receives the handle, valid until on_done returns (NULL
+ * on failure). */
 int ferry_request(ferry_agent *a, const ferry_request_options *o, const ferry_request_callbacks *cb,
                   void *data, ferry_client_req **out);
 
@@ -868,8 +889,9 @@ int ferry_client_req_write(ferry_client_req *req, const void *buf, size_t len,
 int ferry_client_req_end_body(ferry_client_req *req);
 
 /* application/x-www-form-urlencoded from 2 * npairs strings (key, value,
- * ...), WHATWG rules. *out is malloc'd (the caller frees it) and
- * NUL-terminated; *out_len excludes the NUL. */
+ * ...; none NULL), WHATWG rules. *out is malloc'd (the caller frees it) and
+ * NUL-terminated ("" for npairs 0); *out_len (out_len may be NULL) excludes
+ * the NUL. */
 int ferry_form_encode(const char *const *pairs, size_t npairs, char **out, size_t *out_len);
 
 /* ---- Task queue ------------------------------------------------------------
@@ -977,7 +999,7 @@ void ferry_queue_close(ferry_queue *q, ferry_queue_close_mode mode, ferry_queue_
                        void *data);
 
 /* Release the queue once its close has completed (its callback ran, or would
- * have, when none was given); FERRY_EBUSY before. */
+ * have, when none was given); FERRY_EBUSY before; NULL: 0. */
 int ferry_queue_free(ferry_queue *q);
 
 typedef struct ferry_queue_stats {
@@ -991,7 +1013,8 @@ typedef struct ferry_queue_stats {
     int closing;        /* 1 once ferry_queue_close was called */
 } ferry_queue_stats;
 
-/* Fill *st (a macro for the caller's size, as ferry_server_stats_get). */
+/* Fill *st (a macro for the caller's size, as ferry_server_stats_get; all
+ * zero for a NULL queue). */
 #define ferry_queue_stats_get(q, \
     st) ferry_queue_stats_get_sized((q), (st), sizeof(ferry_queue_stats))
 void ferry_queue_stats_get_sized(const ferry_queue *q, ferry_queue_stats *st, size_t size);

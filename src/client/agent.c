@@ -121,9 +121,11 @@ static const pool_events agent_pool_events = {
 /* Allocates the agent (owner: the caller, released by ferry_agent_free). */
 int ferry_agent_new(uv_loop_t *loop, const ferry_agent_options *o, ferry_agent **out)
 {
-    if (!loop || !out)
+    if (!out)
         return FERRY_EINVAL;
     *out = NULL;
+    if (!loop)
+        return FERRY_EINVAL;
     ferry_agent_options opt; /* the caller's, perhaps from an older header, over our defaults */
     agent_options_defaults(&opt);
     if (o && options_copy(&opt, sizeof(opt), o, AGENT_OPTIONS_V1_SIZE) != 0)
@@ -244,6 +246,10 @@ int ferry_agent_free(ferry_agent *a)
 
 void ferry_agent_stats_get_sized(const ferry_agent *a, ferry_agent_stats *out, size_t size)
 {
+    if (!a) { /* no agent: zeros, never the caller's garbage */
+        stats_copy(out, size, &(ferry_agent_stats){0}, sizeof(ferry_agent_stats));
+        return;
+    }
     const client_pool *p = &a->pool;
     const conn_stats *cs = &p->cctx.stats;
     ferry_agent_stats all = a->stats, *st = &all;

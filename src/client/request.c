@@ -421,8 +421,6 @@ static void enqueue(client_req *r, bool front);
 static int start(ferry_agent *a, const ferry_request_options *o, const ferry_request_callbacks *cb,
                  ferry_fetch_cb fetch_cb, uint64_t fetch_max, void *data, ferry_client_req **out)
 {
-    if (out)
-        *out = NULL;
     ferry_request_options opt; /* the caller's, perhaps from an older header, over our defaults */
     request_options_defaults(&opt);
     if (!o || options_copy(&opt, sizeof(opt), o, REQUEST_OPTIONS_V1_SIZE) != 0)
@@ -437,6 +435,8 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
     if (!parse_is_token(method, mlen))
         return FERRY_EINVAL;
     if (!o->stream_body && o->body_len && !o->body)
+        return FERRY_EINVAL;
+    if (o->header_count && !o->headers)
         return FERRY_EINVAL;
     client_req *r = req_alloc(a);
     if (!r)
@@ -513,6 +513,8 @@ static int start(ferry_agent *a, const ferry_request_options *o, const ferry_req
 int ferry_request(ferry_agent *a, const ferry_request_options *o, const ferry_request_callbacks *cb,
                   void *data, ferry_client_req **out)
 {
+    if (out)
+        *out = NULL; /* on every failure, also those caught before start() */
     if (!cb || !cb->on_done || (o && o->stream_body && !cb->on_body_ready))
         return FERRY_EINVAL;
     return start(a, o, cb, NULL, 0, data, out);
@@ -521,6 +523,8 @@ int ferry_request(ferry_agent *a, const ferry_request_options *o, const ferry_re
 int ferry_fetch(ferry_agent *a, const ferry_request_options *o, uint64_t max_body_bytes,
                 ferry_fetch_cb cb, void *data, ferry_client_req **out)
 {
+    if (out)
+        *out = NULL;
     if (!cb || (o && o->stream_body))
         return FERRY_EINVAL;
     return start(a, o, NULL, cb, max_body_bytes, data, out);

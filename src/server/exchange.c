@@ -331,16 +331,22 @@ const conn_events *exchange_events(void)
 
 ferry_str ferry_req_method(const ferry_req *req)
 {
+    if (!req)
+        return (ferry_str){NULL, 0};
     return (ferry_str){req->head.method, req->head.method_len};
 }
 
 ferry_str ferry_req_target(const ferry_req *req)
 {
+    if (!req)
+        return (ferry_str){NULL, 0};
     return (ferry_str){req->head.target, req->head.target_len};
 }
 
 ferry_str ferry_req_path(const ferry_req *req)
 {
+    if (!req)
+        return (ferry_str){NULL, 0};
     const char *q = memchr(req->head.target, '?', req->head.target_len);
     size_t n = q ? (size_t) (q - req->head.target) : req->head.target_len;
     return (ferry_str){req->head.target, n};
@@ -348,6 +354,8 @@ ferry_str ferry_req_path(const ferry_req *req)
 
 ferry_str ferry_req_query(const ferry_req *req)
 {
+    if (!req)
+        return (ferry_str){NULL, 0};
     const char *q = memchr(req->head.target, '?', req->head.target_len);
     if (!q)
         return (ferry_str){NULL, 0};
@@ -356,23 +364,29 @@ ferry_str ferry_req_query(const ferry_req *req)
 
 int ferry_req_version_minor(const ferry_req *req)
 {
+    if (!req)
+        return FERRY_EINVAL;
     return req->head.version_minor;
 }
 
 ferry_str ferry_req_header(const ferry_req *req, const char *name)
 {
+    if (!req || !name)
+        return (ferry_str){NULL, 0};
     const parse_field *f = parse_find_field(&req->head, name, strlen(name));
     return f ? (ferry_str){f->value, f->value_len} : (ferry_str){NULL, 0};
 }
 
 size_t ferry_req_header_count(const ferry_req *req)
 {
+    if (!req)
+        return 0;
     return req->head.nfields;
 }
 
 int ferry_req_header_at(const ferry_req *req, size_t i, ferry_str *name, ferry_str *value)
 {
-    if (i >= req->head.nfields)
+    if (!req || !name || !value || i >= req->head.nfields)
         return FERRY_EINVAL;
     const parse_field *f = &req->head.fields[i];
     *name = (ferry_str){f->name, f->name_len};
@@ -382,6 +396,8 @@ int ferry_req_header_at(const ferry_req *req, size_t i, ferry_str *name, ferry_s
 
 int ferry_req_peer(const ferry_req *req, struct sockaddr_storage *addr)
 {
+    if (!req || !addr)
+        return FERRY_EINVAL;
     server_conn *c = req->conn;
     if (!c)
         return FERRY_ENOTCONN;
@@ -401,12 +417,12 @@ int ferry_req_tls(const ferry_req *req, ferry_tls_info *info)
 
 ferry_res *ferry_req_res(ferry_req *req)
 {
-    return &req->res;
+    return req ? &req->res : NULL;
 }
 
 ferry_server *ferry_req_server(const ferry_req *req)
 {
-    return req->server;
+    return req ? req->server : NULL;
 }
 
 /* Common start of read_body / on_data: the checks, the caller's data, and
@@ -479,7 +495,7 @@ int ferry_req_read_body(ferry_req *req, uint64_t max_bytes, ferry_body_cb cb, vo
 
 int ferry_req_on_data(ferry_req *req, ferry_data_cb cb, void *data)
 {
-    if (!cb)
+    if (!req || !cb)
         return FERRY_EINVAL;
     int rc = body_start(req, MODE_STREAM, data);
     if (rc < 0)
@@ -490,6 +506,8 @@ int ferry_req_on_data(ferry_req *req, ferry_data_cb cb, void *data)
 
 void ferry_req_pause(ferry_req *req)
 {
+    if (!req)
+        return;
     req->body_paused = true;
     if (req->conn && !req->conn->in_process)
         server_conn_update_reading(req->conn);
@@ -497,7 +515,7 @@ void ferry_req_pause(ferry_req *req)
 
 void ferry_req_resume(ferry_req *req)
 {
-    if (!req->body_paused)
+    if (!req || !req->body_paused)
         return;
     req->body_paused = false;
     if (req->conn)
@@ -508,23 +526,29 @@ void ferry_req_resume(ferry_req *req)
 
 ferry_req *ferry_res_req(ferry_res *res)
 {
-    return res->req;
+    return res ? res->req : NULL;
 }
 
 void ferry_res_on_abort(ferry_res *res, ferry_abort_cb cb, void *data)
 {
+    if (!res)
+        return;
     res->req->abort_cb = cb;
     res->req->abort_data = data;
 }
 
 int ferry_res_aborted(const ferry_res *res)
 {
+    if (!res)
+        return 1; /* nothing to write to: as good as gone */
     const exchange *ex = res->req;
     return !ex->conn || server_conn_closed(ex->conn) || (ex->rflags & RF_TAKEN);
 }
 
 int ferry_res_set_status(ferry_res *res, int status)
 {
+    if (!res)
+        return FERRY_EINVAL;
     exchange *ex = res->req;
     if (status < 100 || status > 599)
         return FERRY_EINVAL;
@@ -536,9 +560,9 @@ int ferry_res_set_status(ferry_res *res, int status)
 
 static int header_common(ferry_res *res, const char *name, const char *value, bool replace)
 {
-    exchange *ex = res->req;
-    if (!name || !value)
+    if (!res || !name || !value)
         return FERRY_EINVAL;
+    exchange *ex = res->req;
     if (ex->rflags & RF_HEAD_SENT || ex->handler_done)
         return FERRY_EALREADY;
     return response_header(ex, name, value, replace);
@@ -556,6 +580,8 @@ int ferry_res_add_header(ferry_res *res, const char *name, const char *value)
 
 int ferry_res_write(ferry_res *res, const void *buf, size_t len, ferry_write_cb cb, void *data)
 {
+    if (!res || (!buf && len))
+        return FERRY_EINVAL;
     exchange *ex = res->req;
     server_conn *c = ex->conn;
     if (ex->handler_done)
@@ -598,6 +624,8 @@ static void res_finish(exchange *ex)
 
 int ferry_res_end(ferry_res *res)
 {
+    if (!res)
+        return FERRY_EINVAL;
     exchange *ex = res->req;
     if (ex->handler_done)
         return FERRY_EALREADY;
@@ -619,6 +647,8 @@ int ferry_res_end(ferry_res *res)
 int ferry_res_send(ferry_res *res, int status, const char *content_type, const void *body,
                    size_t len)
 {
+    if (!res)
+        return FERRY_EINVAL;
     exchange *ex = res->req;
     if (ex->handler_done)
         return FERRY_EALREADY;
@@ -678,9 +708,9 @@ static void offload_done(uv_work_t *w, int status)
 int ferry_res_offload(ferry_res *res, ferry_work_cb work_cb, ferry_after_work_cb after_cb,
                       void *data)
 {
-    exchange *ex = res->req;
-    if (!work_cb || !after_cb)
+    if (!res || !work_cb || !after_cb)
         return FERRY_EINVAL;
+    exchange *ex = res->req;
     if (ex->handler_done || ex->offloaded)
         return FERRY_EALREADY;
     if (!ex->server || ex->server->destroyed)

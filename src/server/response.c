@@ -187,6 +187,8 @@ int response_queue_head(exchange *ex, transport *t, response_ctx *rc, uint64_t t
 
 int response_queue_body(exchange *ex, transport *t, const void *buf, size_t len)
 {
+    if (!buf && len)
+        return FERRY_EINVAL; /* ferry_res_send's body: checked here, for both of its paths */
     if (!len || (ex->rflags & RF_NO_BODY))
         return 0;
     if ((ex->rflags & RF_HAS_CL) && ex->res_sent + len > ex->res_cl)

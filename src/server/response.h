@@ -39,7 +39,8 @@ int response_queue_head(exchange *ex, transport *t, response_ctx *rc, uint64_t t
                         const char *ctype, size_t ctype_len);
 
 /* Queue body bytes as the head framed them (chunked or not; dropped for
- * HEAD/204/304). FERRY_EINVAL past a Content-Length the handler set. */
+ * HEAD/204/304). FERRY_EINVAL past a Content-Length the handler set, or
+ * for buf NULL with len > 0. */
 int response_queue_body(exchange *ex, transport *t, const void *buf, size_t len);
 
 /* The end of a chunked body (nothing otherwise). */

@@ -115,11 +115,13 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
 
 void *ferry_server_data(const ferry_server *s)
 {
-    return s->data;
+    return s ? s->data : NULL;
 }
 
 int ferry_server_port(const ferry_server *s)
 {
+    if (!s)
+        return FERRY_EINVAL;
     for (uint32_t i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].port > 0)
             return s->listeners[i].port;
@@ -402,6 +404,8 @@ int ferry_server_set_tls(ferry_server *s, ferry_tls_context *ctx)
 
 void ferry_server_close_idle(ferry_server *s)
 {
+    if (!s)
+        return;
     list_link *l = s->set.conns.next;
     while (l != &s->set.conns) {
         list_link *next = l->next; /* closing may unlink this one */
@@ -419,6 +423,8 @@ static void on_grace_timeout(uv_timer_t *t)
 
 void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb)
 {
+    if (!s)
+        return;
     if (s->close_cb_fired) {
         /* Already closed. The callback fires once in a server's life: only
          * if none was registered when it finished (destroy, then close). */
@@ -458,6 +464,8 @@ void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_c
 
 void ferry_server_destroy(ferry_server *s)
 {
+    if (!s)
+        return;
     if (!s->closing)
         begin_closing(s);
     s->destroyed = true;
@@ -484,6 +492,8 @@ static void on_signal(uv_signal_t *h, int signum)
 
 int ferry_server_on_signals(ferry_server *s, uint64_t grace_ms)
 {
+    if (!s)
+        return FERRY_EINVAL;
     s->signal_grace_ms = grace_ms;
     if (s->signals_on)
         return 0;
@@ -520,6 +530,10 @@ int ferry_server_free(ferry_server *s)
 
 void ferry_server_stats_get_sized(const ferry_server *s, ferry_server_stats *out, size_t size)
 {
+    if (!s) { /* no server: zeros, never the caller's garbage */
+        stats_copy(out, size, &(ferry_server_stats){0}, sizeof(ferry_server_stats));
+        return;
+    }
     ferry_server_stats st = s->stats;
     st.connections_active = s->set.n;
     st.connections_idle = s->set.nidle;

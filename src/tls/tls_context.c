@@ -699,6 +699,7 @@ int ferry_tls_context_new(const ferry_tls_options *o, ferry_tls_context **out)
 
 ferry_tls_context *ferry_tls_context_ref(ferry_tls_context *ctx)
 {
+    if (!ctx) return NULL;
     atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
     return ctx;
 }

@@ -94,6 +94,7 @@ static int rotate_locked(ferry_tls_ticket_keys *k, uint64_t now)
 
 int ferry_tls_ticket_keys_new(uint64_t rotation_s, uint64_t lifetime_s, ferry_tls_ticket_keys **out)
 {
+    if (!out) return FERRY_EINVAL;
     *out = NULL;
     ferry_tls_ticket_keys *k = calloc(1, sizeof(*k));
     if (!k) return FERRY_ENOMEM;
@@ -119,6 +120,7 @@ int ferry_tls_ticket_keys_new(uint64_t rotation_s, uint64_t lifetime_s, ferry_tl
 
 ferry_tls_ticket_keys *ferry_tls_ticket_keys_ref(ferry_tls_ticket_keys *k)
 {
+    if (!k) return NULL;
     atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed);
     return k;
 }
@@ -134,6 +136,7 @@ void ferry_tls_ticket_keys_free(ferry_tls_ticket_keys *k)
 
 int ferry_tls_ticket_keys_rotate(ferry_tls_ticket_keys *k)
 {
+    if (!k) return FERRY_EINVAL;
     pthread_rwlock_wrlock(&k->lock);
     int rc = rotate_locked(k, k->clock());
     pthread_rwlock_unlock(&k->lock);
@@ -158,6 +161,8 @@ static uint64_t get_u64(const unsigned char *p)
  * endian), newest first; the count is the length's. */
 int ferry_tls_ticket_keys_export(ferry_tls_ticket_keys *k, void *buf, size_t cap, size_t *len)
 {
+    if (len) *len = 0;
+    if (!k || !len) return FERRY_EINVAL;
     pthread_rwlock_rdlock(&k->lock);
     size_t need = sizeof(export_magic) + k->n * KEY_BYTES;
     *len = need;
@@ -182,6 +187,7 @@ int ferry_tls_ticket_keys_export(ferry_tls_ticket_keys *k, void *buf, size_t cap
 int ferry_tls_ticket_keys_import(ferry_tls_ticket_keys *k, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
+    if (!k) return FERRY_EINVAL;
     if (!buf || len < sizeof(export_magic) + KEY_BYTES ||
         (len - sizeof(export_magic)) % KEY_BYTES != 0 ||
         (len - sizeof(export_magic)) / KEY_BYTES > FERRY_TLS_TICKET_KEYS_MAX ||

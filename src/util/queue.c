@@ -470,6 +470,7 @@ int ferry_queue_push(ferry_queue *q, const void *key, size_t key_len, ferry_task
 
 void ferry_queue_task_done(ferry_queue_task *t)
 {
+    if (t == NULL) return;
     ferry_queue *q = t->q;
     assert(t->state == T_RUNNING);
     qkey *k = t->key;
@@ -573,6 +574,10 @@ void ferry_queue_stats_get_sized(const ferry_queue *q, ferry_queue_stats *out, s
 {
     ferry_queue_stats all, *st = &all;
     memset(st, 0, sizeof(*st));
+    if (q == NULL) { /* no queue: zeros, never the caller's garbage */
+        stats_copy(out, size, st, sizeof(*st));
+        return;
+    }
     st->running = q->running;
     st->queued = q->queued;
     st->keys = q->nkeys;
