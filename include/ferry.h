@@ -402,6 +402,9 @@ typedef struct ferry_server_options {
                                          ferry_server_set_tls swaps them); NULL: plain HTTP */
     uint64_t tls_handshake_timeout_ms; /* a TLS handshake must end within; 10000. The
                                          headers timeout also covers handshake plus head */
+    uint64_t drain_delay_ms;          /* a close first drains this long: everything is served
+                                         as usual, ferry_server_draining() says 1 (answer
+                                         health checks 503), then the graceful close; 0 */
     FERRY_ABI_TEST_GROW_FIELDS_
 } ferry_server_options;
 
@@ -421,6 +424,28 @@ int ferry_server_listen(ferry_server *s, const char *host, int port);
 int ferry_server_listen_unix(ferry_server *s, const char *path);
 int ferry_server_port(const ferry_server *s); /* the bound TCP port, or a negative code */
 void *ferry_server_data(const ferry_server *s);
+/* Replace the data the request and close callbacks get (a group's loop
+ * start hook gives each loop its own). */
+void ferry_server_set_data(ferry_server *s, void *data);
+/* The loop the server runs on (a group's start hook makes its agent there). */
+uv_loop_t *ferry_server_loop(const ferry_server *s);
+/* Adopt a socket that already listens (systemd socket activation, a
+ * restart's inherited one): TCP or unix, any address. The server owns fd
+ * from here on, whatever the result; it may listen on several. */
+int ferry_server_listen_fd(ferry_server *s, int fd);
+/* The i-th listening socket, to hand on to a process that will accept from
+ * it too (still the server's: dup it, or clear FD_CLOEXEC in the child).
+ * FERRY_EINVAL past the last. Once asked for, a close leaves what waits in
+ * the backlog to that other process instead of accepting it. */
+int ferry_server_listener_fd(ferry_server *s, uint32_t i);
+
+/* Run fn(s, status, data) on s's loop thread — from any thread: the way in
+ * for work done elsewhere. status 0; FERRY_ECANCELED if the server closed
+ * before fn could run (fn runs once either way, then data is the caller's
+ * again). Returns 0, FERRY_ENOTCONN before the server listens, FERRY_ECLOSING
+ * once it has closed (fn will not run), FERRY_ENOMEM. s must not have been freed. */
+typedef void (*ferry_post_cb)(ferry_server *s, int status, void *data);
+int ferry_server_post(ferry_server *s, ferry_post_cb fn, void *data);
 
 /* Shutdown. All idempotent and safe from any callback.
  * close_idle: close every idle connection now (idle = no request in progress
@@ -434,6 +459,8 @@ void *ferry_server_data(const ferry_server *s);
  *   close still fires). Responses handlers still hold are aborted (their abort
  *   callbacks run) and no longer keep the close waiting; offloaded work not
  *   yet started is cancelled; work already running is waited for.
+ * draining: 1 from the moment a close began (during drain_delay_ms too):
+ *   a health check handler answers 503 then, so a balancer stops sending.
  * on_signals: SIGTERM/SIGINT → close(grace_ms); a second signal → destroy.
  *   Its watchers do not keep the loop alive and close with the server, so
  *   uv_run() returns once the close is done: free the server after it.
@@ -447,6 +474,7 @@ int ferry_server_set_tls(ferry_server *s, ferry_tls_context *ctx);
 void ferry_server_close_idle(ferry_server *s);
 void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb); /* cb may be NULL */
 void ferry_server_destroy(ferry_server *s);
+int ferry_server_draining(const ferry_server *s);
 int ferry_server_on_signals(ferry_server *s, uint64_t grace_ms);
 /* Release the server. Only after its close callback ran, or if it never
  * listened; returns FERRY_EBUSY otherwise; NULL: 0, as free(NULL). A
@@ -476,6 +504,7 @@ typedef struct ferry_server_stats {
     uint64_t tls_handshake_timeouts; /* connections closed for a slow handshake */
     uint64_t connections_shed_emfile; /* idle keep-alive connections closed to accept
                                          others when out of file descriptors */
+    int draining;                /* 1 once a close began, drain delay included */
 } ferry_server_stats;
 
 /* Fill *st (all zero for a NULL server). A macro, so that the size is the
@@ -595,6 +624,83 @@ typedef void (*ferry_work_cb)(void *data);
 typedef void (*ferry_after_work_cb)(ferry_res *res, int status, void *data);
 int ferry_res_offload(ferry_res *res, ferry_work_cb work_cb, ferry_after_work_cb after_cb,
                       void *data);
+
+/* ---- Server groups: every core ---------------------------------------------
+ *
+ * A group runs N loops on N threads, each with its own ferry_server (same
+ * options, same handler) serving the same sockets; a connection stays on the
+ * loop that accepted it, so a handler never sees another thread. Lifecycle:
+ * new → listen (and/or listen_fd) → start (or run) → ... close → wait → free.
+ * close, close_idle, destroy, post, stats and draining may be called from
+ * any thread; the rest from the thread that made the group. See
+ * docs/server.md ("Many loops").
+ */
+typedef struct ferry_group ferry_group;
+typedef void (*ferry_group_close_cb)(ferry_group *g, void *data);
+
+typedef struct ferry_group_options {
+    size_t struct_size;     /* sizeof, set by the _init macro; never by hand */
+    uint32_t loops;         /* loops (threads); 0 = one per CPU the process may use */
+    int shared_listener;    /* 0 (default): each loop its own SO_REUSEPORT socket per
+                               address, the kernel spreads connections; 1: one socket,
+                               every loop accepts from it */
+    /* On each loop's thread, before it accepts: make what the loop owns (an
+     * agent, a queue, a database handle) and give it to the loop's handlers
+     * with ferry_server_set_data(s, ...). data: the group's. Nonzero: the
+     * group does not start (ferry_group_start returns it). */
+    int (*on_loop_start)(ferry_server *s, uint32_t index, void *data);
+    /* On the loop's thread once its server has closed: close what
+     * on_loop_start made; the thread ends when the loop has nothing left. */
+    void (*on_loop_stop)(ferry_server *s, uint32_t index, void *data);
+} ferry_group_options;
+
+#define ferry_group_options_init(o) \
+    ferry_group_options_init_sized((o), sizeof(ferry_group_options))
+void ferry_group_options_init_sized(ferry_group_options *o, size_t size);
+
+/* so: the servers' options (NULL: defaults); data: what the request
+ * callback gets unless a loop's start hook replaces it. */
+int ferry_group_new(const ferry_group_options *go, const ferry_server_options *so,
+                    ferry_request_cb on_request, void *data, ferry_group **out);
+/* As ferry_server_listen, before start; port 0: one free port for all loops. */
+int ferry_group_listen(ferry_group *g, const char *host, int port);
+/* Adopt a listening socket (owned by the group from here on, whatever the
+ * result), before start: systemd's LISTEN_FDS, a restart's inherited ones. */
+int ferry_group_listen_fd(ferry_group *g, int fd);
+int ferry_group_port(const ferry_group *g); /* the TCP port, or FERRY_ENOTCONN */
+uint32_t ferry_group_loops(const ferry_group *g);
+/* The group's listening sockets, to hand on to a process that takes over
+ * (up to max in fds; returns how many there are). They stay the group's:
+ * clear FD_CLOEXEC on dups in the child. From then on a close leaves what
+ * waits in the backlog to that process. */
+int ferry_group_listener_fds(ferry_group *g, int *fds, size_t max);
+/* SIGTERM/SIGINT → ferry_group_close(grace_ms); a second → destroy. Before start. */
+int ferry_group_on_signals(ferry_group *g, uint64_t grace_ms);
+/* Start the threads; returns once every loop accepts (0) or the first
+ * failure (everything started is stopped again). */
+int ferry_group_start(ferry_group *g);
+/* Block until every loop has ended (after a close). Not from a loop's thread
+ * (FERRY_EBUSY). Returns 0, or FERRY_EBUSY if a loop's stop hook left
+ * handles open (ferry closed them). */
+int ferry_group_wait(ferry_group *g);
+/* start, then wait: for main(). */
+int ferry_group_run(ferry_group *g);
+/* As the server calls, on every loop. cb runs once, on the thread of the
+ * last loop to end, after its stop hook. */
+void ferry_group_close(ferry_group *g, uint64_t grace_ms, ferry_group_close_cb cb, void *data);
+void ferry_group_close_idle(ferry_group *g);
+void ferry_group_destroy(ferry_group *g);
+int ferry_group_draining(const ferry_group *g); /* 1 once a close began */
+/* Run fn on loop `index`'s thread (as ferry_server_post). FERRY_EINVAL past
+ * the last loop, FERRY_ENOTCONN before start, FERRY_ECLOSING once it ended. */
+int ferry_group_post(ferry_group *g, uint32_t index, ferry_post_cb fn, void *data);
+/* Summed over the loops, each loop's part at most 100 ms old (the calling
+ * loop's own part current). */
+#define ferry_group_stats_get(g, \
+    st) ferry_group_stats_get_sized((g), (st), sizeof(ferry_server_stats))
+void ferry_group_stats_get_sized(ferry_group *g, ferry_server_stats *st, size_t size);
+/* After wait (or if never started); FERRY_EBUSY otherwise. */
+int ferry_group_free(ferry_group *g);
 
 /* ---- Client ----------------------------------------------------------------
  *

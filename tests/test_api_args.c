@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include <cmocka.h>
 
 #include "ferry.h"
@@ -409,6 +411,233 @@ static void row_ferry_server_data(fx *f)
 {
     assert_null(ferry_server_data(NULL));
     assert_ptr_equal(ferry_server_data(f->server), f);
+}
+
+static void row_ferry_server_set_data(fx *f)
+{
+    ferry_server_set_data(NULL, f);
+    ferry_server_set_data(f->idle, f);
+    assert_ptr_equal(ferry_server_data(f->idle), f);
+}
+
+static void row_ferry_server_loop(fx *f)
+{
+    assert_null(ferry_server_loop(NULL));
+    assert_ptr_equal(ferry_server_loop(f->server), f->loop);
+}
+
+static void row_ferry_server_listen_fd(fx *f)
+{
+    assert_int_equal(ferry_server_listen_fd(NULL, -1), FERRY_EINVAL);
+    assert_int_equal(ferry_server_listen_fd(f->idle, -1), FERRY_EINVAL);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    close(p[1]);
+    assert_int_equal(ferry_server_listen_fd(NULL, p[0]), FERRY_EINVAL); /* and closed */
+    assert_int_equal(pipe(p), 0);
+    close(p[1]);
+    assert_int_equal(ferry_server_listen_fd(f->idle, p[0]), FERRY_EINVAL); /* not a socket */
+    assert_int_equal(ferry_server_port(f->idle), FERRY_ENOTCONN);
+}
+
+static void row_ferry_server_listener_fd(fx *f)
+{
+    assert_int_equal(ferry_server_listener_fd(NULL, 0), FERRY_EINVAL);
+    assert_int_equal(ferry_server_listener_fd(f->idle, 0), FERRY_EINVAL);
+    assert_int_equal(ferry_server_listener_fd(f->server, 999), FERRY_EINVAL);
+}
+
+static void never_posted(ferry_server *s, int status, void *data)
+{
+    (void) s;
+    (void) status;
+    ((fx *) data)->bad_calls++;
+}
+
+static void row_ferry_server_post(fx *f)
+{
+    assert_int_equal(ferry_server_post(NULL, never_posted, f), FERRY_EINVAL);
+    assert_int_equal(ferry_server_post(f->server, NULL, f), FERRY_EINVAL);
+    assert_int_equal(ferry_server_post(f->idle, never_posted, f), FERRY_ENOTCONN);
+}
+
+static void row_ferry_server_draining(fx *f)
+{
+    assert_int_equal(ferry_server_draining(NULL), 0);
+    assert_int_equal(ferry_server_draining(f->server), 0);
+}
+
+/* Groups: NULLs, and a group that never starts (no thread is made). */
+static ferry_group *idle_group(fx *f)
+{
+    ferry_group_options go;
+    ferry_group_options_init(&go);
+    go.loops = 1;
+    ferry_group *g;
+    assert_int_equal(ferry_group_new(&go, NULL, on_request_unused, f, &g), 0);
+    return g;
+}
+
+static void row_ferry_group_options_init_sized(fx *f)
+{
+    (void) f;
+    ferry_group_options_init_sized(NULL, sizeof(ferry_group_options));
+    ferry_group_options go;
+    ferry_group_options_init(&go);
+    assert_int_equal(go.loops, 0);
+}
+
+static void row_ferry_group_new(fx *f)
+{
+    ferry_group *g = (ferry_group *) f;
+    assert_int_equal(ferry_group_new(NULL, NULL, on_request_unused, f, NULL), FERRY_EINVAL);
+    assert_int_equal(ferry_group_new(NULL, NULL, NULL, f, &g), FERRY_EINVAL);
+    assert_null(g);
+    ferry_group_options go = {0}; /* no _init: struct_size 0 */
+    assert_int_equal(ferry_group_new(&go, NULL, on_request_unused, f, &g), FERRY_EINVAL);
+}
+
+static void row_ferry_group_listen(fx *f)
+{
+    assert_int_equal(ferry_group_listen(NULL, "127.0.0.1", 0), FERRY_EINVAL);
+    ferry_group *g = idle_group(f);
+    assert_int_equal(ferry_group_listen(g, "127.0.0.1", 70000), FERRY_EINVAL);
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
+static void row_ferry_group_listen_fd(fx *f)
+{
+    assert_int_equal(ferry_group_listen_fd(NULL, -1), FERRY_EINVAL);
+    ferry_group *g = idle_group(f);
+    assert_int_equal(ferry_group_listen_fd(g, -1), FERRY_EINVAL);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    close(p[1]);
+    assert_int_equal(ferry_group_listen_fd(g, p[0]), FERRY_EINVAL);
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
+static void row_ferry_group_port(fx *f)
+{
+    assert_int_equal(ferry_group_port(NULL), FERRY_ENOTCONN);
+    ferry_group *g = idle_group(f);
+    assert_int_equal(ferry_group_port(g), FERRY_ENOTCONN);
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
+static void row_ferry_group_loops(fx *f)
+{
+    assert_int_equal(ferry_group_loops(NULL), 0);
+    ferry_group *g = idle_group(f);
+    assert_int_equal(ferry_group_loops(g), 1);
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
+static void row_ferry_group_listener_fds(fx *f)
+{
+    int fds[2];
+    assert_int_equal(ferry_group_listener_fds(NULL, fds, 2), FERRY_EINVAL);
+    ferry_group *g = idle_group(f);
+    assert_int_equal(ferry_group_listener_fds(g, NULL, 2), FERRY_EINVAL);
+    assert_int_equal(ferry_group_listener_fds(g, NULL, 0), 0);
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
+static void row_ferry_group_on_signals(fx *f)
+{
+    (void) f;
+    assert_int_equal(ferry_group_on_signals(NULL, 0), FERRY_EINVAL);
+}
+
+static void row_ferry_group_start(fx *f)
+{
+    assert_int_equal(ferry_group_start(NULL), FERRY_EINVAL);
+    ferry_group *g = idle_group(f);
+    assert_int_equal(ferry_group_start(g), FERRY_ENOTCONN); /* nothing to listen on */
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
+static void row_ferry_group_wait(fx *f)
+{
+    assert_int_equal(ferry_group_wait(NULL), FERRY_EINVAL);
+    ferry_group *g = idle_group(f);
+    assert_int_equal(ferry_group_wait(g), 0); /* never started: nothing to wait for */
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
+static void row_ferry_group_run(fx *f)
+{
+    (void) f;
+    assert_int_equal(ferry_group_run(NULL), FERRY_EINVAL);
+}
+
+static int group_closes;
+
+static void group_closed_cb(ferry_group *g, void *data)
+{
+    (void) g;
+    (void) data;
+    group_closes++;
+}
+
+static void row_ferry_group_close(fx *f)
+{
+    ferry_group_close(NULL, 0, group_closed_cb, f);
+    ferry_group *g = idle_group(f);
+    ferry_group_close(g, 0, group_closed_cb, f); /* never started: closed at once */
+    ferry_group_close(g, 0, group_closed_cb, f);
+    assert_int_equal(group_closes, 1);
+    assert_int_equal(ferry_group_draining(g), 1);
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
+static void row_ferry_group_close_idle(fx *f)
+{
+    (void) f;
+    ferry_group_close_idle(NULL);
+}
+
+static void row_ferry_group_destroy(fx *f)
+{
+    ferry_group_destroy(NULL);
+    ferry_group *g = idle_group(f);
+    ferry_group_destroy(g);
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
+static void row_ferry_group_draining(fx *f)
+{
+    (void) f;
+    assert_int_equal(ferry_group_draining(NULL), 0);
+}
+
+static void row_ferry_group_post(fx *f)
+{
+    assert_int_equal(ferry_group_post(NULL, 0, never_posted, f), FERRY_EINVAL);
+    ferry_group *g = idle_group(f);
+    assert_int_equal(ferry_group_post(g, 0, NULL, f), FERRY_EINVAL);
+    assert_int_equal(ferry_group_post(g, 1, never_posted, f), FERRY_EINVAL);
+    assert_int_equal(ferry_group_post(g, 0, never_posted, f), FERRY_ENOTCONN);
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
+static void row_ferry_group_stats_get_sized(fx *f)
+{
+    ferry_server_stats st;
+    memset(&st, 0xff, sizeof(st));
+    ferry_group_stats_get_sized(NULL, &st, sizeof(st));
+    assert_int_equal(st.requests, 0);
+    ferry_group *g = idle_group(f);
+    ferry_group_stats_get_sized(g, NULL, sizeof(st));
+    ferry_group_stats_get(g, &st);
+    assert_int_equal(st.requests, 0);
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
+static void row_ferry_group_free(fx *f)
+{
+    (void) f;
+    assert_int_equal(ferry_group_free(NULL), 0);
 }
 
 static void row_ferry_server_set_tls(fx *f)
@@ -1014,6 +1243,30 @@ static const row rows[] = {
     ROW(ferry_server_listen_unix, AT_MAIN),
     ROW(ferry_server_port, AT_MAIN),
     ROW(ferry_server_data, AT_MAIN),
+    ROW(ferry_server_set_data, AT_MAIN),
+    ROW(ferry_server_loop, AT_MAIN),
+    ROW(ferry_server_listen_fd, AT_MAIN),
+    ROW(ferry_server_listener_fd, AT_MAIN),
+    ROW(ferry_server_post, AT_MAIN),
+    ROW(ferry_server_draining, AT_MAIN),
+    ROW(ferry_group_options_init_sized, AT_MAIN),
+    ROW(ferry_group_new, AT_MAIN),
+    ROW(ferry_group_listen, AT_MAIN),
+    ROW(ferry_group_listen_fd, AT_MAIN),
+    ROW(ferry_group_port, AT_MAIN),
+    ROW(ferry_group_loops, AT_MAIN),
+    ROW(ferry_group_listener_fds, AT_MAIN),
+    ROW(ferry_group_on_signals, AT_MAIN),
+    ROW(ferry_group_start, AT_MAIN),
+    ROW(ferry_group_wait, AT_MAIN),
+    ROW(ferry_group_run, AT_MAIN),
+    ROW(ferry_group_close, AT_MAIN),
+    ROW(ferry_group_close_idle, AT_MAIN),
+    ROW(ferry_group_destroy, AT_MAIN),
+    ROW(ferry_group_draining, AT_MAIN),
+    ROW(ferry_group_post, AT_MAIN),
+    ROW(ferry_group_stats_get_sized, AT_MAIN),
+    ROW(ferry_group_free, AT_MAIN),
     ROW(ferry_server_set_tls, AT_MAIN),
     ROW(ferry_server_close_idle, AT_MAIN),
     ROW(ferry_server_close, AT_MAIN),

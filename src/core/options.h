@@ -24,6 +24,7 @@
 #define REQUEST_OPTIONS_V1_SIZE     OPTIONS_SIZE_TO(ferry_request_options, max_redirects)
 #define QUEUE_OPTIONS_V1_SIZE       OPTIONS_SIZE_TO(ferry_queue_options, max_starts_per_turn)
 #define TLS_OPTIONS_V1_SIZE         OPTIONS_SIZE_TO(ferry_tls_options, client_ca_pem)
+#define GROUP_OPTIONS_V1_SIZE       OPTIONS_SIZE_TO(ferry_group_options, on_loop_stop) /* 0.2.0 */
 
 /* *_options_init_sized: the caller's struct of `size` bytes gets the first
  * `size` bytes of the defaults in `def` (def_size bytes), and struct_size.

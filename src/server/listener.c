@@ -3,6 +3,7 @@
 #include "server/listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/un.h>
@@ -70,6 +71,44 @@ int listener_bind_unix(listener *l, const char *path, uint32_t backlog)
         return -errno;
     l->is_pipe = true;
     return bind_listen(l, fd, (struct sockaddr *) &sun, sizeof(sun), backlog);
+}
+
+int listener_adopt_fd(listener *l, int fd)
+{
+    memset(l, 0, sizeof(*l));
+    l->fd = -1;
+    l->closed = true;
+    int acc = 0, type = 0;
+    socklen_t n = sizeof(acc), tn = sizeof(type);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &n) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tn) < 0 ||
+        getsockname(fd, (struct sockaddr *) &ss, &sl) < 0) {
+        int err = errno == ENOTSOCK ? FERRY_EINVAL : -errno;
+        close(fd);
+        return err;
+    }
+    if (!acc || type != SOCK_STREAM ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6 && ss.ss_family != AF_UNIX)) {
+        close(fd);
+        return FERRY_EINVAL; /* not a listening stream socket */
+    }
+    /* inherited sockets come blocking and without close-on-exec */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+        fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    l->fd = fd;
+    l->closed = false;
+    l->is_pipe = ss.ss_family == AF_UNIX;
+    if (!l->is_pipe)
+        l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port
+                                                 : ((struct sockaddr_in *) &ss)->sin_port);
+    return 0;
 }
 
 static void on_readable(uv_poll_t *p, int status, int events);

@@ -55,6 +55,9 @@ struct listener {
  * socket path. The socket is open but not yet accepting. */
 int listener_bind_tcp(listener *l, const struct sockaddr *addr, uint32_t backlog, bool reuse_port);
 int listener_bind_unix(listener *l, const char *path, uint32_t backlog);
+/* Take fd, a socket that already listens (closed on failure: FERRY_EINVAL if
+ * it is not a listening stream socket). */
+int listener_adopt_fd(listener *l, int fd);
 
 /* Start accepting on loop. */
 int listener_start(listener *l, uv_loop_t *loop, const listener_owner *owner);

@@ -20,7 +20,7 @@
 #include "core/options.h"
 #include "server/server_conn.h"
 
-#define MAX_LISTENERS 16 /* addresses one name may listen on */
+#define MAX_LISTENERS SERVER_MAX_ADDRS
 
 static void server_options_defaults(ferry_server_options *o)
 {
@@ -82,6 +82,10 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
     ferry_server *s = calloc(1, sizeof(*s));
     if (!s)
         return FERRY_ENOMEM;
+    if (uv_mutex_init(&s->mail_lock) != 0) {
+        free(s);
+        return FERRY_ENOMEM;
+    }
     s->loop = loop;
     s->opt = *o;
     if (s->opt.backlog == 0)
@@ -118,13 +122,24 @@ void *ferry_server_data(const ferry_server *s)
     return s ? s->data : NULL;
 }
 
+void ferry_server_set_data(ferry_server *s, void *data)
+{
+    if (s)
+        s->data = data;
+}
+
+uv_loop_t *ferry_server_loop(const ferry_server *s)
+{
+    return s ? s->loop : NULL;
+}
+
 int ferry_server_port(const ferry_server *s)
 {
     if (!s)
         return FERRY_EINVAL;
     for (uint32_t i = 0; i < s->nlisteners; i++)
-        if (s->listeners[i].port > 0)
-            return s->listeners[i].port;
+        if (s->listeners[i]->port > 0)
+            return s->listeners[i]->port;
     return FERRY_ENOTCONN;
 }
 
@@ -175,6 +190,62 @@ static bool on_emfile(listener *l)
     return shed > 0;
 }
 
+/* ---- posts from other threads ---- */
+
+typedef struct server_post {
+    struct server_post *next;
+    ferry_post_cb fn;
+    void *data;
+} server_post;
+
+/* Run what was posted, oldest first; status FERRY_ECANCELED once closing
+ * (then the mailbox is shut first, so nothing arrives behind). */
+static void mail_run(ferry_server *s, int status)
+{
+    uv_mutex_lock(&s->mail_lock);
+    server_post *p = s->mail_head;
+    s->mail_head = s->mail_tail = NULL;
+    if (status < 0)
+        s->mail_open = false;
+    uv_mutex_unlock(&s->mail_lock);
+    while (p) {
+        server_post *next = p->next;
+        p->fn(s, status, p->data);
+        free(p);
+        p = next;
+    }
+}
+
+static void on_mail(uv_async_t *a)
+{
+    mail_run(a->data, 0);
+}
+
+/* Allocates a post (owner: the mailbox, freed after fn ran). */
+int ferry_server_post(ferry_server *s, ferry_post_cb fn, void *data)
+{
+    if (!s || !fn)
+        return FERRY_EINVAL;
+    server_post *p = malloc(sizeof(*p));
+    if (!p)
+        return FERRY_ENOMEM;
+    *p = (server_post){NULL, fn, data};
+    uv_mutex_lock(&s->mail_lock);
+    int rc = s->mail_open ? 0 : s->started ? FERRY_ECLOSING : FERRY_ENOTCONN;
+    if (rc == 0) {
+        if (s->mail_tail)
+            s->mail_tail->next = p;
+        else
+            s->mail_head = p;
+        s->mail_tail = p;
+        uv_async_send(&s->mailbox); /* under the lock: the handle cannot be closing yet */
+    }
+    uv_mutex_unlock(&s->mail_lock);
+    if (rc < 0)
+        free(p);
+    return rc;
+}
+
 /* Lists, timers and handles exist only once the server listens, so a
  * server that never listened can be freed at once. */
 static int server_start(ferry_server *s)
@@ -196,38 +267,50 @@ static int server_start(ferry_server *s)
     s->grace_timer.data = s;
     uv_idle_init(s->loop, &s->defer);
     s->defer.data = s;
+    uv_timer_init(s->loop, &s->drain_timer);
+    s->drain_timer.data = s;
+    uv_async_init(s->loop, &s->mailbox, on_mail);
+    s->mailbox.data = s;
+    uv_unref((uv_handle_t *) &s->mailbox); /* a way in, not a reason to run */
+    uv_mutex_lock(&s->mail_lock);
+    s->mail_open = true;
+    uv_mutex_unlock(&s->mail_lock);
     s->started = true;
     return 0;
 }
 
 /* Take the bound listeners in l[0..n) (owner: the server from here on) and
- * start accepting on them. */
+ * start accepting on them, after any the server has already. Each listener
+ * is allocated alone (owner: the server, freed by ferry_server_free): its uv
+ * handles must not move once started. */
 static int server_adopt(ferry_server *s, listener *l, uint32_t n)
 {
     int rc = server_start(s);
-    listener *all = rc == 0 ? malloc(n * sizeof(*all)) : NULL;
-    if (!all) {
-        for (uint32_t i = 0; i < n; i++)
-            close(l[i].fd);
-        return rc < 0 ? rc : FERRY_ENOMEM;
+    listener **all = NULL;
+    if (rc == 0) {
+        all = realloc(s->listeners, (s->nlisteners + n) * sizeof(*all));
+        if (all)
+            s->listeners = all;
+        else
+            rc = FERRY_ENOMEM;
     }
-    memcpy(all, l, n * sizeof(*all));
-    for (uint32_t i = 0; i < n; i++) {
-        rc = listener_start(&all[i], s->loop, &s->lowner);
-        if (rc < 0) {
-            for (uint32_t k = 0; k < n; k++) /* nothing started is left behind */
-                if (k >= i)
-                    close(all[k].fd);
-            if (i == 0) {
-                free(all);
-                return rc;
-            }
-            n = i; /* the started ones close with the server */
+    uint32_t i = 0;
+    for (; rc == 0 && i < n; i++) {
+        listener *one = malloc(sizeof(*one));
+        if (!one) {
+            rc = FERRY_ENOMEM;
             break;
         }
+        *one = l[i];
+        rc = listener_start(one, s->loop, &s->lowner);
+        if (rc < 0) {
+            free(one);
+            break;
+        }
+        s->listeners[s->nlisteners++] = one; /* closes with the server */
     }
-    s->listeners = all;
-    s->nlisteners = n;
+    for (; i < n; i++) /* nothing unstarted is left behind */
+        close(l[i].fd);
     return rc;
 }
 
@@ -273,12 +356,10 @@ static int resolve_listen_host(const char *host, int port, struct sockaddr_stora
     return *n ? 0 : FERRY_EAI_NONAME;
 }
 
-int ferry_server_listen(ferry_server *s, const char *host, int port)
+int server_bind_host(const char *host, int port, uint32_t backlog, bool reuse_port, listener *ls,
+                     uint32_t *nbound)
 {
-    if (!s)
-        return FERRY_EINVAL;
-    if (s->nlisteners || s->closing)
-        return FERRY_EALREADY;
+    *nbound = 0;
     if (port < 0 || port > 65535)
         return FERRY_EINVAL;
     if (!host)
@@ -288,7 +369,6 @@ int ferry_server_listen(ferry_server *s, const char *host, int port)
     int rc = resolve_listen_host(host, port, addrs, &n);
     if (rc < 0)
         return rc;
-    listener ls[MAX_LISTENERS];
     uint32_t bound = 0;
     /* port 0 with several addresses: the first gets a free port and the rest
      * take the same one, which may be taken on their family: try again */
@@ -301,8 +381,7 @@ int ferry_server_listen(ferry_server *s, const char *host, int port)
                 ((struct sockaddr_in *) &addrs[i])->sin_port = htons(want);
             else
                 ((struct sockaddr_in6 *) &addrs[i])->sin6_port = htons(want);
-            rc = listener_bind_tcp(&ls[bound], (struct sockaddr *) &addrs[i], s->opt.backlog,
-                                   s->opt.reuse_port != 0);
+            rc = listener_bind_tcp(&ls[bound], (struct sockaddr *) &addrs[i], backlog, reuse_port);
             if (rc == 0)
                 bound++;
             else if (n == 1 || (rc != FERRY_EADDRNOTAVAIL && rc != -EAFNOSUPPORT))
@@ -320,6 +399,21 @@ int ferry_server_listen(ferry_server *s, const char *host, int port)
     }
     if (rc < 0 || bound == 0)
         return rc < 0 ? rc : FERRY_EADDRNOTAVAIL;
+    *nbound = bound;
+    return 0;
+}
+
+int ferry_server_listen(ferry_server *s, const char *host, int port)
+{
+    if (!s)
+        return FERRY_EINVAL;
+    if (s->nlisteners || s->closing)
+        return FERRY_EALREADY;
+    listener ls[SERVER_MAX_ADDRS];
+    uint32_t bound;
+    int rc = server_bind_host(host, port, s->opt.backlog, s->opt.reuse_port != 0, ls, &bound);
+    if (rc < 0)
+        return rc;
     return server_adopt(s, ls, bound);
 }
 
@@ -334,6 +428,29 @@ int ferry_server_listen_unix(ferry_server *s, const char *path)
     if (rc < 0)
         return rc;
     return server_adopt(s, &l, 1);
+}
+
+int ferry_server_listen_fd(ferry_server *s, int fd)
+{
+    if (fd < 0)
+        return FERRY_EINVAL;
+    if (!s || s->closing) {
+        close(fd);
+        return s ? FERRY_ECLOSING : FERRY_EINVAL;
+    }
+    listener l;
+    int rc = listener_adopt_fd(&l, fd);
+    if (rc < 0)
+        return rc;
+    return server_adopt(s, &l, 1);
+}
+
+int ferry_server_listener_fd(ferry_server *s, uint32_t i)
+{
+    if (!s || i >= s->nlisteners || s->listeners[i]->closed)
+        return FERRY_EINVAL;
+    s->handed_on = true;
+    return s->listeners[i]->fd;
 }
 
 /* ---- shutdown ---- */
@@ -358,7 +475,7 @@ static void begin_closing(ferry_server *s)
      * after close() returns must be refused, not left in a backlog nobody
      * accepts. */
     for (uint32_t i = 0; i < s->nlisteners; i++)
-        listener_close(&s->listeners[i], &s->closer);
+        listener_close(s->listeners[i], &s->closer);
 }
 
 /* Everything is gone: close our own handles; the user's callback runs when
@@ -369,6 +486,9 @@ static void maybe_finish(ferry_server *s)
         return;
     s->handles_closing = true;
     if (s->started) {
+        mail_run(s, FERRY_ECANCELED); /* shuts the mailbox: nothing is posted behind */
+        closer_handle(&s->closer, (uv_handle_t *) &s->mailbox);
+        closer_handle(&s->closer, (uv_handle_t *) &s->drain_timer);
         closer_handle(&s->closer, (uv_handle_t *) &s->grace_timer);
         closer_handle(&s->closer, (uv_handle_t *) &s->defer);
         timeout_list *lists[] = {&s->t_headers, &s->t_request, &s->t_keep_alive, &s->t_idle,
@@ -388,7 +508,7 @@ static void on_set_changed(conn_set *set)
     ferry_server *s = container_of(set, ferry_server, set);
     if (s->opt.max_connections && set->n < s->opt.max_connections)
         for (uint32_t i = 0; i < s->nlisteners; i++)
-            listener_resume(&s->listeners[i]); /* a slot is free */
+            listener_resume(s->listeners[i]); /* a slot is free */
     maybe_finish(s);
 }
 
@@ -421,6 +541,14 @@ static void on_grace_timeout(uv_timer_t *t)
     ferry_server_destroy(t->data);
 }
 
+static void close_now(ferry_server *s, uint64_t grace_ms);
+
+static void on_drained(uv_timer_t *t)
+{
+    ferry_server *s = t->data;
+    close_now(s, s->close_grace_ms);
+}
+
 void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb)
 {
     if (!s)
@@ -440,12 +568,33 @@ void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_c
         maybe_finish(s);
         return;
     }
+    if (s->draining)
+        return; /* the drain delay runs; the close follows it */
+    s->draining = true;
+    if (s->opt.drain_delay_ms && s->started && s->nlisteners) {
+        /* Serve a while longer, each response with Connection: close: a
+         * balancer still sending until its health check sees the 503 loses
+         * nothing, and keep-alive clients leave at a request boundary. A
+         * socket handed on stops being ours to accept from now: the other
+         * process takes the new clients, ours get the delay to speak. */
+        s->close_grace_ms = grace_ms;
+        for (uint32_t i = 0; i < s->nlisteners && s->handed_on; i++)
+            listener_pause(s->listeners[i]);
+        uv_timer_start(&s->drain_timer, on_drained, s->opt.drain_delay_ms, 0);
+        return;
+    }
+    close_now(s, grace_ms);
+}
+
+static void close_now(ferry_server *s, uint64_t grace_ms)
+{
     /* Clients already in the backlog connected before close(): take them in,
      * so a request they already sent is answered (with Connection: close)
-     * rather than reset with the listening socket. */
-    for (uint32_t i = 0; i < s->nlisteners; i++)
-        if (!s->listeners[i].paused)
-            listener_accept(&s->listeners[i], 1 << 20);
+     * rather than reset with the listening socket — unless the socket was
+     * handed on: then another process accepts them. */
+    for (uint32_t i = 0; i < s->nlisteners && !s->handed_on; i++)
+        if (!s->listeners[i]->paused)
+            listener_accept(s->listeners[i], 1 << 20);
     begin_closing(s);
     list_link *l = s->set.conns.next;
     while (l != &s->set.conns) {
@@ -466,11 +615,14 @@ void ferry_server_destroy(ferry_server *s)
 {
     if (!s)
         return;
+    s->draining = true;
     if (!s->closing)
         begin_closing(s);
     s->destroyed = true;
-    if (s->started)
+    if (s->started) {
         uv_timer_stop(&s->grace_timer);
+        uv_timer_stop(&s->drain_timer);
+    }
     list_link *l = s->set.conns.next;
     while (l != &s->set.conns) {
         list_link *next = l->next;
@@ -513,6 +665,11 @@ int ferry_server_on_signals(ferry_server *s, uint64_t grace_ms)
     return 0;
 }
 
+int ferry_server_draining(const ferry_server *s)
+{
+    return s && s->draining;
+}
+
 int ferry_server_free(ferry_server *s)
 {
     if (!s)
@@ -523,7 +680,10 @@ int ferry_server_free(ferry_server *s)
     exchange_cache_clear(s);
     transport_pool_destroy(&s->tpool);
     ferry_tls_context_free(s->tls);
+    for (uint32_t i = 0; i < s->nlisteners; i++)
+        free(s->listeners[i]);
     free(s->listeners);
+    uv_mutex_destroy(&s->mail_lock);
     free(s);
     return 0;
 }
@@ -536,14 +696,44 @@ void ferry_server_stats_get_sized(const ferry_server *s, ferry_server_stats *out
     }
     ferry_server_stats st = s->stats;
     st.connections_active = s->set.n;
+    st.draining = s->draining;
     st.connections_idle = s->set.nidle;
     st.bytes_in = s->tpool.bytes_in;
     st.bytes_out = s->tpool.bytes_out;
     for (uint32_t i = 0; i < s->nlisteners; i++) {
-        st.accept_pauses_emfile += s->listeners[i].pauses_emfile;
-        st.accept_pauses_max_connections += s->listeners[i].pauses_full;
+        st.accept_pauses_emfile += s->listeners[i]->pauses_emfile;
+        st.accept_pauses_max_connections += s->listeners[i]->pauses_full;
     }
     stats_copy(out, size, &st, sizeof(st));
+}
+
+void server_stats_add(ferry_server_stats *sum, const ferry_server_stats *x)
+{
+    /* a new field must be added here too: the size check says so */
+    _Static_assert(sizeof(ferry_server_stats) == 26 * sizeof(uint64_t),
+                   "ferry_server_stats changed: update server_stats_add");
+    uint64_t *to[] = {&sum->connections_active, &sum->connections_idle,
+                      &sum->connections_accepted, &sum->requests, &sum->bytes_in, &sum->bytes_out,
+                      &sum->timeouts_headers, &sum->timeouts_request, &sum->timeouts_keep_alive,
+                      &sum->timeouts_idle, &sum->errors_400, &sum->errors_408, &sum->errors_413,
+                      &sum->errors_414, &sum->errors_417, &sum->errors_431, &sum->errors_501,
+                      &sum->errors_505, &sum->accept_pauses_emfile,
+                      &sum->accept_pauses_max_connections, &sum->tls_handshakes,
+                      &sum->tls_resumed, &sum->tls_handshake_timeouts,
+                      &sum->connections_shed_emfile};
+    const uint64_t *from[] = {&x->connections_active, &x->connections_idle,
+                              &x->connections_accepted, &x->requests, &x->bytes_in, &x->bytes_out,
+                              &x->timeouts_headers, &x->timeouts_request, &x->timeouts_keep_alive,
+                              &x->timeouts_idle, &x->errors_400, &x->errors_408, &x->errors_413,
+                              &x->errors_414, &x->errors_417, &x->errors_431, &x->errors_501,
+                              &x->errors_505, &x->accept_pauses_emfile,
+                              &x->accept_pauses_max_connections, &x->tls_handshakes,
+                              &x->tls_resumed, &x->tls_handshake_timeouts,
+                              &x->connections_shed_emfile};
+    for (size_t i = 0; i < sizeof(to) / sizeof(to[0]); i++)
+        *to[i] += *from[i];
+    sum->closing |= x->closing;
+    sum->draining |= x->draining;
 }
 
 void(ferry_server_stats_get)(const ferry_server *s, ferry_server_stats *st)

@@ -71,7 +71,7 @@ struct ferry_server {
     ferry_request_cb on_request;
     void *data;
 
-    listener *listeners;    /* nlisteners, owned */
+    listener **listeners;   /* nlisteners, each allocated alone (its handles must not move); owned */
     uint32_t nlisteners;
     bool started;           /* timers, lists and handles below are initialised */
     listener_owner lowner;  /* this server, as the listeners' owner */
@@ -91,7 +91,18 @@ struct ferry_server {
     exchange *free_ex;      /* cached exchanges (LIFO) */
     uint32_t free_ex_count;
 
+    /* posts from other threads (ferry_server_post): a mutex-guarded FIFO and
+     * the async handle that wakes the loop for it */
+    uv_mutex_t mail_lock;
+    uv_async_t mailbox;
+    struct server_post *mail_head, *mail_tail;
+    bool mail_open;         /* guarded by mail_lock: posts are accepted */
+
     /* shutdown */
+    bool draining;          /* a close began (drain_delay_ms counts too) */
+    bool handed_on;         /* a listener fd was handed out: another process accepts too */
+    uv_timer_t drain_timer;
+    uint64_t close_grace_ms; /* the grace the close after the drain gets */
     bool closing, destroyed, close_cb_fired, handles_closing;
     closer closer;          /* the server's own handles, at the end */
     ferry_server_close_cb close_cb;
@@ -102,6 +113,17 @@ struct ferry_server {
     uint64_t signal_grace_ms;
 
     ferry_server_stats stats;
+    void *group_slot;       /* group.c's: the loop of a ferry_group this server is */
 };
+
+/* server.c, for group.c: bind and listen on every address `host` stands for
+ * (NULL: 127.0.0.1; port 0: one free port for all). ls has room for
+ * SERVER_MAX_ADDRS; on success *nbound of them hold open sockets (the
+ * caller's). */
+#define SERVER_MAX_ADDRS 16
+int server_bind_host(const char *host, int port, uint32_t backlog, bool reuse_port, listener *ls,
+                     uint32_t *nbound);
+/* The server is one loop of a group: the stats its loop publishes. */
+void server_stats_add(ferry_server_stats *sum, const ferry_server_stats *x);
 
 #endif /* FERRY_SERVER_H */

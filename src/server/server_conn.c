@@ -146,7 +146,9 @@ void server_conn_flush(server_conn *c)
 static bool decide_keep_alive(server_conn *c, exchange *ex)
 {
     ferry_server *s = c->server;
-    if (!(ex->head.flags & PARSE_F_KEEP_ALIVE) || s->closing || c->close_after || c->peer_eof ||
+    /* draining (a close began, its drain delay too): every client moves to a
+     * new connection at a request boundary, where no request can be lost */
+    if (!(ex->head.flags & PARSE_F_KEEP_ALIVE) || s->draining || c->close_after || c->peer_eof ||
         (ex->rflags & (RF_CONN_CLOSE | RF_TAKEN | RF_CLOSE_DELIM)))
         return false;
     if (s->opt.max_requests_per_connection && c->requests >= s->opt.max_requests_per_connection)
