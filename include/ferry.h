@@ -402,9 +402,17 @@ typedef struct ferry_server_options {
                                          ferry_server_set_tls swaps them); NULL: plain HTTP */
     uint64_t tls_handshake_timeout_ms; /* a TLS handshake must end within; 10000. The
                                          headers timeout also covers handshake plus head */
-    uint64_t drain_delay_ms;          /* a close first drains this long: everything is served
-                                         as usual, ferry_server_draining() says 1 (answer
-                                         health checks 503), then the graceful close; 0 */
+    uint64_t drain_delay_ms;          /* a close first drains this long: everything is still
+                                         served (with Connection: close), ferry_server_draining()
+                                         says 1 (answer health checks 503), then the graceful
+                                         close; 0 */
+    int proxy_protocol;               /* 1: every connection begins with a PROXY protocol
+                                         header (v1 or v2, read before TLS within the headers
+                                         timeout); its source is the request's peer. A missing
+                                         or malformed one closes the connection, no response; 0 */
+    const char *proxy_trusted;        /* with proxy_protocol: who may connect, e.g.
+                                         "10.0.0.0/8,::1,unix"; others are closed at once.
+                                         NULL: anyone (copied; FERRY_EINVAL if malformed) */
     FERRY_ABI_TEST_GROW_FIELDS_
 } ferry_server_options;
 
@@ -505,6 +513,8 @@ typedef struct ferry_server_stats {
     uint64_t connections_shed_emfile; /* idle keep-alive connections closed to accept
                                          others when out of file descriptors */
     int draining;                /* 1 once a close began, drain delay included */
+    uint64_t proxy_errors;       /* connections closed for a missing or malformed PROXY header */
+    uint64_t proxy_rejected;     /* connections from outside proxy_trusted, closed at once */
 } ferry_server_stats;
 
 /* Fill *st (all zero for a NULL server). A macro, so that the size is the

@@ -401,7 +401,7 @@ int ferry_req_peer(const ferry_req *req, struct sockaddr_storage *addr)
     server_conn *c = req->conn;
     if (!c)
         return FERRY_ENOTCONN;
-    return transport_peername(&c->t, addr);
+    return server_conn_peer(c, addr);
 }
 
 int ferry_req_tls(const ferry_req *req, ferry_tls_info *info)

@@ -82,7 +82,16 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
     ferry_server *s = calloc(1, sizeof(*s));
     if (!s)
         return FERRY_ENOMEM;
+    if (o->proxy_protocol && o->proxy_trusted) {
+        int rc = proxy_trust_parse(o->proxy_trusted, &s->proxy_trust);
+        if (rc < 0) {
+            free(s);
+            return rc;
+        }
+        s->proxy_trust_set = true;
+    }
     if (uv_mutex_init(&s->mail_lock) != 0) {
+        proxy_trust_free(&s->proxy_trust);
         free(s);
         return FERRY_ENOMEM;
     }
@@ -102,6 +111,7 @@ int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_reque
     if (o->tls)
         s->tls = ferry_tls_context_ref(o->tls);
     s->opt.tls = NULL; /* the reference is s->tls */
+    s->opt.proxy_trusted = NULL; /* parsed into s->proxy_trust */
     s->lowner = (listener_owner){s, on_accept, may_accept, on_emfile};
     /* The block holds the head plus room for body bytes behind it, so a head
      * at the limit never forces the buffer to move (its slices stay valid). */
@@ -684,6 +694,7 @@ int ferry_server_free(ferry_server *s)
         free(s->listeners[i]);
     free(s->listeners);
     uv_mutex_destroy(&s->mail_lock);
+    proxy_trust_free(&s->proxy_trust);
     free(s);
     return 0;
 }
@@ -710,7 +721,7 @@ void ferry_server_stats_get_sized(const ferry_server *s, ferry_server_stats *out
 void server_stats_add(ferry_server_stats *sum, const ferry_server_stats *x)
 {
     /* a new field must be added here too: the size check says so */
-    _Static_assert(sizeof(ferry_server_stats) == 26 * sizeof(uint64_t),
+    _Static_assert(sizeof(ferry_server_stats) == 28 * sizeof(uint64_t),
                    "ferry_server_stats changed: update server_stats_add");
     uint64_t *to[] = {&sum->connections_active, &sum->connections_idle,
                       &sum->connections_accepted, &sum->requests, &sum->bytes_in, &sum->bytes_out,
@@ -720,7 +731,7 @@ void server_stats_add(ferry_server_stats *sum, const ferry_server_stats *x)
                       &sum->errors_505, &sum->accept_pauses_emfile,
                       &sum->accept_pauses_max_connections, &sum->tls_handshakes,
                       &sum->tls_resumed, &sum->tls_handshake_timeouts,
-                      &sum->connections_shed_emfile};
+                      &sum->connections_shed_emfile, &sum->proxy_errors, &sum->proxy_rejected};
     const uint64_t *from[] = {&x->connections_active, &x->connections_idle,
                               &x->connections_accepted, &x->requests, &x->bytes_in, &x->bytes_out,
                               &x->timeouts_headers, &x->timeouts_request, &x->timeouts_keep_alive,
@@ -729,7 +740,8 @@ void server_stats_add(ferry_server_stats *sum, const ferry_server_stats *x)
                               &x->errors_505, &x->accept_pauses_emfile,
                               &x->accept_pauses_max_connections, &x->tls_handshakes,
                               &x->tls_resumed, &x->tls_handshake_timeouts,
-                              &x->connections_shed_emfile};
+                              &x->connections_shed_emfile, &x->proxy_errors,
+                              &x->proxy_rejected};
     for (size_t i = 0; i < sizeof(to) / sizeof(to[0]); i++)
         *to[i] += *from[i];
     sum->closing |= x->closing;

@@ -28,6 +28,7 @@
 #include "ferry.h"
 #include "server/exchange.h"
 #include "server/listener.h"
+#include "server/proxy_proto.h"
 #include "server/response.h"
 
 /* What a close must wait for: every connection gone and every exchange a
@@ -79,6 +80,8 @@ struct ferry_server {
     /* timeout lists, one per duration */
     timeout_list t_headers, t_request, t_keep_alive, t_idle, t_linger, t_handshake;
     ferry_tls_context *tls;   /* new connections speak TLS with it (a reference), or NULL */
+    proxy_trust proxy_trust;  /* opt.proxy_trusted, parsed (owned); no rules: anyone */
+    bool proxy_trust_set;
 
     transport_pool tpool;   /* the connections' read and write buffers */
     response_ctx rctx;      /* Date and Keep-Alive lines */

@@ -505,6 +505,8 @@ void server_conn_kick(server_conn *c)
 
 /* ---- transport events ---- */
 
+static bool conn_read_proxy(server_conn *c);
+
 static void on_read(transport *t, ssize_t nread)
 {
     server_conn *c = container_of(t, server_conn, t);
@@ -545,6 +547,8 @@ static void on_read(transport *t, ssize_t nread)
             return;
         }
     }
+    if (c->proxy_wait && !conn_read_proxy(c))
+        return;
     if (c->state == C_IDLE || c->state == C_NEW) {
         if (c->state == C_IDLE)
             timeout_disarm(&c->tmo); /* keep-alive over; a headers clock only if needed */
@@ -555,6 +559,58 @@ static void on_read(transport *t, ssize_t nread)
         timeout_arm(&s->t_idle, &c->tmo);
     }
     conn_process(c);
+}
+
+/* The PROXY header (proxy_proto.h), before anything else — TLS included.
+ * Returns true once it is consumed and bytes after it wait in the read
+ * buffer; false while it is incomplete, or when the connection was closed
+ * for it, or when TLS takes the bytes after it. The headers timeout, armed
+ * at accept, bounds the wait. */
+static bool conn_read_proxy(server_conn *c)
+{
+    ferry_server *s = c->server;
+    buf_block *b = c->t.rbuf;
+    proxy_header h;
+    int r = proxy_parse(b->data, b->len, &h);
+    if (r == 0)
+        return false; /* it fits in any read buffer: PROXY_V2_MAX is 2 KiB */
+    if (r < 0) {
+        /* the spec: no guessing, no answer */
+        s->stats.proxy_errors++;
+        conn_destroy(c, r);
+        return false;
+    }
+    c->proxy_wait = false;
+    if (h.has_addr) {
+        c->proxy_peer = malloc(sizeof(*c->proxy_peer)); /* owner: c, freed in on_closed */
+        if (!c->proxy_peer) {
+            conn_destroy(c, FERRY_ENOMEM);
+            return false;
+        }
+        *c->proxy_peer = h.src;
+    }
+    buf_consume(b, (size_t) r);
+    if (c->proxy_tls) {
+        /* what follows is TLS: hand it the bytes already read */
+        int rc = transport_tls_upgrade_server(&c->t, s->tls, &s->t_handshake, b->data, b->len);
+        b->len = 0;
+        transport_rbuf_release(&c->t);
+        if (rc < 0)
+            conn_destroy(c, rc);
+        else
+            server_conn_update_reading(c);
+        return false;
+    }
+    return b->len > 0;
+}
+
+int server_conn_peer(server_conn *c, struct sockaddr_storage *addr)
+{
+    if (c->proxy_peer) {
+        *addr = *c->proxy_peer;
+        return 0;
+    }
+    return transport_peername(&c->t, addr);
 }
 
 static void on_written(transport *t, int status)
@@ -600,6 +656,7 @@ static void on_closed(transport *t)
     conn_set *set = &c->server->set;
     list_remove(&c->link);
     set->n--;
+    free(c->proxy_peer);
     free(c);
     set->changed(set);
 }
@@ -711,6 +768,10 @@ void server_conn_close_idle(server_conn *c)
         conn_destroy(c, (int) n);
         return;
     }
+    if (c->proxy_wait && (n <= 0 || !conn_read_proxy(c))) {
+        conn_destroy(c, 0); /* no request of it is in: nothing to answer */
+        return;
+    }
     if (n > 0 && c->state != C_HEAD) {
         conn_set_state(c, C_HEAD);
         if (!conn_begin_request(c))
@@ -818,8 +879,34 @@ static int open_accepted_tls(transport *t, transport_pool *p, uv_loop_t *loop, v
     return transport_tls_open_server(t, p, loop, a->fd, s->tls, &s->t_handshake);
 }
 
+/* With the PROXY protocol: only trusted peers may speak (the rest are
+ * closed before a byte is read), and TLS starts after the header. */
+static int accept_proxied(ferry_server *s, uv_os_sock_t fd, bool is_pipe)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    memset(&peer, 0, sizeof(peer));
+    if (s->proxy_trust_set &&
+        (getpeername(fd, (struct sockaddr *) &peer, &len) < 0 ||
+         !proxy_trusted(&s->proxy_trust, (struct sockaddr *) &peer))) {
+        s->stats.proxy_rejected++;
+        close(fd);
+        return 0;
+    }
+    accepted a = {fd, is_pipe};
+    int rc = server_conn_open(s, open_accepted, &a);
+    if (rc == 0) {
+        server_conn *c = server_conn_from_link(s->set.conns.prev); /* the one just added */
+        c->proxy_wait = true;
+        c->proxy_tls = s->tls && !is_pipe;
+    }
+    return rc;
+}
+
 int server_conn_accept(ferry_server *s, uv_os_sock_t fd, bool is_pipe)
 {
+    if (s->opt.proxy_protocol)
+        return accept_proxied(s, fd, is_pipe);
     accepted a = {fd, is_pipe};
     return server_conn_open(s, s->tls && !is_pipe ? open_accepted_tls : open_accepted, &a);
 }

@@ -35,7 +35,13 @@ struct server_conn {
     bool peer_eof;          /* the client sent its FIN */
     bool close_after;       /* close once the current response is out */
     bool in_process;        /* inside conn_process: do not re-enter */
+    bool proxy_wait;        /* the PROXY header must come first */
+    bool proxy_tls;         /* ...and TLS after it */
+    struct sockaddr_storage *proxy_peer; /* the client the header named (owned), or NULL */
 };
+
+/* The request's peer: the PROXY header's client, else the socket's. */
+int server_conn_peer(server_conn *c, struct sockaddr_storage *addr);
 
 /* ---- for server.c ---- */
 
