@@ -481,6 +481,10 @@ int ferry_server_post(ferry_server *s, ferry_post_cb fn, void *data);
 int ferry_server_set_tls(ferry_server *s, ferry_tls_context *ctx);
 void ferry_server_close_idle(ferry_server *s);
 void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb); /* cb may be NULL */
+/* ferry_server_close with this drain delay instead of drain_delay_ms (a
+ * restart drains whatever SIGTERM does). */
+void ferry_server_drain(ferry_server *s, uint64_t drain_ms, uint64_t grace_ms,
+                        ferry_server_close_cb cb);
 void ferry_server_destroy(ferry_server *s);
 int ferry_server_draining(const ferry_server *s);
 int ferry_server_on_signals(ferry_server *s, uint64_t grace_ms);
@@ -698,6 +702,9 @@ int ferry_group_run(ferry_group *g);
 /* As the server calls, on every loop. cb runs once, on the thread of the
  * last loop to end, after its stop hook. */
 void ferry_group_close(ferry_group *g, uint64_t grace_ms, ferry_group_close_cb cb, void *data);
+/* As ferry_server_drain, on every loop. */
+void ferry_group_drain(ferry_group *g, uint64_t drain_ms, uint64_t grace_ms,
+                       ferry_group_close_cb cb, void *data);
 void ferry_group_close_idle(ferry_group *g);
 void ferry_group_destroy(ferry_group *g);
 int ferry_group_draining(const ferry_group *g); /* 1 once a close began */

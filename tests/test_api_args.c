@@ -591,6 +591,18 @@ static void row_ferry_group_close(fx *f)
     assert_int_equal(ferry_group_free(g), 0);
 }
 
+static void row_ferry_group_drain(fx *f)
+{
+    (void) f;
+    ferry_group_drain(NULL, 10, 0, group_closed_cb, NULL);
+}
+
+static void row_ferry_server_drain(fx *f)
+{
+    (void) f;
+    ferry_server_drain(NULL, 10, 0, NULL);
+}
+
 static void row_ferry_group_close_idle(fx *f)
 {
     (void) f;
@@ -1262,6 +1274,8 @@ static const row rows[] = {
     ROW(ferry_group_run, AT_MAIN),
     ROW(ferry_group_close, AT_MAIN),
     ROW(ferry_group_close_idle, AT_MAIN),
+    ROW(ferry_group_drain, AT_MAIN),
+    ROW(ferry_server_drain, AT_MAIN),
     ROW(ferry_group_destroy, AT_MAIN),
     ROW(ferry_group_draining, AT_MAIN),
     ROW(ferry_group_post, AT_MAIN),

@@ -355,7 +355,7 @@ static void *load_main(void *p)
 }
 
 /* Group a serves; its sockets go to group b (dups, as a child would get
- * them); b starts; a closes gracefully with a drain delay. A client running
+ * them); b starts; a closes gracefully after a drain (ferry_group_drain). A client running
  * all along sees no failure: a stops accepting (what waits in the backlog
  * is b's), answers each kept-alive connection's next request with
  * Connection: close, and closes only what stayed silent through the delay. */
@@ -364,10 +364,7 @@ static void handoff(bool shared)
     rig ra = {0}, rb = {0};
     ra.tag = "a";
     rb.tag = "b";
-    ferry_server_options so;
-    harness_options_init(&so);
-    so.drain_delay_ms = 200;
-    ferry_group *a = group_new(&ra, shared, &so);
+    ferry_group *a = group_new(&ra, shared, NULL);
     assert_int_equal(ferry_group_listen(a, "127.0.0.1", 0), 0);
     assert_int_equal(ferry_group_start(a), 0);
     load l = {.port = ferry_group_port(a)};
@@ -382,7 +379,7 @@ static void handoff(bool shared)
         assert_int_equal(ferry_group_listen_fd(b, dup(fds[i])), 0);
     assert_int_equal(ferry_group_port(b), l.port);
     assert_int_equal(ferry_group_start(b), 0);
-    ferry_group_close(a, 2000, on_group_closed, &ra);
+    ferry_group_drain(a, 200, 2000, on_group_closed, &ra); /* what a restart does */
     assert_int_equal(ferry_group_wait(a), 0);
     sleep_ms(150); /* b alone */
     atomic_store(&l.stop, true);

@@ -34,6 +34,7 @@
 #define STATS_PUBLISH_MS 100
 #define GROUP_MAX_FDS 128  /* sockets a group listens on (each loop polls at most these) */
 #define GROUP_MAX_LOOPS 1024
+#define DRAIN_OPTION UINT64_MAX
 
 typedef struct group_loop {
     ferry_group *g;
@@ -72,6 +73,7 @@ struct ferry_group {
     int start_rc, wait_rc;
     bool started, created_all, joined, closing, handed_on, done, close_cb_fired;
     uint64_t grace_ms;
+    uint64_t drain_ms;      /* DRAIN_OPTION: each server's drain_delay_ms */
     ferry_group_close_cb close_cb;
     void *close_data;
 };
@@ -302,12 +304,14 @@ static void on_ask(ferry_server *s, int status, void *data)
     ferry_group *g = gl->g;
     uv_mutex_lock(&g->lock);
     bool handed_on = g->handed_on;
-    uint64_t grace = g->grace_ms;
+    uint64_t grace = g->grace_ms, drain = g->drain_ms;
     uv_mutex_unlock(&g->lock);
     if (handed_on)
         s->handed_on = true; /* another process accepts from the backlog */
+    if (drain == DRAIN_OPTION)
+        drain = s->opt.drain_delay_ms;
     switch (ask) {
-    case ASK_CLOSE: ferry_server_close(s, grace, group_server_closed); break;
+    case ASK_CLOSE: ferry_server_drain(s, drain, grace, group_server_closed); break;
     case ASK_DESTROY:
         ferry_server_close(s, grace, group_server_closed); /* the callback, once */
         ferry_server_destroy(s);
@@ -339,6 +343,12 @@ static ferry_group_close_cb due_close_cb(ferry_group *g, void **cb_data)
 
 void ferry_group_close(ferry_group *g, uint64_t grace_ms, ferry_group_close_cb cb, void *data)
 {
+    ferry_group_drain(g, DRAIN_OPTION, grace_ms, cb, data);
+}
+
+void ferry_group_drain(ferry_group *g, uint64_t drain_ms, uint64_t grace_ms,
+                       ferry_group_close_cb cb, void *data)
+{
     if (!g)
         return;
     uv_mutex_lock(&g->lock);
@@ -355,6 +365,7 @@ void ferry_group_close(ferry_group *g, uint64_t grace_ms, ferry_group_close_cb c
     if (first) {
         g->closing = true;
         g->grace_ms = grace_ms;
+        g->drain_ms = drain_ms;
         if (!g->handed_on) { /* new clients are refused at once (the loops hold dups) */
             for (uint32_t i = 0; i < g->nfds; i++)
                 close(g->fds[i]);

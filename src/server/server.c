@@ -561,6 +561,13 @@ static void on_drained(uv_timer_t *t)
 
 void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_cb cb)
 {
+    if (s)
+        ferry_server_drain(s, s->opt.drain_delay_ms, grace_ms, cb);
+}
+
+void ferry_server_drain(ferry_server *s, uint64_t drain_ms, uint64_t grace_ms,
+                        ferry_server_close_cb cb)
+{
     if (!s)
         return;
     if (s->close_cb_fired) {
@@ -581,7 +588,7 @@ void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_c
     if (s->draining)
         return; /* the drain delay runs; the close follows it */
     s->draining = true;
-    if (s->opt.drain_delay_ms && s->started && s->nlisteners) {
+    if (drain_ms && s->started && s->nlisteners) {
         /* Serve a while longer, each response with Connection: close: a
          * balancer still sending until its health check sees the 503 loses
          * nothing, and keep-alive clients leave at a request boundary. A
@@ -590,7 +597,7 @@ void ferry_server_close(ferry_server *s, uint64_t grace_ms, ferry_server_close_c
         s->close_grace_ms = grace_ms;
         for (uint32_t i = 0; i < s->nlisteners && s->handed_on; i++)
             listener_pause(s->listeners[i]);
-        uv_timer_start(&s->drain_timer, on_drained, s->opt.drain_delay_ms, 0);
+        uv_timer_start(&s->drain_timer, on_drained, drain_ms, 0);
         return;
     }
     close_now(s, grace_ms);
