@@ -20,6 +20,7 @@ usage_error serve "junk after number" --keep-alive-timeout 10ms
 usage_error serve "sign before number" --max-connections +5
 usage_error serve "number overflows 64 bits" --max-body 99999999999999999999999
 usage_error serve "uint32 flag out of range" --max-requests-per-connection 4294967296
+usage_error serve "timeout above the library's 2^32-1 ms" --keep-alive-timeout 4294967296
 usage_error serve "extra positional argument" extra
 usage_error serve "value for a flag without one" --quiet=yes
 usage_error serve "host that is not an address" --host localhost
@@ -129,6 +130,13 @@ if start_server; then
 
     grep -q '"GET / HTTP/1.1" 200 12 ' "$tmp/err" && ok "access log on stderr" \
         || bad "no access log line: $(head -n 3 "$tmp/err")"
+fi
+
+# The largest timeouts the flags take are ones the library takes too (a year
+# used to pass the flag check and fail in ferry_server_new, exit 1).
+if start_server --quiet --keep-alive-timeout 4294967295 --headers-timeout 4294967295 \
+    --request-timeout 4294967295 --idle-timeout 4294967295 --shutdown-grace 4294967295; then
+    stop_server "the largest timeouts"
 fi
 
 # ---- shutdown that cannot wait ------------------------------------------------------

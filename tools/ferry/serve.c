@@ -30,9 +30,10 @@
 
 #define CMD "serve"
 
-/* Upper bounds for flag values: a timeout of a year is "never" for every
- * practical purpose, and keeps now + timeout far from overflowing. */
-#define MS_FLAG_MAX   UINT64_C(31536000000)
+/* Upper bound for millisecond flags: the library's timeouts stop at 2^32 - 1
+ * ms (49.7 days; ferry_server_new refuses more), which is "never" for every
+ * practical purpose. */
+#define MS_FLAG_MAX   UINT64_C(4294967295)
 /* /slow and /cpu: at most a minute, so a stray request cannot pin a thread
  * or hold a shutdown for long. */
 #define DEMO_MS_MAX     60000
