@@ -75,7 +75,8 @@ static void usage(FILE *out, const serve_config *d)
             "echoed back; /slow?ms=N, /cpu?ms=N and /status are special (docs/serve.md).\n"
             "\n"
             "options (--flag VALUE or --flag=VALUE; times in milliseconds; [default]):\n"
-            "  --host H                  address to listen on, IPv4 or IPv6 [%s]\n"
+            "  --host H                  address or host name to listen on (every address\n"
+            "                            a name resolves to) [%s]\n"
             "  --port P                  TCP port, 0 = any free one [%d]\n"
             "  --keep-alive-timeout MS   idle time before a keep-alive close, 0 = never [%" PRIu64
             "]\n"
@@ -140,6 +141,26 @@ static const struct opt_spec {
     {"-h", OPT_HELP, 0, 0},
 };
 
+/* An IPv4 or IPv6 literal, or what can be a host name: letters, digits, '-',
+ * '_' and '.', at most 253 bytes. Whether a name resolves is the library's
+ * to say (ferry_server_listen listens on every address it resolves to). */
+static int host_ok(const char *h)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (uv_inet_pton(AF_INET, h, addr) == 0 || uv_inet_pton(AF_INET6, h, addr) == 0)
+        return 1;
+    size_t n = strlen(h);
+    if (n == 0 || n > 253 || h[0] == '.' || h[0] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = h[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
 /* Fill cfg from argv (argv[0] is "serve"). Returns 0, or 2 after printing
  * the one line that says what is wrong. */
 static int parse_flags(int argc, char **argv, serve_config *cfg)
@@ -174,20 +195,21 @@ static int parse_flags(int argc, char **argv, serve_config *cfg)
         }
 
         uint64_t n = 0;
+        if (val && !spec->max && val[0] == '\0')
+            return usage_error(CMD, "option '%s' needs a value", spec->name);
         if (spec->max && parse_uint(val, spec->max, &n) < 0)
             return usage_error(CMD,
                                "invalid value '%s' for %s: expected an integer from 0 to %" PRIu64,
                                val, spec->name, spec->max);
         switch (spec->id) {
-        case OPT_HOST: {
-            unsigned char addr[sizeof(struct in6_addr)];
-            if (uv_inet_pton(AF_INET, val, addr) != 0 && uv_inet_pton(AF_INET6, val, addr) != 0)
+        case OPT_HOST:
+            if (!host_ok(val))
                 return usage_error(CMD,
-                                   "invalid value '%s' for %s: expected an IPv4 or IPv6 address",
+                                   "invalid value '%s' for %s: expected an IPv4 or IPv6 address "
+                                   "or a host name",
                                    val, spec->name);
             cfg->host = val;
             break;
-        }
         case OPT_PORT: cfg->port = (int) n; break;
         case OPT_KEEP_ALIVE: cfg->opts.keep_alive_timeout_ms = n; break;
         case OPT_HEADERS: cfg->opts.headers_timeout_ms = n; break;
