@@ -12,7 +12,7 @@ CTEST       := ctest --output-on-failure -j $(JOBS)
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 
-.PHONY: all build test asan fuzz bench-parse bench-server bench-client run format deps deps-bench \
+.PHONY: all build test asan fuzz bench-parse bench-server bench-client bench-tls run format deps deps-bench \
         install uninstall clean soak faults deps-faults
 
 all: build
@@ -92,6 +92,13 @@ bench-server: build deps-bench
 # undici and autocannon are installed from npm under build-bench/npm.
 bench-client: build deps-bench
 	@bench/client.sh
+
+# HTTPS: ferry serve against nginx (1 worker, the same certificates, made at run
+# time): CPU per keep-alive request and per handshake (ECDSA and RSA), memory per
+# idle TLS connection; ferry fetch against curl and Node's https.Agent, and
+# resumption with ferry bench -M 1 (about 4 minutes; see docs/benchmarks.md).
+bench-tls: build deps-bench
+	@bench/tls.sh
 
 # The frozen 0.1.0 header (tests/abi) stays byte for byte as released.
 # Reliability runs (docs/reliability.md), bounded in time. soak: SOAK_SECONDS of
