@@ -11,9 +11,11 @@
 #      µs per request (the process tree's utime+stime from /proc ÷ requests),
 #      ferry/nginx. Target ≤ 0.85.
 #   2. a new TLS connection per request: the same with -c$CLOSE_CONNS and
-#      `-H 'Connection: close'` (wrk resumes no session: every request is a full
-#      handshake), with the ECDSA P-256 and the RSA-2048 certificate. Target ≤ 1.0
-#      for both.
+#      `-H 'Connection: close'`, with the ECDSA P-256 and the RSA-2048 certificate.
+#      Target ≤ 1.0 for both. wrk keeps each connection's SSL object (SSL_clear),
+#      which resumes the session it had: these are resumed handshakes. Full ones are
+#      measured too, with STIME_PROCS `openssl s_time -new -www /` running at once
+#      (a new session every connection, an HTTP/1.0 GET each).
 #   3. bytes per idle TLS keep-alive connection: IDLE_N connections (one request
 #      each) held by bench/tls_idle; the server tree's VmRSS delta ÷ IDLE_N.
 #      Target ≤ nginx's (aim for half).
@@ -25,9 +27,10 @@
 #      resumed ≥ 90 %.
 #
 # Environment (defaults in brackets):
-#   FERRY [build/ferry]  ROUNDS [3]  DURATION seconds [5]  CLOSE_CONNS [16]
+#   FERRY [build/ferry]  ROUNDS [3]  DURATION seconds [5]  CLOSE_CONNS [16]  STIME_PROCS [2]
 #   MEM_ROUNDS [3]  IDLE_N [2000]  N [2000]  RUNS [5]  RESUME_N [200]
 #   NODE [node]  NGINX [nginx]  WRK [wrk]  HYPERFINE [hyperfine]  CURL [curl]
+#   PARTS       which parts to run [1 2 3 4]
 #   QUIET_WAIT  seconds, in all, to wait for other processes to go quiet (< 15 % of a
 #               core) before each server start and each hyperfine batch [0]
 #   RESULTS [build/bench/tls-results.md]
@@ -40,6 +43,7 @@ FERRY=${FERRY:-build/ferry}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 CLOSE_CONNS=${CLOSE_CONNS:-16}
+STIME_PROCS=${STIME_PROCS:-2}
 MEM_ROUNDS=${MEM_ROUNDS:-3}
 IDLE_N=${IDLE_N:-2000}
 N=${N:-2000}
@@ -51,6 +55,7 @@ WRK=${WRK:-wrk}
 HYPERFINE=${HYPERFINE:-hyperfine}
 CURL=${CURL:-curl}
 QUIET_WAIT=${QUIET_WAIT:-0}
+PARTS=${PARTS:-1 2 3 4}
 RESULTS=${RESULTS:-build/bench/tls-results.md}
 CONNS=64
 SERVER_CPU=1
@@ -135,11 +140,45 @@ warm_up() { # 1 s of wrk per server start, as in bench/server.sh
     run_bg timeout 30 taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d1s "$@" "$URL" >/dev/null 2>&1 || true
 }
 
+# stime_run NAME MODE ROUND: STIME_PROCS `openssl s_time -new` at once on CLIENT_CPU for
+# DURATION seconds (full handshakes, one HTTP/1.0 GET each); appends a WRK_TSV line as
+# wrk_run does (req/s = connections per second; the client's CPU in the wrk column).
+stime_run() {
+    local name=$1 mode=$2 round=$3 out=$TMP/stime.$1.$2.$3 i pids=() u0 s0 m0 t0 u1 s1 m1 t1 w0 w1
+    times >"$TMP/times0"
+    read -r u0 s0 <<<"$(tree_ticks "$SPID")"; m0=$(machine_busy_ticks); t0=$EPOCHREALTIME
+    for ((i = 0; i < STIME_PROCS; i++)); do
+        timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" openssl s_time -connect "127.0.0.1:$PORT" -new \
+            -www / -time "$DURATION" >"$out.$i" 2>&1 &
+        pids+=($!)
+        LIVE[$!]=1
+    done
+    for i in "${pids[@]}"; do wait "$i" || true; unset "LIVE[$i]"; done
+    t1=$EPOCHREALTIME; read -r u1 s1 <<<"$(tree_ticks "$SPID")"; m1=$(machine_busy_ticks)
+    times >"$TMP/times1"
+    w0=$(children_cpu_s "$TMP/times0"); w1=$(children_cpu_s "$TMP/times1")
+    cat "$out".* | awk -v name="$name" -v mode="$mode" -v round="$round" -v tck="$CLK_TCK" -v du=$((u1 - u0)) \
+        -v dc=$((u1 - u0 + s1 - s0)) -v dm=$((m1 - m0)) -v w0="$w0" -v w1="$w1" -v t0="$t0" -v t1="$t1" '
+        / connections in [0-9.]+ real seconds/ { n += $1 }
+        END {
+            wall = t1 - t0
+            if (n == 0) { printf "%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t-\t1\t0\t0\n", name, mode, round; exit }
+            srv = 100 * dc / tck / wall; cl = 100 * (w1 - w0) / wall; mach = 100 * dm / tck / wall
+            others = mach - srv - cl
+            printf "%s\t%s\t%s\t%.0f\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t-\t0\t%.2f\t%.0f\n", name, mode, round, n / wall, n,
+                dc / tck * 1e6 / n, srv, cl, mach, du / tck * 1e6 / n, others < 0 ? 0 : others
+        }' >>"$WRK_TSV"
+    tail -n 1 "$WRK_TSV" | awk -F'\t' '{ printf "  %-6s %-10s round %s: %9s conn/s  %6s µs/conn (user %s)  server %s%%  s_time %s%%  others %s%%\n", $1, $2, $3, $4, $6, $12, $7, $8, $13 }' >&2
+}
+
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+
 # ---- 1 and 2. CPU per request: keep-alive, and a handshake per request -------------------------
 WRK_TSV=$TMP/wrk.tsv
 : >"$WRK_TSV"
-note "1. keep-alive over TLS: wrk -t1 -c$CONNS -d${DURATION}s, $ROUNDS rounds"
+part 1 && note "1. keep-alive over TLS: wrk -t1 -c$CONNS -d${DURATION}s, $ROUNDS rounds"
 for ((round = 1; round <= ROUNDS; round++)); do
+    part 1 || break
     for name in $(rotate $((round - 1)) "${SERVERS[@]}"); do
         bg=$(quiet_moment)
         [ "$bg" -gt 25 ] && note "other processes use ${bg}% of a core right now: expect distorted figures"
@@ -149,8 +188,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
         stop_server
     done
 done
-note "2. a new TLS connection per request: wrk -t1 -c$CLOSE_CONNS -d${DURATION}s -H 'Connection: close', ECDSA P-256 and RSA-2048, $ROUNDS rounds"
+part 2 && note "2. a new TLS connection per request: wrk -t1 -c$CLOSE_CONNS -d${DURATION}s -H 'Connection: close' (resumed), and $STIME_PROCS openssl s_time -new (full handshakes), ECDSA P-256 and RSA-2048, $ROUNDS rounds"
 for key in ec rsa; do
+    part 2 || break
     for ((round = 1; round <= ROUNDS; round++)); do
         for name in $(rotate $((round - 1)) "${SERVERS[@]}"); do
             bg=$(quiet_moment)
@@ -159,6 +199,7 @@ for key in ec rsa; do
             warm_up -H 'Connection: close'
             wrk_run "$name" "close-$key" "$round" -t1 -c"$CLOSE_CONNS" -d"${DURATION}s" --latency \
                 -H 'Connection: close' "$URL"
+            stime_run "$name" "full-$key" "$round"
             stop_server
         done
     done
@@ -167,8 +208,9 @@ done
 # ---- 3. memory per idle TLS keep-alive connection ---------------------------------------------------
 MEM_TSV=$TMP/mem.tsv
 : >"$MEM_TSV"
-note "3. memory: $IDLE_N idle TLS keep-alive connections (one request each), $MEM_ROUNDS rounds"
+part 3 && note "3. memory: $IDLE_N idle TLS keep-alive connections (one request each), $MEM_ROUNDS rounds"
 for ((round = 1; round <= MEM_ROUNDS; round++)); do
+    part 3 || break
     for name in $(rotate $((round - 1)) "${SERVERS[@]}"); do
         start_server "$name" ec
         sleep 0.2
@@ -220,31 +262,33 @@ client_cmd() { # client_cmd NAME: the command line (hyperfine -N splits it on sp
     esac
 }
 
-start_server nginx ec
-for ((i = 0; i < N; i++)); do echo "url = \"$URL\""; done >"$TMP/urls.cfg"
-note "4. client: nginx (1 worker, ECDSA, CPU $SERVER_CPU) on $URL; clients on CPU $CLIENT_CPU"
-# Each client once, untimed, with its exit status checked: every request must succeed.
-for client in ferry curl node-https; do
-    read -r -a words <<<"$(client_cmd "$client")"
-    run_bg timeout 60 "${words[@]}" >/dev/null 2>"$TMP/check.err" ||
-        die "$client failed its check run: $(head -n 3 "$TMP/check.err")"
-done
-python3 -c 'import json,sys; d=json.loads(sys.stdin.read().splitlines()[-1]); sys.exit(0 if d["succeeded"] == int(sys.argv[1]) and d["connections_opened"] == 1 and d["tls_handshakes"] == 1 else 1)' "$N" \
-    < <("$FERRY" fetch --cacert "$CA" -n "$N" -c 1 --json "$URL") ||
-    die "ferry fetch -c 1 did not make $N requests on one TLS connection"
-note "4a. $N sequential keep-alive HTTPS GETs: $ROUNDS rounds of $RUNS runs (hyperfine)"
-for ((round = 1; round <= ROUNDS; round++)); do
-    for client in $(rotate $((round - 1)) ferry curl node-https); do
-        quiet_moment >/dev/null
-        hyperfine_run seq "$client" "$round" "$(client_cmd "$client")"
+if part 4; then
+    start_server nginx ec
+    for ((i = 0; i < N; i++)); do echo "url = \"$URL\""; done >"$TMP/urls.cfg"
+    note "4. client: nginx (1 worker, ECDSA, CPU $SERVER_CPU) on $URL; clients on CPU $CLIENT_CPU"
+    # Each client once, untimed, with its exit status checked: every request must succeed.
+    for client in ferry curl node-https; do
+        read -r -a words <<<"$(client_cmd "$client")"
+        run_bg timeout 60 "${words[@]}" >/dev/null 2>"$TMP/check.err" ||
+            die "$client failed its check run: $(head -n 3 "$TMP/check.err")"
     done
-done
-note "4b. $RESUME_N requests, each on a new TLS connection (ferry bench -M 1 -c 1), $ROUNDS rounds"
-for ((round = 1; round <= ROUNDS; round++)); do resume_run nginx "$round"; done
-stop_server
-start_server ferry ec
-for ((round = 1; round <= ROUNDS; round++)); do resume_run ferry "$round"; done
-stop_server
+    python3 -c 'import json,sys; d=json.loads(sys.stdin.read().splitlines()[-1]); sys.exit(0 if d["succeeded"] == int(sys.argv[1]) and d["connections_opened"] == 1 and d["tls_handshakes"] == 1 else 1)' "$N" \
+        < <("$FERRY" fetch --cacert "$CA" -n "$N" -c 1 --json "$URL") ||
+        die "ferry fetch -c 1 did not make $N requests on one TLS connection"
+    note "4a. $N sequential keep-alive HTTPS GETs: $ROUNDS rounds of $RUNS runs (hyperfine)"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for client in $(rotate $((round - 1)) ferry curl node-https); do
+            quiet_moment >/dev/null
+            hyperfine_run seq "$client" "$round" "$(client_cmd "$client")"
+        done
+    done
+    note "4b. $RESUME_N requests, each on a new TLS connection (ferry bench -M 1 -c 1), $ROUNDS rounds"
+    for ((round = 1; round <= ROUNDS; round++)); do resume_run nginx "$round"; done
+    stop_server
+    start_server ferry ec
+    for ((round = 1; round <= ROUNDS; round++)); do resume_run ferry "$round"; done
+    stop_server
+fi
 
 # ---- summary ------------------------------------------------------------------------------------------
 summary() {
@@ -254,7 +298,7 @@ summary() {
     echo "ferry $("$FERRY" version | head -n 1 | cut -d' ' -f2) on $("$FERRY" version | tail -n 1); nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') (1 worker), $("$WRK" -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'), $("$CURL" --version | head -n 1 | awk '{ print $1, $2 }'), node $("$NODE" --version), $("$HYPERFINE" --version)."
     echo "Servers on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU; TLS 1.3 both ways; figures: median (min–max) of $ROUNDS rounds."
     python3 bench/tls_summary.py "$WRK_TSV" "$MEM_TSV" "$WALL_TSV" "$RESUME_TSV" "$BG_LIST" \
-        "$CONNS" "$CLOSE_CONNS" "$DURATION" "$IDLE_N" "$N" "$RESUME_N"
+        "$CONNS" "$CLOSE_CONNS" "$DURATION" "$IDLE_N" "$N" "$RESUME_N" "$STIME_PROCS"
 }
 
 mkdir -p "$(dirname "$RESULTS")"

@@ -2,10 +2,11 @@
 """bench/tls_summary.py — the Markdown summary of bench/tls.sh: tables of medians
 (min–max) from its tab-separated files, every ratio ferry/peer, and the targets.
 
-  tls_summary.py WRK_TSV MEM_TSV WALL_TSV RESUME_TSV BG_LIST CONNS CLOSE_CONNS DURATION IDLE_N N RESUME_N
+  tls_summary.py WRK_TSV MEM_TSV WALL_TSV RESUME_TSV BG_LIST CONNS CLOSE_CONNS DURATION IDLE_N N RESUME_N STIME_PROCS
 
 WRK_TSV lines are bench/lib.sh's wrk_run ones (name mode round req/s requests
-server_µs/req server_% wrk_% machine_% p99_ms errors user_µs/req others_%);
+server_µs/req server_% wrk_% machine_% p99_ms errors user_µs/req others_%;
+modes keepalive, close-ec, close-rsa from wrk, full-ec, full-rsa from openssl s_time);
 MEM_TSV: name round ready rss0_kb rss1_kb closed; WALL_TSV: part client round
 seconds; RESUME_TSV: server round handshakes resumed req/s cpu_s succeeded.
 """
@@ -48,7 +49,7 @@ def verdict(ok):
 def main():
     wrk, mem, wall, resume = (rows(p) for p in sys.argv[1:5])
     bg = [float(x[0]) for x in rows(sys.argv[5])]
-    conns, close_conns, duration, idle_n, n, resume_n = sys.argv[6:12]
+    conns, close_conns, duration, idle_n, n, resume_n, stime_procs = sys.argv[6:13]
     idle_n = int(idle_n)
 
     others = [float(r[12]) for r in wrk]
@@ -70,13 +71,21 @@ def main():
     medians = {}
     modes = [("keepalive", "### 1. Keep-alive requests over TLS: wrk -t1 -c%s -d%ss" % (conns, duration)),
              ("close-ec", "### 2. A new TLS connection per request, ECDSA P-256: wrk -t1 -c%s -d%ss -H 'Connection: close'" % (close_conns, duration)),
-             ("close-rsa", "### 2. A new TLS connection per request, RSA-2048: wrk -t1 -c%s -d%ss -H 'Connection: close'" % (close_conns, duration))]
+             ("close-rsa", "### 2. A new TLS connection per request, RSA-2048: wrk -t1 -c%s -d%ss -H 'Connection: close'" % (close_conns, duration)),
+             ("full-ec", "### 2. A full handshake per request, ECDSA P-256: %s × `openssl s_time -new -www / -time %s`" % (stime_procs, duration)),
+             ("full-rsa", "### 2. A full handshake per request, RSA-2048: %s × `openssl s_time -new -www / -time %s`" % (stime_procs, duration))]
     for mode, title in modes:
         names = [x for x in ("ferry", "nginx") if col(x, mode, 3)]
         if not names:
             continue
         print(title)
         print()
+        if mode.startswith("close"):
+            print("wrk keeps each connection's SSL object (`SSL_clear`), so every connection but the first resumes the session of the one before: these are resumed handshakes (ECDHE, no signature), which is why the certificate's key type hardly matters here.")
+            print()
+        if mode.startswith("full"):
+            print("`-new`: no session is reused, so every connection is a full handshake with a signature by the server's key; req/s is connections per second, and the wrk column is s_time's CPU.")
+            print()
         print("| server | req/s | server CPU µs/req | of which user µs/req | server CPU % | wrk CPU % | other processes CPU % | p99 ms | errors |")
         print("|---|---|---|---|---|---|---|---|---|")
         for name in names:
@@ -151,8 +160,10 @@ def main():
             print("| %s ≤ %.2f× nginx | %.2f µs vs %.2f µs = **%.3f×** (req/s: %.2f×) | %s |" % (label, target, f, g, r, rps, verdict(r <= target)))
 
     us_ratio("keepalive", "keep-alive over TLS: server CPU per request", 0.85)
-    us_ratio("close-ec", "a handshake per request, ECDSA P-256: server CPU per request", 1.0)
-    us_ratio("close-rsa", "a handshake per request, RSA-2048: server CPU per request", 1.0)
+    us_ratio("close-ec", "a handshake per request (wrk, resumed), ECDSA P-256: server CPU per request", 1.0)
+    us_ratio("close-rsa", "a handshake per request (wrk, resumed), RSA-2048: server CPU per request", 1.0)
+    us_ratio("full-ec", "a full handshake per request (s_time -new), ECDSA P-256: server CPU", 1.0)
+    us_ratio("full-rsa", "a full handshake per request (s_time -new), RSA-2048: server CPU", 1.0)
     f, g = medians.get(("ferry", "mem")), medians.get(("nginx", "mem"))
     if f is not None and g:
         print("| bytes per idle TLS connection ≤ nginx's (aim: half) | %.0f vs %.0f bytes = **%.3f×** | %s%s |" % (
