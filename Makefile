@@ -96,7 +96,7 @@ bench-client: build deps-bench
 # HTTPS: ferry serve against nginx (1 worker, the same certificates, made at run
 # time): CPU per keep-alive request and per handshake (ECDSA and RSA), memory per
 # idle TLS connection; ferry fetch against curl and Node's https.Agent, and
-# resumption with ferry bench -M 1 (about 4 minutes; see docs/benchmarks.md).
+# resumption with ferry bench -M 1 (about 6 minutes; see docs/benchmarks.md).
 bench-tls: build deps-bench
 	@bench/tls.sh
 
