@@ -208,7 +208,8 @@ static int host_ok(const char *h)
 }
 
 /* --tls-sni NAME=CERT,KEY: NAME up to the first '=', KEY after the last ','
- * (a path may hold '=' or ','; a name never does). The library checks NAME. */
+ * (a path may hold '=' or ','; a name never does). The library checks NAME.
+ * The three are cut from one copy of val (owner: cfg, freed by config_free). */
 static int add_sni(serve_config *cfg, const char *val)
 {
     if (cfg->nsni == MAX_SNI)
@@ -826,7 +827,9 @@ static int start_server(uv_loop_t *loop, const serve_config *cfg, ferry_tls_cont
     return 0;
 }
 
-/* The server's whole life on a loop of its own; returns the exit status. */
+/* The server's whole life on a loop of its own; returns the exit status.
+ * With TLS it owns the ticket keys every context shares, and its own
+ * reference on the first context until the server took one. */
 static int serve_run(const serve_config *cfg, serve_app *app)
 {
     uv_loop_t loop;
