@@ -12,8 +12,9 @@ CTEST       := ctest --output-on-failure -j $(JOBS)
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 
-.PHONY: all build build-tests test asan fuzz bench-parse bench-server bench-client bench-restart \
-        bench-haproxy run format deps deps-bench install uninstall clean soak faults deps-faults
+.PHONY: all build build-tests test asan fuzz bench-parse bench-server bench-client bench-tls \
+        bench-restart bench-haproxy run format deps deps-bench install uninstall clean soak faults \
+        deps-faults
 
 all: build
 
@@ -107,6 +108,13 @@ bench-restart: build deps-bench
 # (about 2 minutes; DURATION, SIDES: see the script's header).
 bench-haproxy: build deps-bench
 	@bench/haproxy_rolling.sh
+
+# HTTPS: ferry serve against nginx (1 worker, the same certificates, made at run
+# time): CPU per keep-alive request and per handshake (ECDSA and RSA), memory per
+# idle TLS connection; ferry fetch against curl and Node's https.Agent, and
+# resumption with ferry bench -M 1 (about 6 minutes; see docs/benchmarks.md).
+bench-tls: build deps-bench
+	@bench/tls.sh
 
 # The frozen 0.1.0 header (tests/abi) stays byte for byte as released.
 # Reliability runs (docs/reliability.md), bounded in time. soak: SOAK_SECONDS of

@@ -163,22 +163,7 @@ client_cmd() { # client_cmd NAME CONC: the command line (hyperfine -N splits it 
 
 # run_wall PART CLIENT CONC ROUND: RUNS timed runs (plus one warm-up) of the whole process.
 run_wall() {
-    local part=$1 client=$2 conc=$3 round=$4 cmd json=$TMP/hf.$1.$2.$4.json
-    cmd=$(client_cmd "$client" "$conc")
-    if ! run_bg timeout 300 taskset -c "$CLIENT_CPU" "$HYPERFINE" -N --runs "$RUNS" --warmup 1 --style none \
-        --export-json "$json" "$cmd" >"$TMP/hf.out" 2>&1; then
-        cat "$TMP/hf.out" >&2
-        die "$client failed: $cmd"
-    fi
-    python3 -c '
-import json, sys
-for t in json.load(open(sys.argv[1]))["results"][0]["times"]:
-    print("%s\t%s\t%s\t%.6f" % (sys.argv[2], sys.argv[3], sys.argv[4], t))' "$json" "$part" "$client" "$round" >>"$WALL_TSV"
-    python3 -c '
-import json, sys
-r = json.load(open(sys.argv[1]))["results"][0]
-print("  %-9s %-6s round %s: median %.1f ms (%.1f–%.1f) = %.0f req/s" % (sys.argv[2], sys.argv[3], sys.argv[4], r["median"] * 1e3, r["min"] * 1e3, r["max"] * 1e3, int(sys.argv[5]) / r["median"]))' \
-        "$json" "$client" "$part" "$round" "$N" >&2
+    hyperfine_run "$1" "$2" "$4" "$(client_cmd "$2" "$3")"
 }
 
 # Each client once, untimed, with its exit status checked: every request must succeed.

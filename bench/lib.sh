@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# bench/lib.sh — what bench/client.sh and bench/server.sh share: process
-# bookkeeping and clean-up, free ports, nginx's config, /proc readings and the
-# wait for a quiet machine. Sourced, never run; one copy so the two benchmarks
-# measure and clean up the same way.
+# bench/lib.sh — what bench/client.sh, bench/server.sh and bench/tls.sh share:
+# process bookkeeping and clean-up, waiting for processes, free ports, nginx's
+# config (plain or HTTPS), /proc readings, one measured wrk run and the wait for
+# a quiet machine. Sourced, never run; one copy so the benchmarks measure and
+# clean up the same way.
 #
 # The script sets BENCH (client or server: names the temp dir and messages)
 # and QUIET_WAIT before sourcing this, and NOFILE before write_nginx_conf.
@@ -58,6 +59,117 @@ run_bg() {
     return "$st"
 }
 
+# ---- waiting for processes -----------------------------------------------------------
+# wait_for COND_CMD SECONDS: poll every 20 ms.
+wait_for() {
+    local cond=$1 limit=$2 i
+    for ((i = 0; i < limit * 50; i++)); do
+        eval "$cond" && return 0
+        sleep 0.02
+    done
+    return 1
+}
+
+alive() { # running and not a zombie
+    local st
+    st=$(awk '{ sub(/.*\) /, ""); print $1 }' /proc/"$1"/stat 2>/dev/null || true)
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+
+# wait_exit PID LIMIT_S: reap the server; SIGKILL it (and its children) if it is
+# still there after LIMIT_S. Sets EXIT_STATUS and KILLED (1 when the watchdog fired).
+wait_exit() {
+    local pid=$1 limit=$2 wd
+    (
+        sleep "$limit" &
+        s=$!
+        trap 'kill $s 2>/dev/null; exit 0' TERM
+        wait $s
+        for c in $(children_of "$pid"); do kill -KILL "$c" 2>/dev/null; done
+        kill -KILL "$pid" 2>/dev/null
+        : >"$TMP/watchdog.fired"
+    ) &
+    wd=$!
+    rm -f "$TMP/watchdog.fired"
+    EXIT_STATUS=0
+    wait "$pid" || EXIT_STATUS=$?
+    kill -TERM "$wd" 2>/dev/null || true
+    wait "$wd" 2>/dev/null || true
+    KILLED=0
+    [ -e "$TMP/watchdog.fired" ] && KILLED=1
+    unset "LIVE[$pid]"
+}
+
+tree_rss_kb() { # VmRSS (KiB) of the process and its children
+    local p sum=0 r
+    for p in $(tree_pids "$1"); do
+        r=$(awk '/^VmRSS:/ { print $2 }' /proc/"$p"/status 2>/dev/null || echo 0)
+        sum=$((sum + ${r:-0}))
+    done
+    echo "$sum"
+}
+
+# ---- one measured wrk run ---------------------------------------------------------------
+# wrk_run NAME MODE ROUND WRK_ARGS...: `wrk WRK_ARGS` on CLIENT_CPU against the server
+# SPID (DURATION seconds, 30 s of slack); appends one line to WRK_TSV, tab-separated:
+#   name mode round req/s requests server_µs/req server_% wrk_% machine_% p99_ms errors
+#   user_µs/req others_%
+# (server CPU from /proc of SPID's tree; wrk's from bash's `times`; p99 "-" for
+# MODE pipelined, where wrk times batches) and a progress line on stderr.
+wrk_run() {
+    local name=$1 mode=$2 round=$3 out=$TMP/wrk.$1.$2.$3
+    shift 3
+    local u0 s0 m0 w0 t0 u1 s1 m1 w1 t1
+    times >"$TMP/times0"
+    read -r u0 s0 <<<"$(tree_ticks "$SPID")"; m0=$(machine_busy_ticks); t0=$EPOCHREALTIME
+    run_bg timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" "$WRK" "$@" >"$out" 2>&1 || true
+    t1=$EPOCHREALTIME; read -r u1 s1 <<<"$(tree_ticks "$SPID")"; m1=$(machine_busy_ticks)
+    times >"$TMP/times1"
+    w0=$(children_cpu_s "$TMP/times0"); w1=$(children_cpu_s "$TMP/times1")
+    awk -v name="$name" -v mode="$mode" -v round="$round" -v tck="$CLK_TCK" \
+        -v du=$((u1 - u0)) -v dc=$((u1 - u0 + s1 - s0)) -v dm=$((m1 - m0)) -v w0="$w0" -v w1="$w1" -v t0="$t0" -v t1="$t1" '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        / requests in / { reqs = $1 }
+        /^Requests\/sec:/ { rps = $2 }
+        /Socket errors:/ { gsub(/,/, ""); errs += $4 + $6 + $8 + $10 }
+        /Non-2xx or 3xx responses:/ { errs += $5 }
+        $1 == "99%" { p99 = ms($2) }
+        END {
+            wall = t1 - t0
+            if (reqs == 0) { printf "%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t-\t1\t0\t0\n", name, mode, round; exit }
+            cpu_s = dc / tck
+            srv = 100 * cpu_s / wall; wrk = 100 * (w1 - w0) / wall; mach = 100 * dm / tck / wall
+            others = mach - srv - wrk
+            printf "%s\t%s\t%s\t%.0f\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%s\t%d\t%.2f\t%.0f\n", name, mode, round, rps, reqs,
+                cpu_s * 1e6 / reqs, srv, wrk, mach,
+                (mode != "pipelined" && p99 != "") ? sprintf("%.2f", p99) : "-", errs, du / tck * 1e6 / reqs, others < 0 ? 0 : others
+        }' "$out" >>"$WRK_TSV"
+    tail -n 1 "$WRK_TSV" | awk -F'\t' '{ printf "  %-6s %-10s round %s: %9s req/s  %6s µs/req (user %s)  server %s%%  wrk %s%%  others %s%%  errors %s\n", $1, $2, $3, $4, $6, $12, $7, $8, $13, $11 }' >&2
+}
+
+
+# ---- wall time of a whole process ---------------------------------------------------------
+# hyperfine_run PART CLIENT ROUND CMD: RUNS timed runs (plus one warm-up) of CMD on
+# CLIENT_CPU (hyperfine -N: no shell, CMD split on spaces); appends one line per run
+# to WALL_TSV, "PART CLIENT ROUND seconds", and a progress line with N / median req/s.
+hyperfine_run() {
+    local part=$1 client=$2 round=$3 cmd=$4 json=$TMP/hf.$1.$2.$3.json
+    if ! run_bg timeout 300 taskset -c "$CLIENT_CPU" "$HYPERFINE" -N --runs "$RUNS" --warmup 1 --style none \
+        --export-json "$json" "$cmd" >"$TMP/hf.out" 2>&1; then
+        cat "$TMP/hf.out" >&2
+        die "$client failed: $cmd"
+    fi
+    python3 -c '
+import json, sys
+for t in json.load(open(sys.argv[1]))["results"][0]["times"]:
+    print("%s\t%s\t%s\t%.6f" % (sys.argv[2], sys.argv[3], sys.argv[4], t))' "$json" "$part" "$client" "$round" >>"$WALL_TSV"
+    python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+print("  %-9s %-6s round %s: median %.1f ms (%.1f–%.1f) = %.0f req/s" % (sys.argv[2], sys.argv[3], sys.argv[4], r["median"] * 1e3, r["min"] * 1e3, r["max"] * 1e3, int(sys.argv[5]) / r["median"]))' \
+        "$json" "$client" "$part" "$round" "$N" >&2
+}
+
 # ---- ports and nginx -----------------------------------------------------------------
 port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 
@@ -78,7 +190,12 @@ free_port() {
     die "no free port found"
 }
 
-write_nginx_conf() { # write_nginx_conf DIR PORT
+write_nginx_conf() { # write_nginx_conf DIR PORT [CERT KEY]: with CERT and KEY, HTTPS only
+    local listen="listen 127.0.0.1:$2;" tls=""
+    if [ $# -ge 4 ]; then
+        listen="listen 127.0.0.1:$2 ssl;"
+        tls="ssl_certificate $3; ssl_certificate_key $4; ssl_protocols TLSv1.2 TLSv1.3;"
+    fi
     mkdir -p "$1"
     cat >"$1/nginx.conf" <<EOF
 # 1 worker, return 200 "hello, world", no access log, keep-alive never ends by count
@@ -99,7 +216,8 @@ http {
     keepalive_requests 1000000000;
     keepalive_timeout 300s;
     server {
-        listen 127.0.0.1:$2;
+        $listen
+        $tls
         location / {
             default_type text/plain;
             return 200 "hello, world";

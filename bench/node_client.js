@@ -3,7 +3,11 @@
 // would run it).
 //
 //   node bench/node_client.js http   URL N CONC   http.Agent({keepAlive: true, maxSockets: CONC})
+//   node bench/node_client.js https  URL N CONC   https.Agent({keepAlive: true, maxSockets: CONC})
 //   node bench/node_client.js undici URL N CONC   undici Pool({connections: CONC}), pool.request()
+//
+// https verifies as Node does by default: a private CA comes through
+// NODE_EXTRA_CA_CERTS (bench/tls.sh sets it).
 //
 // undici comes from npm (bench/client.sh installs it under build-bench/npm and
 // sets NODE_PATH). Bodies are read and dropped. Exit status 1 if any request
@@ -13,8 +17,8 @@
 const [mode, url, nArg, concArg] = process.argv.slice(2);
 const n = Number(nArg);
 const conc = Number(concArg);
-if (!['http', 'undici'].includes(mode) || !url || !(n > 0) || !(conc > 0)) {
-  process.stderr.write('usage: node node_client.js http|undici URL N CONC\n');
+if (!['http', 'https', 'undici'].includes(mode) || !url || !(n > 0) || !(conc > 0)) {
+  process.stderr.write('usage: node node_client.js http|https|undici URL N CONC\n');
   process.exit(2);
 }
 
@@ -39,8 +43,8 @@ function done(ok) {
 let one;
 let close = () => {};
 
-if (mode === 'http') {
-  const http = require('http');
+if (mode === 'http' || mode === 'https') {
+  const http = require(mode);
   const agent = new http.Agent({ keepAlive: true, maxSockets: conc });
   one = () => {
     started++;

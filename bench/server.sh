@@ -98,22 +98,6 @@ if [ ! -x "$IDLE_CONNS" ] || [ bench/idle_conns.c -nt "$IDLE_CONNS" ]; then
 fi
 
 # ---- starting and stopping servers ------------------------------------------------
-# wait_for COND_CMD SECONDS: poll every 20 ms.
-wait_for() {
-    local cond=$1 limit=$2 i
-    for ((i = 0; i < limit * 50; i++)); do
-        eval "$cond" && return 0
-        sleep 0.02
-    done
-    return 1
-}
-
-alive() { # running and not a zombie
-    local st
-    st=$(awk '{ sub(/.*\) /, ""); print $1 }' /proc/"$1"/stat 2>/dev/null || true)
-    [ -n "$st" ] && [ "$st" != Z ]
-}
-
 # start_server NAME: starts it pinned on SERVER_CPU; sets SPID and PORT. A server
 # that dies before it is ready (its port was taken meanwhile) is tried again on
 # another port, three times in all.
@@ -152,42 +136,9 @@ start_server() {
     die "$name did not start"
 }
 
-# wait_exit PID LIMIT_S: reap the server; SIGKILL it (and its children) if it is
-# still there after LIMIT_S. Sets EXIT_STATUS and KILLED (1 when the watchdog fired).
-wait_exit() {
-    local pid=$1 limit=$2 wd
-    (
-        sleep "$limit" &
-        s=$!
-        trap 'kill $s 2>/dev/null; exit 0' TERM
-        wait $s
-        for c in $(children_of "$pid"); do kill -KILL "$c" 2>/dev/null; done
-        kill -KILL "$pid" 2>/dev/null
-        : >"$TMP/watchdog.fired"
-    ) &
-    wd=$!
-    rm -f "$TMP/watchdog.fired"
-    EXIT_STATUS=0
-    wait "$pid" || EXIT_STATUS=$?
-    kill -TERM "$wd" 2>/dev/null || true
-    wait "$wd" 2>/dev/null || true
-    KILLED=0
-    [ -e "$TMP/watchdog.fired" ] && KILLED=1
-    unset "LIVE[$pid]"
-}
-
 stop_server() { # stop_server NAME: a fast stop between measurements
     kill_tree "$SPID" TERM
     wait_exit "$SPID" 5
-}
-
-tree_rss_kb() { # VmRSS (KiB) of the process and its children
-    local p sum=0 r
-    for p in $(tree_pids "$1"); do
-        r=$(awk '/^VmRSS:/ { print $2 }' /proc/"$p"/status 2>/dev/null || echo 0)
-        sum=$((sum + ${r:-0}))
-    done
-    echo "$sum"
 }
 
 # ---- 1. throughput -------------------------------------------------------------------
@@ -196,38 +147,13 @@ WRK_TSV=$TMP/wrk.tsv
 
 # run_wrk NAME MODE ROUND: one timed wrk run against the running server.
 run_wrk() {
-    local name=$1 mode=$2 round=$3 out=$TMP/wrk.$1.$2.$3 script=() extra=()
-    if [ "$mode" = pipelined ]; then
+    local script=() extra=()
+    if [ "$2" = pipelined ]; then
         script=(-s bench/pipeline.lua)
         extra=(-- "$DEPTH")
     fi
-    local u0 s0 m0 w0 t0 u1 s1 m1 w1 t1
-    times >"$TMP/times0"
-    read -r u0 s0 <<<"$(tree_ticks "$SPID")"; m0=$(machine_busy_ticks); t0=$EPOCHREALTIME
-    run_bg timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d"${DURATION}s" --latency \
-        "${script[@]}" "http://127.0.0.1:$PORT/" "${extra[@]}" >"$out" 2>&1 || true
-    t1=$EPOCHREALTIME; read -r u1 s1 <<<"$(tree_ticks "$SPID")"; m1=$(machine_busy_ticks)
-    times >"$TMP/times1"
-    w0=$(children_cpu_s "$TMP/times0"); w1=$(children_cpu_s "$TMP/times1")
-    awk -v name="$name" -v mode="$mode" -v round="$round" -v tck="$CLK_TCK" \
-        -v du=$((u1 - u0)) -v dc=$((u1 - u0 + s1 - s0)) -v dm=$((m1 - m0)) -v w0="$w0" -v w1="$w1" -v t0="$t0" -v t1="$t1" '
-        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-        / requests in / { reqs = $1 }
-        /^Requests\/sec:/ { rps = $2 }
-        /Socket errors:/ { gsub(/,/, ""); errs += $4 + $6 + $8 + $10 }
-        /Non-2xx or 3xx responses:/ { errs += $5 }
-        $1 == "99%" { p99 = ms($2) }
-        END {
-            wall = t1 - t0
-            if (reqs == 0) { printf "%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t-\t1\t0\t0\n", name, mode, round; exit }
-            cpu_s = dc / tck
-            srv = 100 * cpu_s / wall; wrk = 100 * (w1 - w0) / wall; mach = 100 * dm / tck / wall
-            others = mach - srv - wrk
-            printf "%s\t%s\t%s\t%.0f\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%s\t%d\t%.2f\t%.0f\n", name, mode, round, rps, reqs,
-                cpu_s * 1e6 / reqs, srv, wrk, mach,
-                (mode == "plain" && p99 != "") ? sprintf("%.2f", p99) : "-", errs, du / tck * 1e6 / reqs, others < 0 ? 0 : others
-        }' "$out" >>"$WRK_TSV"
-    tail -n 1 "$WRK_TSV" | awk -F'\t' '{ printf "  %-6s %-9s round %s: %9s req/s  %6s µs/req (user %s)  server %s%%  wrk %s%%  others %s%%  errors %s\n", $1, $2, $3, $4, $6, $12, $7, $8, $13, $11 }' >&2
+    wrk_run "$1" "$2" "$3" -t1 -c"$CONNS" -d"${DURATION}s" --latency "${script[@]}" \
+        "http://127.0.0.1:$PORT/" "${extra[@]}"
 }
 
 note "throughput: wrk -t1 -c$CONNS -d${DURATION}s, plain and $DEPTH pipelined, $ROUNDS rounds (servers: ${SERVER_LIST[*]})"

@@ -15,9 +15,10 @@
 set -euo pipefail
 
 # binutils: ld -r and objcopy build libferry.a; man-db (groff-base with it):
-# the test that renders the man pages.
+# the test that renders the man pages; openssl (the command): the shell tests'
+# and bench/tls.sh's certificates (tests/support/make_certs.sh).
 pkgs=(cmake make gcc binutils pkg-config libuv1-dev libssl-dev libcmocka-dev libpsl-dev clang curl
-      python3 man-db groff-base)
+      python3 man-db groff-base openssl)
 want_bench=0
 want_faults=0
 for arg in "$@"; do
@@ -36,10 +37,10 @@ if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>
     for m in libuv openssl cmocka libpsl; do
         pkg-config --exists "$m" 2>/dev/null || missing+=("$m")
     done
-    for c in cmake cc clang objcopy man groff; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+    for c in cmake cc clang objcopy man groff openssl; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "ferry: missing ${missing[*]}; install libuv (>= 1.44), OpenSSL 3, cmocka, libpsl, cmake (>= 3.20)," \
-             "pkg-config, clang, binutils, man and groff with your package manager" >&2
+             "pkg-config, clang, binutils, man, groff and the openssl command with your package manager" >&2
         exit 1
     fi
     exit 0

@@ -102,6 +102,8 @@ run f1 fetch -n 20 -c 1 --json "$base/"
 check f1 "fetch --json has the documented keys" "$has_keys"
 check f1 "fetch -n 20 -c 1: 20 requests, one socket, 19 reuses" \
     'd["requests"] == 20 and d["succeeded"] == 20 and d["failed"] == 0 and d["errors"] == {} and d["status"] == {"200": 20} and d["connections_opened"] == 1 and d["sockets_reused"] == 19'
+check f1 "fetch over plain HTTP: no TLS handshakes, no first error" \
+    'd["tls_handshakes"] == 0 and d["tls_resumed"] == 0 and d["first_error"] is None'
 check f1 "fetch latency percentiles are ordered" \
     '0 < d["latency_us"]["p50"] <= d["latency_us"]["p90"] <= d["latency_us"]["p99"] <= d["latency_us"]["p999"] <= d["latency_us"]["max"]'
 [ "$(wc -l <"$tmp/f1.out")" = 1 ] && ok "fetch --json: one line, nothing else on stdout" || bad "fetch --json stdout: $(cat "$tmp/f1.out")"
@@ -141,6 +143,8 @@ run f7 fetch --json --retries 0 -n 3 "http://127.0.0.1:$dead/"
 [ "$rc" = 1 ] && ok "fetch refused: exit 1" || bad "fetch refused: exit $rc"
 check f7 "fetch refused: kind connect, ECONNREFUSED, no retries" \
     'd["errors"] == {"connect": 3} and d["error_codes"] == {"ECONNREFUSED": 3} and d["retries"] == 0 and d["latency_us"]["max"] == 0'
+check f7 "fetch refused: the first error names the code and the URL" \
+    'd["first_error"] == {"code": "ECONNREFUSED", "message": "connection refused", "url": "http://127.0.0.1:%d/" % '"$dead"'}'
 run f8 fetch --json --retries 2 "http://127.0.0.1:$dead/"
 check f8 "fetch --retries 2: two retries counted" 'd["retries"] == 2 and d["failed"] == 1'
 

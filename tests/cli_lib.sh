@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# tests/cli_lib.sh — what tests/cli_client.sh and tests/cli_serve.sh share:
+# tests/cli_lib.sh — what tests/cli_client.sh, cli_serve.sh and cli_tls.sh share:
 # a temp dir removed on exit, ok/bad reporting, the usage check, and a
 # `ferry serve --port 0` started and stopped with every wait bounded.
 # Sourced, never run. The script sets ferry (the binary) first; it ends with
@@ -35,8 +35,9 @@ usage_error() {
 }
 
 # start_server ARGS...: starts `ferry serve --port 0 ARGS...` and sets pid and
-# base once it printed its listening line (5 s at most). The exit status lands
-# in $tmp/rc; stdout in $tmp/out, stderr in $tmp/err.
+# base (http:// or https://, 127.0.0.1 or localhost) once it printed its
+# listening line (5 s at most). The exit status lands in $tmp/rc; stdout in
+# $tmp/out, stderr in $tmp/err.
 start_server() {
     rm -f "$tmp/rc" "$tmp/pid" "$tmp/out" "$tmp/err"
     pid=""
@@ -56,7 +57,7 @@ start_server() {
         [ -s "$tmp/rc" ] && break
         sleep 0.1
     done
-    if [[ ! "$line" =~ ^listening\ on\ http://127\.0\.0\.1:[0-9]+$ ]]; then
+    if [[ ! "$line" =~ ^listening\ on\ https?://(127\.0\.0\.1|localhost):[0-9]+$ ]]; then
         bad "server start ($*): got '$line'; stderr: $(cat "$tmp/err" 2>/dev/null)"
         [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
         wait "$runner"

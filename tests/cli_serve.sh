@@ -20,9 +20,11 @@ usage_error serve "junk after number" --keep-alive-timeout 10ms
 usage_error serve "sign before number" --max-connections +5
 usage_error serve "number overflows 64 bits" --max-body 99999999999999999999999
 usage_error serve "uint32 flag out of range" --max-requests-per-connection 4294967296
+usage_error serve "timeout above the library's 2^32-1 ms" --keep-alive-timeout 4294967296
 usage_error serve "extra positional argument" extra
 usage_error serve "value for a flag without one" --quiet=yes
-usage_error serve "host that is not an address" --host localhost
+usage_error serve "host that is neither an address nor a name" --host 'local host'
+usage_error serve "empty host" --host=
 usage_error serve "missing --dir" --dir "$tmp/does-not-exist"
 
 out=$(timeout 5 "$ferry" serve --help); rc=$?
@@ -129,6 +131,32 @@ if start_server; then
 
     grep -q '"GET / HTTP/1.1" 200 12 ' "$tmp/err" && ok "access log on stderr" \
         || bad "no access log line: $(head -n 3 "$tmp/err")"
+fi
+
+# The largest timeouts the flags take are ones the library takes too (a year
+# used to pass the flag check and fail in ferry_server_new, exit 1).
+if start_server --quiet --keep-alive-timeout 4294967295 --headers-timeout 4294967295 \
+    --request-timeout 4294967295 --idle-timeout 4294967295 --shutdown-grace 4294967295; then
+    stop_server "the largest timeouts"
+fi
+
+# A host name is resolved, and the server listens on every address it stands
+# for (issue 13 item 8: --host localhost used to be bad usage).
+if start_server --quiet --host localhost; then
+    [[ "$base" == http://localhost:* ]] && ok "--host localhost: the listening line names it" ||
+        bad "--host localhost: $base"
+    port=${base##*:}
+    body=$(curl -sS --max-time 5 "http://127.0.0.1:$port/" 2>&1)
+    [ "$body" = "hello, world" ] && ok "--host localhost answers on 127.0.0.1" || bad "127.0.0.1: $body"
+    body=$(curl -sS --max-time 5 "$base/" 2>&1)
+    [ "$body" = "hello, world" ] && ok "--host localhost answers on localhost" || bad "localhost: $body"
+    stop_server "--host localhost"
+fi
+err=$(timeout 15 "$ferry" serve --port 0 --host nosuch.invalid 2>&1 >/dev/null); rc=$?
+if [ "$rc" = 1 ] && [ "$(printf '%s\n' "$err" | wc -l)" = 1 ]; then
+    ok "a name that does not resolve: exit 1, one line ($err)"
+else
+    bad "a name that does not resolve: exit $rc: $err"
 fi
 
 # ---- shutdown that cannot wait ------------------------------------------------------

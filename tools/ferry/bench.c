@@ -56,6 +56,7 @@ typedef struct bench_config {
     const char *body;
     const char *body_file;
     int json, help, duration_given;
+    tls_flags tls; /* --cacert, -k, --cert, --key */
 } bench_config;
 
 typedef struct worker worker;
@@ -95,6 +96,7 @@ struct worker {
     int measuring, stopping;
     int fatal;            /* a request the agent refused at once */
     int init_err;
+    char init_why[256];   /* why, from this thread's ferry_tls_error_detail */
     run_stats *st;
     hist *uncorrected; /* open model: latency from the actual send, as wrk2's --u_latency */
     ferry_agent_stats as0, as1;
@@ -137,6 +139,10 @@ static const flag_spec specs[] = {
     {NULL, "--body", F_BODY, FLAG_STR, 0, 0},
     {NULL, "--body-file", F_BODY_FILE, FLAG_STR, 0, 0},
     {NULL, "--warmup", F_WARMUP, FLAG_SECONDS, 0, 3600},
+    {NULL, "--cacert", FLAG_TLS_CACERT, FLAG_STR, 0, 0},
+    {"-k", "--insecure", FLAG_TLS_INSECURE, FLAG_BOOL, 0, 0},
+    {NULL, "--cert", FLAG_TLS_CERT, FLAG_STR, 0, 0},
+    {NULL, "--key", FLAG_TLS_KEY, FLAG_STR, 0, 0},
     {NULL, "--json", F_JSON, FLAG_BOOL, 0, 0},
     {NULL, "--help", F_HELP, FLAG_BOOL, 0, 0},
     {"-h", NULL, F_HELP_SHORT, FLAG_BOOL, 0, 0},
@@ -157,12 +163,17 @@ static void usage(FILE *out)
             "  -R RATE               open model: RATE requests/s in all, latency measured\n"
             "                        from each request's intended start [closed model]\n"
             "  -p PIPELINE           requests in flight per connection [1]\n"
-            "  -M N                  reconnect after N requests on a connection [never]\n"
+            "  -M N                  reconnect after N requests on a connection [never];\n"
+            "                        over https, -M 1 measures TLS handshakes\n"
             "  -H 'Name: value'      add a header field (repeatable)\n"
             "  -X METHOD             request method [GET; POST with a body]\n"
             "  --body DATA           request body\n"
             "  --body-file F         request body from file F\n"
             "  --warmup SECONDS      run this long before measuring (with -d) [0]\n"
+            "  --cacert FILE         trust the CAs in FILE (PEM) instead of the system's\n"
+            "  -k, --insecure        DANGEROUS: accept any server certificate, for any name\n"
+            "  --cert FILE           client certificate chain (PEM), for servers that ask\n"
+            "  --key FILE            its private key [in the --cert file]\n"
             "  --json                print the summary as one JSON object on stdout's last line\n"
             "  --help                show this help\n"
             "\n"
@@ -183,6 +194,8 @@ static int add_header(bench_config *c, const char *arg)
 static int on_flag(void *ctx, const flag_spec *spec, const flag_value *v)
 {
     bench_config *c = ctx;
+    if (tls_flag(&c->tls, spec, v))
+        return 0;
     switch (spec->id) {
     case F_C: c->conns = v->u; break;
     case F_T: c->threads = v->u; break;
@@ -285,7 +298,6 @@ static void on_response(ferry_client_req *req, const ferry_response *r, void *da
 
 static void on_done(ferry_client_req *req, int status, void *data)
 {
-    (void) req;
     bslot *s = data;
     worker *w = s->w;
     w->inflight--;
@@ -299,7 +311,7 @@ static void on_done(ferry_client_req *req, int status, void *data)
             if (w->open_model)
                 hist_record(w->uncorrected, now > s->sent_ns ? (now - s->sent_ns) / 1000u : 0);
         } else
-            run_stats_error(w->st, status);
+            run_stats_error(w->st, status, req, w->b->cfg->url);
         w->t_last = now;
         atomic_store_explicit(&w->progress_done, w->st->requests, memory_order_relaxed);
         atomic_store_explicit(&w->progress_failed, w->st->failed, memory_order_relaxed);
@@ -382,7 +394,9 @@ static int worker_setup(worker *w)
     ao.pipelining = (uint32_t) c->pipeline;
     ao.max_requests_per_socket = (uint32_t) c->max_per_conn;
     ao.retries = 0; /* a load generator counts failures; it does not hide them */
+    tls_flags_agent(&c->tls, &ao);
     if ((err = ferry_agent_new(&w->loop, &ao, &w->agent)) < 0) {
+        snprintf(w->init_why, sizeof w->init_why, "%s", agent_error_why(err));
         uv_loop_close(&w->loop);
         return err;
     }
@@ -604,6 +618,8 @@ int cmd_bench(int argc, char **argv)
     if (cfg.requests && cfg.requests < cfg.threads)
         return usage_error(CMD, "-n %" PRIu64 " is less than one request per thread",
                            cfg.requests);
+    if ((rc = tls_flags_check(CMD, &cfg.tls)) != 0)
+        return rc;
 
     char *file_body = NULL;
     size_t body_len = cfg.body ? strlen(cfg.body) : 0;
@@ -697,10 +713,12 @@ int cmd_bench(int argc, char **argv)
     hist_init(uncorrected);
     totals t = {.st = total, .uncorrected = uncorrected, .cpu_s = cpu_s};
     int fatal = 0, init_err = 0;
+    const char *init_why = NULL;
     for (size_t i = 0; i < b.nworkers; i++) {
         worker *w = &b.workers[i];
         if (w->init_err < 0) {
             init_err = w->init_err;
+            init_why = w->init_why[0] ? w->init_why : NULL;
             continue;
         }
         if (w->fatal)
@@ -710,6 +728,8 @@ int cmd_bench(int argc, char **argv)
         t.as.connections_opened += w->as1.connections_opened;
         t.as.sockets_reused += w->as1.sockets_reused;
         t.as.retries += w->as1.retries;
+        t.as.tls_handshakes += w->as1.tls_handshakes;
+        t.as.tls_resumed += w->as1.tls_resumed;
         t.bytes_in += w->as1.bytes_in - w->as0.bytes_in;
         t.bytes_out += w->as1.bytes_out - w->as0.bytes_out;
         t.unsent += w->unsent;
@@ -721,7 +741,9 @@ int cmd_bench(int argc, char **argv)
             t.elapsed = el;
     }
     if (init_err < 0) {
-        fprintf(stderr, "ferry bench: cannot start: %s\n", ferry_strerror(init_err));
+        /* a --cacert, --cert or --key file that does not load: which, and why */
+        fprintf(stderr, "ferry bench: cannot start: %s\n",
+                init_why ? init_why : ferry_strerror(init_err));
         rc = 1;
         goto out;
     }

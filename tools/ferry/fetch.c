@@ -52,6 +52,7 @@ typedef struct fetch_config {
     const char *out;            /* -o */
     const char *urls_file;      /* -i */
     int cookies, json, help;
+    tls_flags tls;              /* --cacert, -k, --cert, --key */
     const char **urls;
     size_t nurls, urls_cap;
     char **owned;               /* strings to free at exit */
@@ -117,6 +118,10 @@ static const flag_spec specs[] = {
     {"-o", NULL, F_O, FLAG_STR, 0, 0},
     {"-i", NULL, F_I, FLAG_STR, 0, 0},
     {NULL, "--cookies", F_COOKIES, FLAG_BOOL, 0, 0},
+    {NULL, "--cacert", FLAG_TLS_CACERT, FLAG_STR, 0, 0},
+    {"-k", "--insecure", FLAG_TLS_INSECURE, FLAG_BOOL, 0, 0},
+    {NULL, "--cert", FLAG_TLS_CERT, FLAG_STR, 0, 0},
+    {NULL, "--key", FLAG_TLS_KEY, FLAG_STR, 0, 0},
     {NULL, "--json", F_JSON, FLAG_BOOL, 0, 0},
     {NULL, "--help", F_HELP, FLAG_BOOL, 0, 0},
     {"-h", NULL, F_HELP_SHORT, FLAG_BOOL, 0, 0},
@@ -127,8 +132,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: ferry fetch [options] URL...\n"
             "\n"
-            "Fetch each URL -n times through one connection pool, at most CONC at a time,\n"
-            "and print a summary (docs/fetch.md).\n"
+            "Fetch each URL (http:// or https://) -n times through one connection pool, at\n"
+            "most CONC at a time, and print a summary (docs/fetch.md).\n"
             "\n"
             "options ([default]; times in milliseconds):\n"
             "  -n N                  requests per URL [1]\n"
@@ -147,6 +152,10 @@ static void usage(FILE *out)
             "                        or all to stdout [bodies are read and dropped]\n"
             "  -i FILE               read more URLs from FILE, one per line ('-': stdin)\n"
             "  --cookies             keep a cookie jar across the requests\n"
+            "  --cacert FILE         trust the CAs in FILE (PEM) instead of the system's\n"
+            "  -k, --insecure        DANGEROUS: accept any server certificate, for any name\n"
+            "  --cert FILE           client certificate chain (PEM), for servers that ask\n"
+            "  --key FILE            its private key [in the --cert file]\n"
             "  --json                print the summary as one JSON object on stdout's last line\n"
             "  --help                show this help\n"
             "\n"
@@ -210,6 +219,8 @@ static int add_header(fetch_config *c, const char *arg)
 static int on_flag(void *ctx, const flag_spec *spec, const flag_value *v)
 {
     fetch_config *c = ctx;
+    if (tls_flag(&c->tls, spec, v))
+        return 0;
     switch (spec->id) {
     case F_N: c->per_url = v->u; break;
     case F_C: c->conc = v->u; break;
@@ -446,21 +457,19 @@ static void on_response(ferry_client_req *req, const ferry_response *r, void *da
 
 static void on_done(ferry_client_req *req, int status, void *data)
 {
-    (void) req;
     slot *s = data;
     fetch_app *app = s->app;
     if (!app->interrupted) {
         if (status == 0)
             run_stats_response(app->st, s->status, since_us(s->start_ns));
         else
-            run_stats_error(app->st, status);
+            run_stats_error(app->st, status, req, app->cfg->urls[s->url]);
     }
     slot_done(app, s);
 }
 
 static void on_fetched(ferry_client_req *req, int status, const ferry_response *r, void *data)
 {
-    (void) req;
     slot *s = data;
     fetch_app *app = s->app;
     if (!app->interrupted) {
@@ -468,7 +477,7 @@ static void on_fetched(ferry_client_req *req, int status, const ferry_response *
             run_stats_response(app->st, r->status, since_us(s->start_ns));
             write_body(app, s->url, r->body.p, r->body.len);
         } else {
-            run_stats_error(app->st, status);
+            run_stats_error(app->st, status, req, app->cfg->urls[s->url]);
         }
     }
     slot_done(app, s);
@@ -491,7 +500,7 @@ static void pump(fetch_app *app)
                       ? ferry_request(app->agent, &app->ropts, &app->cbs, s, NULL)
                       : ferry_fetch(app->agent, &app->ropts, 0, on_fetched, s, NULL);
         if (err < 0) {
-            run_stats_error(app->st, err);
+            run_stats_error(app->st, err, NULL, app->ropts.url);
             app->inflight--;
             app->free_slots[app->nfree++] = s;
         }
@@ -624,6 +633,8 @@ int cmd_fetch(int argc, char **argv)
         rc = usage_error(CMD, "no URL given");
     if (rc == 0 && cfg.per_url * cfg.nurls > UINT64_C(1000000000))
         rc = usage_error(CMD, "too many requests: -n times the URLs is above 1000000000");
+    if (rc == 0)
+        rc = tls_flags_check(CMD, &cfg.tls);
 
     /* The body: -d, --data-file or --form. */
     char *body = NULL;
@@ -682,6 +693,7 @@ int cmd_fetch(int argc, char **argv)
         ao.retries = (uint32_t) cfg.retries;
     ao.total_timeout_ms = cfg.timeout_ms;
     ao.cookies = cfg.cookies;
+    tls_flags_agent(&cfg.tls, &ao);
 
     ferry_request_options_init(&app.ropts);
     app.ropts.method = cfg.method ? cfg.method : has_body ? "POST" : "GET";
@@ -700,7 +712,8 @@ int cmd_fetch(int argc, char **argv)
     }
     int err = ferry_agent_new(&app.loop, &ao, &app.agent);
     if (err < 0) {
-        fprintf(stderr, "ferry fetch: cannot create the agent: %s\n", ferry_strerror(err));
+        /* a --cacert, --cert or --key file that does not load: which, and why */
+        fprintf(stderr, "ferry fetch: cannot create the agent: %s\n", agent_error_why(err));
         uv_loop_close(&app.loop);
         rc = 1;
         goto out;

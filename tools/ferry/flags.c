@@ -252,6 +252,43 @@ int flag_url(const char *cmd, const char *arg)
     return usage_error(cmd, "invalid URL '%s': %s", shown, why);
 }
 
+int tls_flag(tls_flags *t, const flag_spec *spec, const flag_value *v)
+{
+    switch (spec->id) {
+    case FLAG_TLS_CACERT: t->cacert = v->str; return 1;
+    case FLAG_TLS_INSECURE: t->insecure = 1; return 1;
+    case FLAG_TLS_CERT: t->cert = v->str; return 1;
+    case FLAG_TLS_KEY: t->key = v->str; return 1;
+    default: return 0;
+    }
+}
+
+int tls_flags_check(const char *cmd, const tls_flags *t)
+{
+    if (t->key && !t->cert)
+        return usage_error(cmd, "--key needs --cert");
+    if (t->insecure)
+        fprintf(stderr, "ferry %s: warning: --insecure: server certificates are not verified; "
+                        "anyone on the path can read and change the traffic\n",
+                cmd);
+    return 0;
+}
+
+void tls_flags_agent(const tls_flags *t, ferry_agent_options *ao)
+{
+    ao->tls_ca_file = t->cacert;
+    ao->tls_cert_file = t->cert;
+    ao->tls_key_file = t->key; /* NULL: in the --cert file */
+    ao->tls_insecure = t->insecure;
+}
+
+const char *agent_error_why(int err)
+{
+    /* set (and cleared first) only by the TLS part of ferry_agent_new */
+    const char *d = ferry_tls_error_detail();
+    return d[0] ? d : ferry_strerror(err);
+}
+
 int read_whole_file(const char *path, char **out, size_t *out_len)
 {
     FILE *f = fopen(path, "rb");

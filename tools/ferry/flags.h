@@ -74,6 +74,26 @@ int flag_method(const char *cmd, const char *arg);
 /* A URL ferry_request takes (ferry_url_check): 0, or 2 after one line on
  * stderr naming the URL and the reason. */
 int flag_url(const char *cmd, const char *arg);
+/* --cacert FILE, -k/--insecure, --cert FILE, --key FILE: the TLS flags fetch
+ * and bench share. Each command lists the four in its own table (so its man
+ * page can be checked against it) with these ids, and hands them to tls_flag. */
+enum { FLAG_TLS_CACERT = 1000, FLAG_TLS_INSECURE, FLAG_TLS_CERT, FLAG_TLS_KEY };
+typedef struct tls_flags {
+    const char *cacert, *cert, *key; /* argv strings */
+    int insecure;
+} tls_flags;
+/* Store spec's value if it is a TLS flag: 1, else 0. */
+int tls_flag(tls_flags *t, const flag_spec *spec, const flag_value *v);
+/* After parsing: --key without --cert is bad usage (2, after one line); -k
+ * prints its warning on stderr (once). 0 or 2. */
+int tls_flags_check(const char *cmd, const tls_flags *t);
+/* The agent options the flags set (their strings are read by ferry_agent_new). */
+void tls_flags_agent(const tls_flags *t, ferry_agent_options *ao);
+/* Why ferry_agent_new failed with err, for one line (call it right after,
+ * on the same thread): the TLS detail (which file, and OpenSSL's reason)
+ * when there is one, else the code's message. */
+const char *agent_error_why(int err);
+
 /* The whole of a file, malloc'd (the caller frees it): 0, or -1 with errno. */
 int read_whole_file(const char *path, char **out, size_t *out_len);
 

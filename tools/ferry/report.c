@@ -25,6 +25,11 @@ void run_stats_merge(run_stats *dst, const run_stats *src)
     for (int i = 0; i < REPORT_STATUSES; i++)
         dst->status[i] += src->status[i];
     dst->codes_other += src->codes_other;
+    if (!dst->first_error) {
+        dst->first_error = src->first_error;
+        dst->first_why = src->first_why;
+        dst->first_url = src->first_url;
+    }
     for (int i = 0; i < REPORT_CODES && src->codes[i].count; i++) {
         int code = src->codes[i].code;
         int placed = 0;
@@ -57,11 +62,17 @@ void run_stats_response(run_stats *s, int status, uint64_t latency_us)
     }
 }
 
-void run_stats_error(run_stats *s, int err)
+void run_stats_error(run_stats *s, int err, const ferry_client_req *req, const char *url)
 {
     s->requests++;
     s->failed++;
     s->kinds[err_kind_of(err)]++;
+    if (!s->first_error) {
+        s->first_error = err;
+        s->first_why = req && err == FERRY_ETLSVERIFY ? ferry_client_req_tls_verify_reason(req)
+                                                      : FERRY_TLS_VERIFY_OK;
+        s->first_url = url;
+    }
     for (int k = 0; k < REPORT_CODES; k++) {
         if (s->codes[k].count == 0)
             s->codes[k].code = err;
@@ -82,6 +93,7 @@ err_kind err_kind_of(int err)
     case FERRY_ERRK_PROTOCOL: return ERRK_PROTOCOL;
     case FERRY_ERRK_POOL: return ERRK_POOL;
     case FERRY_ERRK_ABORTED: return ERRK_ABORTED;
+    case FERRY_ERRK_TLS: return ERRK_TLS;
     default: return ERRK_OTHER;
     }
 }
@@ -89,8 +101,8 @@ err_kind err_kind_of(int err)
 const char *err_kind_name(err_kind k)
 {
     static const char *const names[ERRK_COUNT] = {
-        "timeout", "connect", "reset",    "protocol", "pool",
-        "aborted", "other",   "http_4xx", "http_5xx",
+        "timeout", "connect", "reset", "protocol", "pool",
+        "aborted", "tls",     "other", "http_4xx", "http_5xx",
     };
     return (unsigned) k < ERRK_COUNT ? names[k] : "other";
 }
@@ -133,6 +145,18 @@ void report_json_outcomes(json *j, const run_stats *s)
         }
     }
     json_obj_end(j);
+    if (!s->first_error) {
+        json_null(j, "first_error");
+        return;
+    }
+    json_obj_begin(j, "first_error");
+    json_str(j, "code", ferry_err_name(s->first_error));
+    json_str(j, "message", ferry_strerror(s->first_error));
+    if (s->first_url)
+        json_str(j, "url", s->first_url);
+    if (s->first_error == FERRY_ETLSVERIFY)
+        json_str(j, "tls_verify_reason", ferry_tls_verify_reason_name(s->first_why));
+    json_obj_end(j);
 }
 
 void report_json_connections(json *j, const ferry_agent_stats *as)
@@ -140,6 +164,8 @@ void report_json_connections(json *j, const ferry_agent_stats *as)
     json_u64(j, "connections_opened", as->connections_opened);
     json_u64(j, "sockets_reused", as->sockets_reused);
     json_u64(j, "retries", as->retries);
+    json_u64(j, "tls_handshakes", as->tls_handshakes);
+    json_u64(j, "tls_resumed", as->tls_resumed);
 }
 
 void report_text_latency(FILE *f, const char *label, const hist *h)
@@ -194,6 +220,16 @@ void report_text_outcomes(FILE *f, const run_stats *s)
         fprintf(f, ")");
     }
     fprintf(f, "\n");
+    if (s->first_error) {
+        /* The code, where, and what it means; a certificate also says why. */
+        fprintf(f, "  %-13s %s", "first error", ferry_err_name(s->first_error));
+        if (s->first_url)
+            fprintf(f, " on %.300s", s->first_url);
+        fprintf(f, ": %s", ferry_strerror(s->first_error));
+        if (s->first_error == FERRY_ETLSVERIFY)
+            fprintf(f, " (%s)", ferry_tls_verify_reason_name(s->first_why));
+        fprintf(f, "\n");
+    }
 }
 
 void report_text_connections(FILE *f, const ferry_agent_stats *as)
@@ -202,6 +238,11 @@ void report_text_connections(FILE *f, const ferry_agent_stats *as)
     fprintf(f, "  %-13s %s opened, %s requests on reused sockets, %s retries\n", "connections",
             fmt_count(a, as->connections_opened), fmt_count(b, as->sockets_reused),
             fmt_count(c, as->retries));
+    if (as->tls_handshakes)
+        fprintf(f, "  %-13s %s handshake%s, %s resumed (%.1f%%)\n", "tls",
+                fmt_count(a, as->tls_handshakes), as->tls_handshakes == 1 ? "" : "s",
+                fmt_count(b, as->tls_resumed),
+                100.0 * (double) as->tls_resumed / (double) as->tls_handshakes);
 }
 
 const char *fmt_count(char *buf, uint64_t v)

@@ -8,8 +8,10 @@
  *   http_5xx;
  * - an error code → a failure of the kind below; its code is counted too
  *   (error_codes in JSON, by ferry_err_name). No latency is recorded.
- * Kinds: timeout, connect, reset, protocol, pool, aborted, other, http_4xx,
- * http_5xx (docs/fetch.md lists which codes fall under which).
+ * Kinds: timeout, connect, reset, protocol, pool, aborted, tls, other,
+ * http_4xx, http_5xx (docs/fetch.md lists which codes fall under which).
+ * The first error is kept whole: its code, its URL and, for a certificate
+ * that did not verify, why (the first-error line, "first_error" in JSON).
  *
  * A run_stats is a plain block: each thread keeps its own, recording costs a
  * few increments and a hist_record, and run_stats_merge adds them at the end.
@@ -31,6 +33,7 @@ typedef enum err_kind {
     ERRK_PROTOCOL,
     ERRK_POOL,
     ERRK_ABORTED,
+    ERRK_TLS,
     ERRK_OTHER,
     ERRK_HTTP_4XX,
     ERRK_HTTP_5XX,
@@ -53,14 +56,19 @@ typedef struct run_stats {
     } codes[REPORT_CODES];
     uint64_t codes_other; /* errors beyond REPORT_CODES distinct codes */
     uint64_t status[REPORT_STATUSES];
+    int first_error;                   /* the first error's code; 0: none yet */
+    ferry_tls_verify_reason first_why; /* with FERRY_ETLSVERIFY: why */
+    const char *first_url;             /* its URL (the caller's string, which outlives s) */
 } run_stats;
 
 void run_stats_init(run_stats *s);
 void run_stats_merge(run_stats *dst, const run_stats *src);
 /* A response with this status, latency_us after its start. */
 void run_stats_response(run_stats *s, int status, uint64_t latency_us);
-/* A request that ended with a negative error code. */
-void run_stats_error(run_stats *s, int err);
+/* A request to url that ended with a negative error code; req is its handle
+ * inside its completion callback (for the TLS verification reason), or
+ * NULL when the agent refused it at once. */
+void run_stats_error(run_stats *s, int err, const ferry_client_req *req, const char *url);
 
 err_kind err_kind_of(int err);
 const char *err_kind_name(err_kind k);
@@ -69,13 +77,16 @@ const char *err_kind_name(err_kind k);
 void report_json_latency(json *j, const char *key, const hist *h);
 /* "requests", "succeeded", "failed", then "errors": {kind: count, ...}
  * (kinds with a count only), "error_codes": {"ECONNREFUSED": n, ...},
- * "status": {"200": n, ...}. */
+ * "status": {"200": n, ...}, "first_error": {"code", "message", "url",
+ * "tls_verify_reason"} or null. */
 void report_json_outcomes(json *j, const run_stats *s);
-/* The pool's work: "connections_opened", "sockets_reused", "retries". */
+/* The pool's work: "connections_opened", "sockets_reused", "retries",
+ * "tls_handshakes", "tls_resumed". */
 void report_json_connections(json *j, const ferry_agent_stats *as);
 
 /* Text lines (two-space indent, a label column): latency percentiles,
- * statuses, errors by kind with their codes. */
+ * statuses, errors by kind with their codes and the first error (with the
+ * verification reason); connections, and TLS handshakes when there were any. */
 void report_text_latency(FILE *f, const char *label, const hist *h);
 void report_text_outcomes(FILE *f, const run_stats *s);
 void report_text_connections(FILE *f, const ferry_agent_stats *as);

@@ -7,6 +7,11 @@
  * never restates them); SIGTERM/SIGINT go to ferry_server_on_signals, and the
  * process exits when the loop has nothing left to run.
  *
+ * HTTPS (--tls-*): the flags are kept, and a context is made from them at
+ * start and again on each SIGHUP, which hands the new one to
+ * ferry_server_set_tls (open connections keep the old one). Every context
+ * shares one set of ticket keys, so sessions resume across reloads.
+ *
  * The handler answers everything on the loop without blocking it: /slow with
  * a uv_timer, /cpu on the thread pool through ferry_res_offload, bodies
  * through ferry_req_read_body, files (serve_files.c) with uv_fs_* on the pool.
@@ -30,9 +35,10 @@
 
 #define CMD "serve"
 
-/* Upper bounds for flag values: a timeout of a year is "never" for every
- * practical purpose, and keeps now + timeout far from overflowing. */
-#define MS_FLAG_MAX   UINT64_C(31536000000)
+/* Upper bound for millisecond flags: the library's timeouts stop at 2^32 - 1
+ * ms (49.7 days; ferry_server_new refuses more), which is "never" for every
+ * practical purpose. */
+#define MS_FLAG_MAX   UINT64_C(4294967295)
 /* /slow and /cpu: at most a minute, so a stray request cannot pin a thread
  * or hold a shutdown for long. */
 #define DEMO_MS_MAX     60000
@@ -42,6 +48,9 @@
 #define SLOW_POLL_MS  100
 
 static const char hello[] = "hello, world";
+
+/* --tls-sni entries at most: far more than a test server needs. */
+#define MAX_SNI 64
 
 /* ---- Flags ----------------------------------------------------------------- */
 
@@ -53,6 +62,14 @@ typedef struct serve_config {
     const char *dir;
     int quiet;
     int help;
+    /* HTTPS: files are read at start and again on SIGHUP */
+    const char *tls_cert, *tls_key, *tls_client_ca;
+    int tls_client_required;
+    int tls_timeout_given;
+    ferry_tls_cert sni[MAX_SNI]; /* --tls-sni NAME=CERT,KEY: slices of sni_buf */
+    char *sni_buf[MAX_SNI];      /* each entry's copy of its argument, cut at '=' and ','
+                                    (owner: the config, config_free) */
+    size_t nsni;
 } serve_config;
 
 /* The tool's own defaults; the server's come from ferry_server_options_init
@@ -61,6 +78,13 @@ static void config_defaults(serve_config *c)
 {
     *c = (serve_config){.host = "127.0.0.1", .port = 8080, .grace_ms = 10000};
     ferry_server_options_init(&c->opts);
+}
+
+static void config_free(serve_config *c)
+{
+    for (size_t i = 0; i < c->nsni; i++)
+        free(c->sni_buf[i]);
+    c->nsni = 0;
 }
 
 /* The defaults printed are the ones in force: ferry_server_options_init's. */
@@ -74,7 +98,8 @@ static void usage(FILE *out, const serve_config *d)
             "echoed back; /slow?ms=N, /cpu?ms=N and /status are special (docs/serve.md).\n"
             "\n"
             "options (--flag VALUE or --flag=VALUE; times in milliseconds; [default]):\n"
-            "  --host H                  address to listen on, IPv4 or IPv6 [%s]\n"
+            "  --host H                  address or host name to listen on (every address\n"
+            "                            a name resolves to) [%s]\n"
             "  --port P                  TCP port, 0 = any free one [%d]\n"
             "  --keep-alive-timeout MS   idle time before a keep-alive close, 0 = never [%" PRIu64
             "]\n"
@@ -91,12 +116,23 @@ static void usage(FILE *out, const serve_config *d)
             "  --quiet                   no access log on stderr\n"
             "  --help                    show this help\n"
             "\n"
-            "Prints 'listening on http://HOST:PORT' once it accepts. A second signal resets\n"
-            "all connections at once. Exit status: 0 after a signal-initiated shutdown, 1 if\n"
-            "it cannot start, 2 for bad usage.\n",
+            "HTTPS (docs/tls.md; SIGHUP reloads every file below):\n"
+            "  --tls-cert FILE           certificate chain (PEM, leaf first); HTTPS on\n"
+            "  --tls-key FILE            its private key [in the --tls-cert file]\n"
+            "  --tls-sni NAME=CERT,KEY   another certificate, for clients asking for NAME\n"
+            "                            (exact, or *.domain); repeatable\n"
+            "  --tls-client-ca FILE      ask clients for a certificate signed by these CAs\n"
+            "  --tls-client-required     refuse clients without one\n"
+            "  --tls-handshake-timeout MS\n"
+            "                            time to finish the TLS handshake, 0 = off [%" PRIu64 "]\n"
+            "\n"
+            "Prints 'listening on http://HOST:PORT' (https:// with --tls-cert) once it\n"
+            "accepts. A second signal resets all connections at once. Exit status: 0 after\n"
+            "a signal-initiated shutdown, 1 if it cannot start, 2 for bad usage.\n",
             d->host, d->port, o->keep_alive_timeout_ms, o->headers_timeout_ms,
             o->request_timeout_ms, o->idle_timeout_ms, o->max_connections,
-            o->max_requests_per_connection, o->max_body_bytes, d->grace_ms);
+            o->max_requests_per_connection, o->max_body_bytes, d->grace_ms,
+            o->tls_handshake_timeout_ms);
 }
 
 typedef enum {
@@ -113,6 +149,12 @@ typedef enum {
     OPT_DIR,
     OPT_QUIET,
     OPT_HELP,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_SNI,
+    OPT_TLS_CLIENT_CA,
+    OPT_TLS_CLIENT_REQUIRED,
+    OPT_TLS_HANDSHAKE,
 } opt_id;
 
 /* max: the largest value of a numeric flag; 0 for flags whose value is a
@@ -137,7 +179,56 @@ static const struct opt_spec {
     {"--quiet", OPT_QUIET, 0, 0},
     {"--help", OPT_HELP, 0, 0},
     {"-h", OPT_HELP, 0, 0},
+    {"--tls-cert", OPT_TLS_CERT, 1, 0},
+    {"--tls-key", OPT_TLS_KEY, 1, 0},
+    {"--tls-sni", OPT_TLS_SNI, 1, 0},
+    {"--tls-client-ca", OPT_TLS_CLIENT_CA, 1, 0},
+    {"--tls-client-required", OPT_TLS_CLIENT_REQUIRED, 0, 0},
+    {"--tls-handshake-timeout", OPT_TLS_HANDSHAKE, 1, MS_FLAG_MAX},
 };
+
+/* An IPv4 or IPv6 literal, or what can be a host name: letters, digits, '-',
+ * '_' and '.', at most 253 bytes. Whether a name resolves is the library's
+ * to say (ferry_server_listen listens on every address it resolves to). */
+static int host_ok(const char *h)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (uv_inet_pton(AF_INET, h, addr) == 0 || uv_inet_pton(AF_INET6, h, addr) == 0)
+        return 1;
+    size_t n = strlen(h);
+    if (n == 0 || n > 253 || h[0] == '.' || h[0] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = h[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* --tls-sni NAME=CERT,KEY: NAME up to the first '=', KEY after the last ','
+ * (a path may hold '=' or ','; a name never does). The library checks NAME.
+ * The three are cut from one copy of val (owner: cfg, freed by config_free). */
+static int add_sni(serve_config *cfg, const char *val)
+{
+    if (cfg->nsni == MAX_SNI)
+        return usage_error(CMD, "too many --tls-sni certificates (at most %d)", MAX_SNI);
+    char *buf = strdup(val);
+    if (!buf)
+        return usage_error(CMD, "out of memory");
+    char *eq = strchr(buf, '=');
+    char *comma = eq ? strrchr(eq + 1, ',') : NULL;
+    if (!eq || eq == buf || !comma || comma == eq + 1 || comma[1] == '\0') {
+        free(buf);
+        return usage_error(CMD, "invalid value '%s' for --tls-sni: expected NAME=CERT,KEY", val);
+    }
+    *eq = '\0';
+    *comma = '\0';
+    cfg->sni_buf[cfg->nsni] = buf;
+    cfg->sni[cfg->nsni++] = (ferry_tls_cert){.name = buf, .cert_file = eq + 1, .key_file = comma + 1};
+    return 0;
+}
 
 /* Fill cfg from argv (argv[0] is "serve"). Returns 0, or 2 after printing
  * the one line that says what is wrong. */
@@ -173,20 +264,21 @@ static int parse_flags(int argc, char **argv, serve_config *cfg)
         }
 
         uint64_t n = 0;
+        if (val && !spec->max && val[0] == '\0')
+            return usage_error(CMD, "option '%s' needs a value", spec->name);
         if (spec->max && parse_uint(val, spec->max, &n) < 0)
             return usage_error(CMD,
                                "invalid value '%s' for %s: expected an integer from 0 to %" PRIu64,
                                val, spec->name, spec->max);
         switch (spec->id) {
-        case OPT_HOST: {
-            unsigned char addr[sizeof(struct in6_addr)];
-            if (uv_inet_pton(AF_INET, val, addr) != 0 && uv_inet_pton(AF_INET6, val, addr) != 0)
+        case OPT_HOST:
+            if (!host_ok(val))
                 return usage_error(CMD,
-                                   "invalid value '%s' for %s: expected an IPv4 or IPv6 address",
+                                   "invalid value '%s' for %s: expected an IPv4 or IPv6 address "
+                                   "or a host name",
                                    val, spec->name);
             cfg->host = val;
             break;
-        }
         case OPT_PORT: cfg->port = (int) n; break;
         case OPT_KEEP_ALIVE: cfg->opts.keep_alive_timeout_ms = n; break;
         case OPT_HEADERS: cfg->opts.headers_timeout_ms = n; break;
@@ -199,9 +291,39 @@ static int parse_flags(int argc, char **argv, serve_config *cfg)
         case OPT_DIR: cfg->dir = val; break;
         case OPT_QUIET: cfg->quiet = 1; break;
         case OPT_HELP: cfg->help = 1; break;
+        case OPT_TLS_CERT: cfg->tls_cert = val; break;
+        case OPT_TLS_KEY: cfg->tls_key = val; break;
+        case OPT_TLS_SNI: {
+            int rc = add_sni(cfg, val);
+            if (rc != 0)
+                return rc;
+            break;
+        }
+        case OPT_TLS_CLIENT_CA: cfg->tls_client_ca = val; break;
+        case OPT_TLS_CLIENT_REQUIRED: cfg->tls_client_required = 1; break;
+        case OPT_TLS_HANDSHAKE:
+            cfg->opts.tls_handshake_timeout_ms = n;
+            cfg->tls_timeout_given = 1;
+            break;
         }
     }
     return 0;
+}
+
+/* Flags that only mean something with others: 0, or 2 after one line. */
+static int check_combinations(const serve_config *cfg)
+{
+    if (cfg->tls_cert)
+        return cfg->tls_client_required && !cfg->tls_client_ca
+                   ? usage_error(CMD, "--tls-client-required needs --tls-client-ca")
+                   : 0;
+    const char *alone = cfg->tls_key                 ? "--tls-key"
+                        : cfg->nsni                  ? "--tls-sni"
+                        : cfg->tls_client_ca         ? "--tls-client-ca"
+                        : cfg->tls_client_required   ? "--tls-client-required"
+                        : cfg->tls_timeout_given     ? "--tls-handshake-timeout"
+                                                     : NULL;
+    return alone ? usage_error(CMD, "%s needs --tls-cert", alone) : 0;
 }
 
 /* ---- Helpers shared with serve_files.c --------------------------------------- */
@@ -237,11 +359,19 @@ void serve_log(const serve_app *app, ferry_req *req, int status, uint64_t body_b
             snprintf(peer, sizeof peer, "[%s]:%u", ip, (unsigned) ntohs(a->sin6_port));
         }
     }
+    /* HTTPS: the version, "resumed" for an abbreviated handshake, and a
+     * verified client certificate's subject. */
+    char tls[320] = "";
+    ferry_tls_info info;
+    if (ferry_req_tls(req, &info) == 0)
+        snprintf(tls, sizeof tls, " %s%s%s%.256s%s", info.version, info.resumed ? " resumed" : "",
+                 info.peer_subject ? " client=\"" : "", info.peer_subject ? info.peer_subject : "",
+                 info.peer_subject ? "\"" : "");
     ferry_str method = ferry_req_method(req), target = ferry_req_target(req);
     uint64_t us = (uv_hrtime() - start_ns) / 1000;
-    fprintf(stderr, "%s \"%.*s %.*s HTTP/1.%d\" %d %" PRIu64 " %" PRIu64 ".%03" PRIu64 "ms\n",
+    fprintf(stderr, "%s \"%.*s %.*s HTTP/1.%d\" %d %" PRIu64 " %" PRIu64 ".%03" PRIu64 "ms%s\n",
             peer, pf_len(method), method.p, pf_len(target), target.p,
-            ferry_req_version_minor(req), status, body_bytes, us / 1000, us % 1000);
+            ferry_req_version_minor(req), status, body_bytes, us / 1000, us % 1000, tls);
 }
 
 static int is_head(const ferry_req *req)
@@ -451,7 +581,10 @@ static void serve_cpu(const serve_app *app, ferry_req *req, ferry_res *res, uint
     XX(errors_501)                                                                                 \
     XX(errors_505)                                                                                 \
     XX(accept_pauses_emfile)                                                                       \
-    XX(accept_pauses_max_connections)
+    XX(accept_pauses_max_connections)                                                              \
+    XX(tls_handshakes)                                                                             \
+    XX(tls_resumed)                                                                                \
+    XX(tls_handshake_timeouts)
 
 static void serve_status(const serve_app *app, ferry_res *res, uint64_t start_ns)
 {
@@ -586,10 +719,11 @@ static int close_loop(uv_loop_t *loop)
 }
 
 /* "HOST:PORT" with IPv6 hosts in brackets, as in a URL. */
-static void print_listening(const char *host, int port)
+static void print_listening(const char *host, int port, int tls)
 {
     int v6 = strchr(host, ':') != NULL;
-    printf("listening on http://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    printf("listening on %s://%s%s%s:%d\n", tls ? "https" : "http", v6 ? "[" : "", host,
+           v6 ? "]" : "", port);
     fflush(stdout);
 }
 
@@ -599,12 +733,77 @@ static void closed_early(ferry_server *s, void *data)
     (void) data;
 }
 
-/* Create the server, listen and watch signals. On failure, say why and
- * leave nothing open on the loop. */
-static int start_server(uv_loop_t *loop, const serve_config *cfg, serve_app *app)
-{
+/* ---- HTTPS: the context, made again on SIGHUP ---------------------------------------- */
+
+typedef struct serve_tls {
+    const serve_config *cfg;
+    ferry_tls_ticket_keys *keys; /* every context's, so sessions resume across reloads
+                                    (owner: serve_run) */
     ferry_server *server;
-    int rc = ferry_server_new(loop, &cfg->opts, on_request, app, &server);
+    uv_signal_t sighup;
+} serve_tls;
+
+/* A context from the --tls-* flags; *out's owner: the caller. Returns 0 or
+ * ferry_tls_context_new's code (ferry_tls_error_detail says why). */
+static int tls_context(const serve_tls *t, ferry_tls_context **out)
+{
+    const serve_config *c = t->cfg;
+    ferry_tls_options o;
+    ferry_tls_options_init(&o);
+    o.cert.cert_file = c->tls_cert;
+    o.cert.key_file = c->tls_key; /* NULL: in the certificate's file */
+    o.sni_certs = c->sni;
+    o.sni_cert_count = c->nsni;
+    o.ticket_keys = t->keys;
+    if (c->tls_client_ca) {
+        o.client_cert =
+            c->tls_client_required ? FERRY_TLS_CLIENT_CERT_REQUIRE : FERRY_TLS_CLIENT_CERT_REQUEST;
+        o.client_ca_file = c->tls_client_ca;
+    }
+    return ferry_tls_context_new(&o, out);
+}
+
+/* What failed, for a one-line message: the library's detail names the file
+ * and OpenSSL's reason; the code's message when it has none. */
+static const char *tls_why(int rc)
+{
+    const char *d = ferry_tls_error_detail();
+    return d[0] ? d : ferry_strerror(rc);
+}
+
+/* SIGHUP: read every certificate file again. New handshakes get the new
+ * context; open connections keep theirs; a failure keeps the old one. The
+ * files are read on the loop: a few milliseconds, once per reload. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void) signum;
+    serve_tls *t = h->data;
+    ferry_tls_context *ctx;
+    int rc = tls_context(t, &ctx);
+    if (rc < 0) {
+        fprintf(stderr, "ferry serve: SIGHUP: reload failed, keeping the old certificates: %s\n",
+                tls_why(rc));
+        return;
+    }
+    rc = ferry_server_set_tls(t->server, ctx);
+    ferry_tls_context_free(ctx); /* the server took its own reference */
+    if (rc < 0)
+        fprintf(stderr, "ferry serve: SIGHUP: reload failed: %s\n", ferry_strerror(rc));
+    else
+        fprintf(stderr, "ferry serve: SIGHUP: TLS certificates reloaded\n");
+}
+
+/* ---- The server's life ------------------------------------------------------------------ */
+
+/* Create the server (with ctx, NULL for plain HTTP), listen and watch
+ * signals. On failure, say why and leave nothing open on the loop. */
+static int start_server(uv_loop_t *loop, const serve_config *cfg, ferry_tls_context *ctx,
+                        serve_app *app)
+{
+    ferry_server_options o = cfg->opts;
+    o.tls = ctx;
+    ferry_server *server;
+    int rc = ferry_server_new(loop, &o, on_request, app, &server);
     if (rc < 0) {
         fprintf(stderr, "ferry serve: cannot create the server: %s\n", ferry_strerror(rc));
         return rc;
@@ -628,7 +827,9 @@ static int start_server(uv_loop_t *loop, const serve_config *cfg, serve_app *app
     return 0;
 }
 
-/* The server's whole life on a loop of its own; returns the exit status. */
+/* The server's whole life on a loop of its own; returns the exit status.
+ * With TLS it owns the ticket keys every context shares, and its own
+ * reference on the first context until the server took one. */
 static int serve_run(const serve_config *cfg, serve_app *app)
 {
     uv_loop_t loop;
@@ -638,15 +839,39 @@ static int serve_run(const serve_config *cfg, serve_app *app)
         return 1;
     }
     app->loop = &loop;
+    serve_tls tls = {.cfg = cfg};
+    ferry_tls_context *ctx = NULL;
     int status = 1;
-    if (start_server(&loop, cfg, app) == 0) {
+    if (cfg->tls_cert) {
+        /* hourly rotation and a ticket's 300 s life: the contexts' defaults */
+        rc = ferry_tls_ticket_keys_new(3600, 300, &tls.keys);
+        if (rc == 0)
+            rc = tls_context(&tls, &ctx);
+        if (rc < 0) {
+            fprintf(stderr, "ferry serve: cannot load the TLS certificates: %s\n", tls_why(rc));
+            goto out;
+        }
+    }
+    if (start_server(&loop, cfg, ctx, app) == 0) {
+        ferry_tls_context_free(ctx); /* the server holds its own reference */
+        ctx = NULL;
+        if (cfg->tls_cert) {
+            /* Unreferenced: it must not keep the loop alive once the server closed. */
+            tls.server = app->server;
+            uv_signal_init(&loop, &tls.sighup);
+            tls.sighup.data = &tls;
+            uv_signal_start(&tls.sighup, on_sighup, SIGHUP);
+            uv_unref((uv_handle_t *) &tls.sighup);
+        }
         /* Signals are watched before the line is printed: a script may send
-         * SIGTERM as soon as it reads it. */
-        print_listening(cfg->host, ferry_server_port(app->server));
+         * SIGTERM (or SIGHUP) as soon as it reads it. */
+        print_listening(cfg->host, ferry_server_port(app->server), cfg->tls_cert != NULL);
         /* ferry_server_on_signals has no completion callback: the loop runs
          * until the graceful close (or the destroy after a second signal) has
          * closed the last connection and the library let go of its handles. */
         uv_run(&loop, UV_RUN_DEFAULT);
+        if (cfg->tls_cert)
+            uv_close((uv_handle_t *) &tls.sighup, NULL); /* before the server it points to goes */
         rc = ferry_server_free(app->server);
         status = 0;
         if (rc < 0) {
@@ -655,8 +880,11 @@ static int serve_run(const serve_config *cfg, serve_app *app)
             status = 1;
         }
     }
+out:
+    ferry_tls_context_free(ctx);
     if (close_loop(&loop) != 0)
         status = 1;
+    ferry_tls_ticket_keys_free(tls.keys);
     return status;
 }
 
@@ -665,13 +893,18 @@ int cmd_serve(int argc, char **argv)
     serve_config cfg;
     config_defaults(&cfg);
     int rc = parse_flags(argc, argv, &cfg);
-    if (rc != 0)
-        return rc;
-    if (cfg.help) {
+    if (rc == 0 && cfg.help) {
         serve_config defaults; /* not cfg: "--port 9 --help" still shows 8080 */
         config_defaults(&defaults);
         usage(stdout, &defaults);
+        config_free(&cfg);
         return 0;
+    }
+    if (rc == 0)
+        rc = check_combinations(&cfg);
+    if (rc != 0) {
+        config_free(&cfg);
+        return rc;
     }
 
     serve_app app = {.quiet = cfg.quiet};
@@ -683,6 +916,7 @@ int cmd_serve(int argc, char **argv)
             fprintf(stderr, "ferry serve: --dir '%s': %s\n", cfg.dir,
                     root ? "not a directory" : strerror(errno));
             free(root);
+            config_free(&cfg);
             return 2;
         }
         app.root = root;
@@ -694,5 +928,6 @@ int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int status = serve_run(&cfg, &app);
     free(root);
+    config_free(&cfg);
     return status;
 }
