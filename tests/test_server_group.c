@@ -292,6 +292,20 @@ static void test_post_runs_on_the_loop_thread(void **state)
     assert_int_equal(atomic_load(&r.posts_ran), 100);
 }
 
+/* SO_REUSEPORT must not let a second group (or process) join the first's
+ * sockets and split its traffic: the port is in use. */
+static void test_reuseport_group_refuses_a_port_in_use(void **state)
+{
+    (void) state;
+    rig ra = {0}, rb = {0};
+    ferry_group *a = group_new(&ra, false, NULL);
+    assert_int_equal(ferry_group_listen(a, "127.0.0.1", 0), 0);
+    ferry_group *b = group_new(&rb, false, NULL);
+    assert_int_equal(ferry_group_listen(b, "127.0.0.1", ferry_group_port(a)), FERRY_EADDRINUSE);
+    assert_int_equal(ferry_group_free(b), 0);
+    assert_int_equal(ferry_group_free(a), 0);
+}
+
 /* A start hook that fails: start says why, the loops that started stop
  * (their stop hooks run), nothing is left listening. */
 static void test_failed_loop_start_stops_the_group(void **state)
@@ -457,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_shared_listener_serves_too),
         cmocka_unit_test(test_close_from_another_thread_is_graceful),
         cmocka_unit_test(test_post_runs_on_the_loop_thread),
+        cmocka_unit_test(test_reuseport_group_refuses_a_port_in_use),
         cmocka_unit_test(test_failed_loop_start_stops_the_group),
         cmocka_unit_test(test_handoff_reuseport_loses_nothing),
         cmocka_unit_test(test_handoff_shared_loses_nothing),

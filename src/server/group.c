@@ -164,9 +164,24 @@ int ferry_group_listen(ferry_group *g, const char *host, int port)
         return FERRY_EINVAL;
     if (g->started || g->closing)
         return FERRY_EALREADY;
-    bool reuse = !g->opt.shared_listener;
+    bool reuse = !g->opt.shared_listener && g->n > 1;
     uint32_t copies = reuse ? g->n : 1, first = g->nfds;
     int rc = 0, bound_port = port;
+    if (reuse) {
+        /* SO_REUSEPORT would let us join another process's sockets on the
+         * port (same user) and silently split its traffic: a plain bind
+         * first says whether the port is really free. */
+        listener probe[SERVER_MAX_ADDRS];
+        uint32_t nprobe = 0;
+        rc = server_bind_host(host, port, 1, false, probe, &nprobe);
+        for (uint32_t i = 0; i < nprobe; i++) {
+            if (i == 0 && port == 0)
+                bound_port = probe[i].port; /* the free port it found, for every copy */
+            close(probe[i].fd);
+        }
+        if (rc < 0)
+            return rc;
+    }
     for (uint32_t k = 0; k < copies && rc == 0; k++) {
         listener ls[SERVER_MAX_ADDRS];
         uint32_t bound = 0;

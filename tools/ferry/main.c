@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 
 #include "cmd.h"
+#include "restart.h"
 #include "ferry.h"
 
 static void usage(FILE *out)
@@ -24,6 +25,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    restart_init(argc, argv); /* the path and argv a restart runs again */
     if (argc < 2) {
         fprintf(stderr, "ferry: missing command (try 'ferry help')\n");
         return 2;

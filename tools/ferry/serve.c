@@ -2,15 +2,20 @@
  * static file server.
  *
  * It is a user of the library like any other: it only includes ferry.h. The
- * command owns one loop and one server. Flags map one-to-one onto
- * ferry_server_options (defaults from ferry_server_options_init, so the tool
- * never restates them); SIGTERM/SIGINT go to ferry_server_on_signals, and the
- * process exits when the loop has nothing left to run.
+ * command runs a ferry_group of --workers loops (one by default), each with
+ * its serve_app. Flags map one-to-one onto ferry_server_options (defaults
+ * from ferry_server_options_init, so the tool never restates them).
+ *
+ * The main thread runs a control loop of its own: it watches SIGTERM/SIGINT
+ * (a graceful close, then a destroy), SIGHUP (TLS reload) and SIGUSR2 (a
+ * zero-downtime restart, restart.c), and ends when the group's close
+ * callback says the last loop is done.
  *
  * HTTPS (--tls-*): the flags are kept, and a context is made from them at
- * start and again on each SIGHUP, which hands the new one to
+ * start and again on each SIGHUP, which hands the new one to every loop's
  * ferry_server_set_tls (open connections keep the old one). Every context
- * shares one set of ticket keys, so sessions resume across reloads.
+ * shares one set of ticket keys, so sessions resume across reloads — and
+ * across restarts, which hand the keys to the new process.
  *
  * The handler answers everything on the loop without blocking it: /slow with
  * a uv_timer, /cpu on the thread pool through ferry_res_offload, bodies
@@ -18,12 +23,15 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -31,6 +39,7 @@
 #include "cmd.h"
 #include "ferry.h"
 #include "flags.h"
+#include "restart.h"
 #include "serve.h"
 
 #define CMD "serve"
@@ -62,6 +71,10 @@ typedef struct serve_config {
     const char *dir;
     int quiet;
     int help;
+    uint32_t workers;          /* loops; 0 = one per CPU */
+    const char *health_path;   /* NULL: none */
+    const char *pid_file;
+    int proxy_trusted_given;
     /* HTTPS: files are read at start and again on SIGHUP */
     const char *tls_cert, *tls_key, *tls_client_ca;
     int tls_client_required;
@@ -76,7 +89,11 @@ typedef struct serve_config {
  * so that they are never restated here. */
 static void config_defaults(serve_config *c)
 {
-    *c = (serve_config){.host = "127.0.0.1", .port = 8080, .grace_ms = 10000};
+    *c = (serve_config){.host = "127.0.0.1",
+                        .port = 8080,
+                        .grace_ms = 10000,
+                        .workers = 1,
+                        .health_path = "/healthz"};
     ferry_server_options_init(&c->opts);
 }
 
@@ -112,6 +129,14 @@ static void usage(FILE *out, const serve_config *d)
             "  --max-body BYTES          request body limit, 413 beyond [%" PRIu64 "]\n"
             "  --shutdown-grace MS       after SIGTERM/SIGINT, time left to in-flight requests\n"
             "                            before connections are reset, 0 = forever [%" PRIu64 "]\n"
+            "  --drain-delay MS          after SIGTERM/SIGINT, keep serving this long (health\n"
+            "                            path 503, Connection: close) before closing [%" PRIu64 "]\n"
+            "  --health-path PATH        answers 200, or 503 from the moment a shutdown starts;\n"
+            "                            '' = none [%s]\n"
+            "  --workers N               event loops (threads), 0 = one per CPU [%" PRIu32 "]\n"
+            "  --pid-file FILE           written by the process that accepts (restarts too)\n"
+            "  --proxy-protocol          every connection starts with a PROXY v1/v2 header\n"
+            "  --proxy-trusted LIST      with it: only these sources (\"10.0.0.0/8,::1,unix\")\n"
             "  --dir DIR                 serve the files under DIR (GET/HEAD)\n"
             "  --quiet                   no access log on stderr\n"
             "  --help                    show this help\n"
@@ -127,12 +152,14 @@ static void usage(FILE *out, const serve_config *d)
             "                            time to finish the TLS handshake, 0 = off [%" PRIu64 "]\n"
             "\n"
             "Prints 'listening on http://HOST:PORT' (https:// with --tls-cert) once it\n"
-            "accepts. A second signal resets all connections at once. Exit status: 0 after\n"
-            "a signal-initiated shutdown, 1 if it cannot start, 2 for bad usage.\n",
+            "accepts. A second signal resets all connections at once. SIGUSR2: restart with\n"
+            "no connection lost (a new process takes the sockets; docs/deploy.md). Listening\n"
+            "sockets from systemd (LISTEN_FDS) replace --host/--port. Exit status: 0 after\n"
+            "a signal-initiated shutdown or a restart, 1 if it cannot start, 2 for bad usage.\n",
             d->host, d->port, o->keep_alive_timeout_ms, o->headers_timeout_ms,
             o->request_timeout_ms, o->idle_timeout_ms, o->max_connections,
-            o->max_requests_per_connection, o->max_body_bytes, d->grace_ms,
-            o->tls_handshake_timeout_ms);
+            o->max_requests_per_connection, o->max_body_bytes, d->grace_ms, o->drain_delay_ms,
+            d->health_path, d->workers, o->tls_handshake_timeout_ms);
 }
 
 typedef enum {
@@ -155,6 +182,12 @@ typedef enum {
     OPT_TLS_CLIENT_CA,
     OPT_TLS_CLIENT_REQUIRED,
     OPT_TLS_HANDSHAKE,
+    OPT_DRAIN_DELAY,
+    OPT_HEALTH_PATH,
+    OPT_WORKERS,
+    OPT_PID_FILE,
+    OPT_PROXY,
+    OPT_PROXY_TRUSTED,
 } opt_id;
 
 /* max: the largest value of a numeric flag; 0 for flags whose value is a
@@ -185,6 +218,12 @@ static const struct opt_spec {
     {"--tls-client-ca", OPT_TLS_CLIENT_CA, 1, 0},
     {"--tls-client-required", OPT_TLS_CLIENT_REQUIRED, 0, 0},
     {"--tls-handshake-timeout", OPT_TLS_HANDSHAKE, 1, MS_FLAG_MAX},
+    {"--drain-delay", OPT_DRAIN_DELAY, 1, MS_FLAG_MAX},
+    {"--health-path", OPT_HEALTH_PATH, 1, 0},
+    {"--workers", OPT_WORKERS, 1, 1024},
+    {"--pid-file", OPT_PID_FILE, 1, 0},
+    {"--proxy-protocol", OPT_PROXY, 0, 0},
+    {"--proxy-trusted", OPT_PROXY_TRUSTED, 1, 0},
 };
 
 /* An IPv4 or IPv6 literal, or what can be a host name: letters, digits, '-',
@@ -264,7 +303,7 @@ static int parse_flags(int argc, char **argv, serve_config *cfg)
         }
 
         uint64_t n = 0;
-        if (val && !spec->max && val[0] == '\0')
+        if (val && !spec->max && val[0] == '\0' && spec->id != OPT_HEALTH_PATH)
             return usage_error(CMD, "option '%s' needs a value", spec->name);
         if (spec->max && parse_uint(val, spec->max, &n) < 0)
             return usage_error(CMD,
@@ -305,6 +344,20 @@ static int parse_flags(int argc, char **argv, serve_config *cfg)
             cfg->opts.tls_handshake_timeout_ms = n;
             cfg->tls_timeout_given = 1;
             break;
+        case OPT_DRAIN_DELAY: cfg->opts.drain_delay_ms = n; break;
+        case OPT_HEALTH_PATH:
+            if (val[0] && val[0] != '/')
+                return usage_error(CMD, "invalid value '%s' for %s: a path starts with '/'", val,
+                                   spec->name);
+            cfg->health_path = val[0] ? val : NULL;
+            break;
+        case OPT_WORKERS: cfg->workers = (uint32_t) n; break;
+        case OPT_PID_FILE: cfg->pid_file = val; break;
+        case OPT_PROXY: cfg->opts.proxy_protocol = 1; break;
+        case OPT_PROXY_TRUSTED:
+            cfg->opts.proxy_trusted = val;
+            cfg->proxy_trusted_given = 1;
+            break;
         }
     }
     return 0;
@@ -313,6 +366,8 @@ static int parse_flags(int argc, char **argv, serve_config *cfg)
 /* Flags that only mean something with others: 0, or 2 after one line. */
 static int check_combinations(const serve_config *cfg)
 {
+    if (cfg->proxy_trusted_given && !cfg->opts.proxy_protocol)
+        return usage_error(CMD, "--proxy-trusted needs --proxy-protocol");
     if (cfg->tls_cert)
         return cfg->tls_client_required && !cfg->tls_client_ca
                    ? usage_error(CMD, "--tls-client-required needs --tls-client-ca")
@@ -369,9 +424,17 @@ void serve_log(const serve_app *app, ferry_req *req, int status, uint64_t body_b
                  info.peer_subject ? "\"" : "");
     ferry_str method = ferry_req_method(req), target = ferry_req_target(req);
     uint64_t us = (uv_hrtime() - start_ns) / 1000;
-    fprintf(stderr, "%s \"%.*s %.*s HTTP/1.%d\" %d %" PRIu64 " %" PRIu64 ".%03" PRIu64 "ms%s\n",
+    /* a response nobody receives is logged as what happened, not as sent */
+    char st[16];
+    if (ferry_res_aborted(ferry_req_res(req))) {
+        snprintf(st, sizeof st, "aborted");
+        body_bytes = 0;
+    } else {
+        snprintf(st, sizeof st, "%d", status);
+    }
+    fprintf(stderr, "%s \"%.*s %.*s HTTP/1.%d\" %s %" PRIu64 " %" PRIu64 ".%03" PRIu64 "ms%s\n",
             peer, pf_len(method), method.p, pf_len(target), target.p,
-            ferry_req_version_minor(req), status, body_bytes, us / 1000, us % 1000, tls);
+            ferry_req_version_minor(req), st, body_bytes, us / 1000, us % 1000, tls);
 }
 
 static int is_head(const ferry_req *req)
@@ -499,6 +562,7 @@ typedef struct cpu_req {
     const serve_app *app;
     uint64_t start_ns;
     uint64_t ms;
+    atomic_bool stop; /* set on the loop when the response is lost; read by the burn */
 } cpu_req;
 
 static uint64_t clock_ns(clockid_t id)
@@ -519,9 +583,18 @@ static void cpu_burn(void *data)
                                                                          : CLOCK_MONOTONIC;
     uint64_t until = clock_ns(id) + cr->ms * 1000000u;
     volatile uint64_t sink = 0;
-    while (clock_ns(id) < until)
+    /* a lost response stops the work within ~10000 iterations (microseconds):
+     * a destroy waits for running work, so it must not run on for nobody */
+    while (clock_ns(id) < until && !atomic_load_explicit(&cr->stop, memory_order_relaxed))
         for (int i = 0; i < 10000; i++)
             sink = sink + (uint64_t) i;
+}
+
+static void cpu_abort(ferry_res *res, int err, void *data)
+{
+    (void) res;
+    (void) err;
+    atomic_store(&((cpu_req *) data)->stop, true);
 }
 
 static void cpu_done(ferry_res *res, int status, void *data)
@@ -552,8 +625,11 @@ static void serve_cpu(const serve_app *app, ferry_req *req, ferry_res *res, uint
     cr->app = app;
     cr->start_ns = start_ns;
     cr->ms = ms;
+    atomic_init(&cr->stop, false);
+    ferry_res_on_abort(res, cpu_abort, cr);
     int rc = ferry_res_offload(res, cpu_burn, cpu_done, cr);
     if (rc < 0) {
+        ferry_res_on_abort(res, NULL, NULL);
         free(cr);
         serve_reply_text(app, res, start_ns, 503, ferry_strerror(rc));
     }
@@ -584,12 +660,15 @@ static void serve_cpu(const serve_app *app, ferry_req *req, ferry_res *res, uint
     XX(accept_pauses_max_connections)                                                              \
     XX(tls_handshakes)                                                                             \
     XX(tls_resumed)                                                                                \
-    XX(tls_handshake_timeouts)
+    XX(tls_handshake_timeouts)                                                                     \
+    XX(connections_shed_emfile)                                                                    \
+    XX(proxy_errors)                                                                               \
+    XX(proxy_rejected)
 
 static void serve_status(const serve_app *app, ferry_res *res, uint64_t start_ns)
 {
     ferry_server_stats st;
-    ferry_server_stats_get(app->server, &st);
+    ferry_group_stats_get(app->group, &st); /* every loop's: this one's now, others' <100 ms old */
     char body[2048];
     size_t n = 0;
 #define STATS_JSON_(f)                                                                             \
@@ -597,8 +676,10 @@ static void serve_status(const serve_app *app, ferry_res *res, uint64_t start_ns
                            st.f);
     STATS_FIELDS(STATS_JSON_)
 #undef STATS_JSON_
-    n += (size_t) snprintf(body + n, sizeof body - n, ",\"closing\":%s}\n",
-                           st.closing ? "true" : "false");
+    n += (size_t) snprintf(body + n, sizeof body - n,
+                           ",\"closing\":%s,\"draining\":%s,\"workers\":%" PRIu32 "}\n",
+                           st.closing ? "true" : "false", st.draining ? "true" : "false",
+                           ferry_group_loops(app->group));
     serve_reply(app, res, start_ns, 200, "application/json", body, n);
 }
 
@@ -674,7 +755,11 @@ static void on_request(ferry_req *req, ferry_res *res, void *data)
     ferry_str method = ferry_req_method(req);
     if (serve_str_eq(method, "GET") || serve_str_eq(method, "HEAD")) {
         ferry_str path = ferry_req_path(req);
-        if (serve_str_eq(path, "/slow"))
+        if (app->health_path && serve_str_eq(path, app->health_path)) {
+            /* readiness: a balancer stops sending once it sees the 503 */
+            int draining = ferry_server_draining(app->server);
+            serve_reply_text(app, res, start_ns, draining ? 503 : 200, draining ? "draining" : "ok");
+        } else if (serve_str_eq(path, "/slow"))
             serve_slow(app, req, res, start_ns);
         else if (serve_str_eq(path, "/cpu"))
             serve_cpu(app, req, res, start_ns);
@@ -718,43 +803,19 @@ static int close_loop(uv_loop_t *loop)
     return 0;
 }
 
-/* "HOST:PORT" with IPv6 hosts in brackets, as in a URL. */
-static void print_listening(const char *host, int port, int tls)
-{
-    int v6 = strchr(host, ':') != NULL;
-    printf("listening on %s://%s%s%s:%d\n", tls ? "https" : "http", v6 ? "[" : "", host,
-           v6 ? "]" : "", port);
-    fflush(stdout);
-}
-
-static void closed_early(ferry_server *s, void *data)
-{
-    (void) s;
-    (void) data;
-}
-
 /* ---- HTTPS: the context, made again on SIGHUP ---------------------------------------- */
-
-typedef struct serve_tls {
-    const serve_config *cfg;
-    ferry_tls_ticket_keys *keys; /* every context's, so sessions resume across reloads
-                                    (owner: serve_run) */
-    ferry_server *server;
-    uv_signal_t sighup;
-} serve_tls;
 
 /* A context from the --tls-* flags; *out's owner: the caller. Returns 0 or
  * ferry_tls_context_new's code (ferry_tls_error_detail says why). */
-static int tls_context(const serve_tls *t, ferry_tls_context **out)
+static int tls_context(const serve_config *c, ferry_tls_ticket_keys *keys, ferry_tls_context **out)
 {
-    const serve_config *c = t->cfg;
     ferry_tls_options o;
     ferry_tls_options_init(&o);
     o.cert.cert_file = c->tls_cert;
     o.cert.key_file = c->tls_key; /* NULL: in the certificate's file */
     o.sni_certs = c->sni;
     o.sni_cert_count = c->nsni;
-    o.ticket_keys = t->keys;
+    o.ticket_keys = keys;
     if (c->tls_client_ca) {
         o.client_cert =
             c->tls_client_required ? FERRY_TLS_CLIENT_CERT_REQUIRE : FERRY_TLS_CLIENT_CERT_REQUEST;
@@ -771,120 +832,284 @@ static const char *tls_why(int rc)
     return d[0] ? d : ferry_strerror(rc);
 }
 
-/* SIGHUP: read every certificate file again. New handshakes get the new
- * context; open connections keep theirs; a failure keeps the old one. The
- * files are read on the loop: a few milliseconds, once per reload. */
-static void on_sighup(uv_signal_t *h, int signum)
+/* ---- The control loop: signals, reloads, restarts ---------------------------------------- */
+
+/* A restart drains at least this long: every kept-alive client's next
+ * request is answered with Connection: close (and it reconnects to the new
+ * process); what stayed silent that long is closed. */
+#define RESTART_DRAIN_MS 500
+/* The new process must accept within this, or the old one keeps serving. */
+#define RESTART_READY_MS 15000
+
+typedef struct control {
+    const serve_config *cfg;
+    ferry_group *group;
+    uv_loop_t loop;
+    uv_signal_t sig_term, sig_int, sig_hup, sig_usr2;
+    uv_async_t group_done;      /* the group's close callback, from a loop thread */
+    ferry_tls_ticket_keys *keys; /* TLS: every context's (owner: serve_run) */
+    int signals;                /* SIGTERM/SIGINT seen */
+    bool restarting, restarted, closing;
+} control;
+
+static void on_control_closed(uv_handle_t *h)
+{
+    (void) h;
+}
+
+/* On the last loop's thread: the group is done; wake the control loop. */
+static void on_group_closed(ferry_group *g, void *data)
+{
+    (void) g;
+    uv_async_send(&((control *) data)->group_done);
+}
+
+static void on_group_done(uv_async_t *a)
+{
+    control *c = a->data;
+    uv_handle_t *hs[] = {(uv_handle_t *) &c->sig_term, (uv_handle_t *) &c->sig_int,
+                         (uv_handle_t *) &c->sig_hup, (uv_handle_t *) &c->sig_usr2,
+                         (uv_handle_t *) &c->group_done};
+    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
+        uv_close(hs[i], on_control_closed);
+}
+
+static void on_term(uv_signal_t *h, int signum)
 {
     (void) signum;
-    serve_tls *t = h->data;
+    control *c = h->data;
+    if (++c->signals == 1) {
+        c->closing = true;
+        ferry_group_close(c->group, c->cfg->grace_ms, on_group_closed, c);
+    } else {
+        ferry_group_destroy(c->group); /* the second: reset everything now */
+    }
+}
+
+/* SIGHUP, on each loop: its server takes the new context. */
+static void set_tls_on_loop(ferry_server *s, int status, void *data)
+{
+    ferry_tls_context *ctx = data;
+    if (status == 0)
+        ferry_server_set_tls(s, ctx); /* takes its own reference */
+    ferry_tls_context_free(ctx);     /* the post's */
+}
+
+/* SIGHUP: read every certificate file again. New handshakes get the new
+ * context; open connections keep theirs; a failure keeps the old one. */
+static void on_hup(uv_signal_t *h, int signum)
+{
+    (void) signum;
+    control *c = h->data;
+    if (!c->cfg->tls_cert)
+        return;
     ferry_tls_context *ctx;
-    int rc = tls_context(t, &ctx);
+    int rc = tls_context(c->cfg, c->keys, &ctx);
     if (rc < 0) {
         fprintf(stderr, "ferry serve: SIGHUP: reload failed, keeping the old certificates: %s\n",
                 tls_why(rc));
         return;
     }
-    rc = ferry_server_set_tls(t->server, ctx);
-    ferry_tls_context_free(ctx); /* the server took its own reference */
-    if (rc < 0)
-        fprintf(stderr, "ferry serve: SIGHUP: reload failed: %s\n", ferry_strerror(rc));
-    else
-        fprintf(stderr, "ferry serve: SIGHUP: TLS certificates reloaded\n");
+    for (uint32_t i = 0; i < ferry_group_loops(c->group); i++)
+        if (ferry_group_post(c->group, i, set_tls_on_loop, ferry_tls_context_ref(ctx)) < 0)
+            ferry_tls_context_free(ctx); /* that loop has ended */
+    ferry_tls_context_free(ctx);
+    fprintf(stderr, "ferry serve: SIGHUP: TLS certificates reloaded\n");
+}
+
+static void on_restart_done(int status, const char *why, void *data)
+{
+    control *c = data;
+    c->restarting = false;
+    if (status < 0) {
+        fprintf(stderr, "ferry serve: SIGUSR2: restart failed, still serving: %s\n", why);
+        return;
+    }
+    /* The new process accepts: drain and go. It wrote the pid file. */
+    fprintf(stderr, "ferry serve: SIGUSR2: the new process accepts; draining and exiting\n");
+    c->restarted = c->closing = true;
+    uint64_t drain = c->cfg->opts.drain_delay_ms > RESTART_DRAIN_MS ? c->cfg->opts.drain_delay_ms
+                                                                    : RESTART_DRAIN_MS;
+    ferry_group_drain(c->group, drain, c->cfg->grace_ms, on_group_closed, c);
+}
+
+/* SIGUSR2: start the new process with our sockets and ticket keys. */
+static void on_usr2(uv_signal_t *h, int signum)
+{
+    (void) signum;
+    control *c = h->data;
+    if (c->restarting || c->closing) {
+        fprintf(stderr, "ferry serve: SIGUSR2: %s\n",
+                c->restarting ? "a restart is already under way" : "shutting down");
+        return;
+    }
+    int fds[128];
+    int n = ferry_group_listener_fds(c->group, fds, 128);
+    if (n <= 0 || n > 128) {
+        fprintf(stderr, "ferry serve: SIGUSR2: no listening sockets to hand on\n");
+        return;
+    }
+    int rc = restart_spawn(&c->loop, fds, n, c->keys, RESTART_READY_MS, on_restart_done, c);
+    if (rc < 0) {
+        fprintf(stderr, "ferry serve: SIGUSR2: cannot start the new process: %s\n",
+                uv_strerror(rc));
+        return;
+    }
+    c->restarting = true;
+    fprintf(stderr, "ferry serve: SIGUSR2: starting a new process\n");
+}
+
+/* ---- One loop of the group ---------------------------------------------------------------- */
+
+typedef struct serve_loops {
+    const serve_app *base; /* what every loop's app starts as */
+    serve_app *apps;       /* one per loop (owner: serve_run); they outlive the loops */
+    ferry_group *group;
+} serve_loops;
+
+static int loop_start(ferry_server *s, uint32_t index, void *data)
+{
+    serve_loops *sl = data;
+    serve_app *app = &sl->apps[index];
+    *app = *sl->base;
+    app->loop = ferry_server_loop(s);
+    app->server = s;
+    app->group = sl->group;
+    ferry_server_set_data(s, app);
+    return 0;
 }
 
 /* ---- The server's life ------------------------------------------------------------------ */
 
-/* Create the server (with ctx, NULL for plain HTTP), listen and watch
- * signals. On failure, say why and leave nothing open on the loop. */
-static int start_server(uv_loop_t *loop, const serve_config *cfg, ferry_tls_context *ctx,
-                        serve_app *app)
+/* "listening on http://HOST:PORT", IPv6 hosts in brackets, as in a URL. */
+static void print_listening(ferry_group *g, const char *host, int tls)
 {
-    ferry_server_options o = cfg->opts;
-    o.tls = ctx;
-    ferry_server *server;
-    int rc = ferry_server_new(loop, &o, on_request, app, &server);
-    if (rc < 0) {
-        fprintf(stderr, "ferry serve: cannot create the server: %s\n", ferry_strerror(rc));
-        return rc;
-    }
-    rc = ferry_server_listen(server, cfg->host, cfg->port);
-    if (rc < 0) {
-        fprintf(stderr, "ferry serve: cannot listen on %s port %d: %s\n", cfg->host, cfg->port,
-                ferry_strerror(rc));
-        ferry_server_free(server); /* it never listened */
-        return rc;
-    }
-    rc = ferry_server_on_signals(server, cfg->grace_ms);
-    if (rc < 0) {
-        fprintf(stderr, "ferry serve: cannot watch SIGTERM/SIGINT: %s\n", ferry_strerror(rc));
-        ferry_server_close(server, 0, closed_early); /* nobody is connected yet */
-        uv_run(loop, UV_RUN_DEFAULT);
-        ferry_server_free(server);
-        return rc;
-    }
-    app->server = server;
-    return 0;
+    int v6 = strchr(host, ':') != NULL;
+    printf("listening on %s://%s%s%s:%d\n", tls ? "https" : "http", v6 ? "[" : "", host,
+           v6 ? "]" : "", ferry_group_port(g));
+    fflush(stdout);
 }
 
-/* The server's whole life on a loop of its own; returns the exit status.
- * With TLS it owns the ticket keys every context shares, and its own
- * reference on the first context until the server took one. */
-static int serve_run(const serve_config *cfg, serve_app *app)
+/* Listen: on sockets handed to us (a restart's, systemd's), else on
+ * --host/--port. *host: what to print, --host or the first adopted
+ * socket's address (in name, INET6_ADDRSTRLEN bytes). On failure, say why. */
+static int group_listen(ferry_group *g, const serve_config *cfg, const char **host, char *name)
 {
-    uv_loop_t loop;
-    int rc = uv_loop_init(&loop);
+    const char *source;
+    int n = restart_inherited_fds(&source);
+    *host = cfg->host;
+    if (n > 0) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        if (getsockname(3, (struct sockaddr *) &ss, &len) == 0) {
+            if (ss.ss_family == AF_INET && uv_ip4_name((struct sockaddr_in *) &ss, name,
+                                                       INET6_ADDRSTRLEN) == 0)
+                *host = name;
+            else if (ss.ss_family == AF_INET6 &&
+                     uv_ip6_name((struct sockaddr_in6 *) &ss, name, INET6_ADDRSTRLEN) == 0)
+                *host = name;
+        }
+        for (int i = 0; i < n; i++) {
+            int rc = ferry_group_listen_fd(g, 3 + i);
+            if (rc < 0) {
+                fprintf(stderr, "ferry serve: fd %d from %s is not a listening socket: %s\n",
+                        3 + i, source, ferry_strerror(rc));
+                for (int k = i + 1; k < n; k++)
+                    close(3 + k);
+                return rc;
+            }
+        }
+        return 0;
+    }
+    int rc = ferry_group_listen(g, cfg->host, cfg->port);
+    if (rc < 0)
+        fprintf(stderr, "ferry serve: cannot listen on %s port %d: %s\n", cfg->host, cfg->port,
+                ferry_strerror(rc));
+    return rc;
+}
+
+/* The whole life: the group on its threads, the control loop on this one.
+ * Returns the exit status. With TLS it owns the ticket keys every context
+ * shares, and its reference on the first context. */
+static int serve_run(const serve_config *cfg, serve_app *base)
+{
+    control c = {.cfg = cfg};
+    int rc = uv_loop_init(&c.loop);
     if (rc != 0) {
         fprintf(stderr, "ferry serve: cannot start the event loop: %s\n", uv_strerror(rc));
         return 1;
     }
-    app->loop = &loop;
-    serve_tls tls = {.cfg = cfg};
     ferry_tls_context *ctx = NULL;
+    serve_loops sl = {.base = base};
     int status = 1;
     if (cfg->tls_cert) {
-        /* hourly rotation and a ticket's 300 s life: the contexts' defaults */
-        rc = ferry_tls_ticket_keys_new(3600, 300, &tls.keys);
+        /* hourly rotation and a ticket's 300 s life: the contexts' defaults;
+         * a restart's keys replace the new ones, so its clients resume */
+        rc = ferry_tls_ticket_keys_new(3600, 300, &c.keys);
+        if (rc == 0 && restart_inherited_ticket_keys(c.keys) < 0)
+            fprintf(stderr, "ferry serve: the old process's ticket keys did not import\n");
         if (rc == 0)
-            rc = tls_context(&tls, &ctx);
+            rc = tls_context(cfg, c.keys, &ctx);
         if (rc < 0) {
             fprintf(stderr, "ferry serve: cannot load the TLS certificates: %s\n", tls_why(rc));
             goto out;
         }
     }
-    if (start_server(&loop, cfg, ctx, app) == 0) {
-        ferry_tls_context_free(ctx); /* the server holds its own reference */
-        ctx = NULL;
-        if (cfg->tls_cert) {
-            /* Unreferenced: it must not keep the loop alive once the server closed. */
-            tls.server = app->server;
-            uv_signal_init(&loop, &tls.sighup);
-            tls.sighup.data = &tls;
-            uv_signal_start(&tls.sighup, on_sighup, SIGHUP);
-            uv_unref((uv_handle_t *) &tls.sighup);
-        }
-        /* Signals are watched before the line is printed: a script may send
-         * SIGTERM (or SIGHUP) as soon as it reads it. */
-        print_listening(cfg->host, ferry_server_port(app->server), cfg->tls_cert != NULL);
-        /* ferry_server_on_signals has no completion callback: the loop runs
-         * until the graceful close (or the destroy after a second signal) has
-         * closed the last connection and the library let go of its handles. */
-        uv_run(&loop, UV_RUN_DEFAULT);
-        if (cfg->tls_cert)
-            uv_close((uv_handle_t *) &tls.sighup, NULL); /* before the server it points to goes */
-        rc = ferry_server_free(app->server);
-        status = 0;
-        if (rc < 0) {
-            fprintf(stderr, "ferry serve: the loop ended before the server closed: %s\n",
-                    ferry_strerror(rc));
-            status = 1;
-        }
+    ferry_group_options go;
+    ferry_group_options_init(&go);
+    go.loops = cfg->workers;
+    go.on_loop_start = loop_start;
+    ferry_server_options o = cfg->opts;
+    o.tls = ctx;
+    rc = ferry_group_new(&go, &o, on_request, &sl, &c.group);
+    if (rc < 0) {
+        fprintf(stderr, "ferry serve: cannot create the server: %s\n", ferry_strerror(rc));
+        goto out;
     }
-out:
-    ferry_tls_context_free(ctx);
-    if (close_loop(&loop) != 0)
+    sl.group = c.group;
+    sl.apps = calloc(ferry_group_loops(c.group), sizeof *sl.apps);
+    const char *host;
+    char name[INET6_ADDRSTRLEN];
+    if (!sl.apps || group_listen(c.group, cfg, &host, name) < 0)
+        goto out;
+    /* Signals are watched before the group accepts: a script may send one as
+     * soon as it reads the listening line. */
+    uv_signal_t *sigs[] = {&c.sig_term, &c.sig_int, &c.sig_hup, &c.sig_usr2};
+    uv_signal_cb cbs[] = {on_term, on_term, on_hup, on_usr2};
+    int nums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2};
+    for (int i = 0; i < 4; i++) {
+        uv_signal_init(&c.loop, sigs[i]);
+        sigs[i]->data = &c;
+        uv_signal_start(sigs[i], cbs[i], nums[i]);
+    }
+    uv_async_init(&c.loop, &c.group_done, on_group_done);
+    c.group_done.data = &c;
+    rc = ferry_group_start(c.group);
+    if (rc < 0) {
+        fprintf(stderr, "ferry serve: cannot start: %s\n", ferry_strerror(rc));
+        on_group_done(&c.group_done);
+        uv_run(&c.loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+    print_listening(c.group, host, cfg->tls_cert != NULL);
+    restart_ready(cfg->pid_file); /* we accept: the pid file names us; an old process may go */
+    uv_run(&c.loop, UV_RUN_DEFAULT); /* until the group's close callback */
+    rc = ferry_group_wait(c.group);
+    status = 0;
+    if (rc < 0) {
+        fprintf(stderr, "ferry serve: a loop ended with handles open: %s\n", ferry_strerror(rc));
         status = 1;
-    ferry_tls_ticket_keys_free(tls.keys);
+    }
+    if (!c.restarted)
+        restart_forget_pid_file(cfg->pid_file);
+out:
+    if (c.group && ferry_group_free(c.group) < 0)
+        status = 1; /* started and not waited for: cannot happen */
+    free(sl.apps);
+    ferry_tls_context_free(ctx);
+    ferry_tls_ticket_keys_free(c.keys);
+    if (close_loop(&c.loop) != 0)
+        status = 1;
     return status;
 }
 
@@ -907,7 +1132,7 @@ int cmd_serve(int argc, char **argv)
         return rc;
     }
 
-    serve_app app = {.quiet = cfg.quiet};
+    serve_app app = {.quiet = cfg.quiet, .health_path = cfg.health_path};
     char *root = NULL;
     if (cfg.dir) {
         struct stat st;

@@ -8,20 +8,25 @@
 
 #include "ferry.h"
 
+/* One per loop (--workers): what that loop's handlers need. */
 typedef struct serve_app {
     uv_loop_t *loop;
     ferry_server *server;
+    ferry_group *group;      /* all the loops: /status sums them */
     const char *root; /* --dir after realpath(3), no trailing '/' unless it is "/"; or NULL */
     size_t root_len;
     int quiet; /* --quiet: no access log */
+    const char *health_path; /* --health-path: 200, or 503 once draining */
 } serve_app;
 
 /* 1 if the slice holds exactly the NUL-terminated `lit`. */
 int serve_str_eq(ferry_str s, const char *lit);
 
 /* The access log line for a response about to end (req is still valid):
- * `PEER "METHOD TARGET HTTP/1.x" STATUS BYTES MSms` on stderr, unless quiet.
- * start_ns is uv_hrtime() when the request arrived. */
+ * `PEER "METHOD TARGET HTTP/1.x" STATUS BYTES MSms` on stderr, unless quiet;
+ * STATUS is "aborted" for a response nobody will receive (the client left,
+ * or the server was destroyed). start_ns is uv_hrtime() when the request
+ * arrived. */
 void serve_log(const serve_app *app, ferry_req *req, int status, uint64_t body_bytes,
                uint64_t start_ns);
 
