@@ -12,7 +12,7 @@ CTEST       := ctest --output-on-failure -j $(JOBS)
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 
-.PHONY: all build build-tests test asan fuzz bench-parse bench-server bench-client bench-tls \
+.PHONY: all build build-tests test asan fuzz bench-parse bench-server bench-client bench-tls bench-cores \
         bench-restart bench-haproxy run format deps deps-bench install uninstall clean soak faults \
         deps-faults
 
@@ -108,6 +108,13 @@ bench-restart: build deps-bench
 # (about 2 minutes; DURATION, SIDES: see the script's header).
 bench-haproxy: build deps-bench
 	@bench/haproxy_rolling.sh
+
+# More than one loop: ferry serve --workers 2 against nginx with 2 workers,
+# p99 next to a CPU-heavy handler (ferry and a Node cluster), TLS handshakes
+# with the workers as threads or processes, restarts under load (about 6
+# minutes; see docs/benchmarks.md).
+bench-cores: build deps-bench
+	@bench/cores.sh
 
 # HTTPS: ferry serve against nginx (1 worker, the same certificates, made at run
 # time): CPU per keep-alive request and per handshake (ECDSA and RSA), memory per

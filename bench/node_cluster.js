@@ -7,7 +7,8 @@
 //   env KEEP_ALIVE_MS  the workers' server.keepAliveTimeout [5000, Node's default]
 //       KILL_TIMEOUT_MS  how long a disconnecting worker may take before SIGKILL
 //                        [1600, pm2's kill_timeout default]
-// Every path (a health check's /healthz too) gets the same 200.
+// Every path (a health check's /healthz too) gets the same 200; /cpu?ms=N first
+// spins N ms on the worker's event loop (bench/cores.sh).
 //
 // Prints `listening on http://127.0.0.1:PORT` once every worker accepts. SIGUSR2 to
 // the primary restarts the workers one at a time: fork a new worker, wait until it
@@ -82,6 +83,13 @@ if (cluster.isPrimary) {
 } else {
   const body = 'hello, world';
   const server = http.createServer((req, res) => {
+    // /cpu?ms=N: N ms of CPU in the handler, as a Node handler does it (on
+    // the event loop: the worker serves nobody else meanwhile); bench/cores.sh
+    const cpu = /^\/cpu\?ms=(\d+)/.exec(req.url);
+    if (cpu) {
+      const until = process.hrtime.bigint() + BigInt(cpu[1]) * 1000000n;
+      while (process.hrtime.bigint() < until);
+    }
     res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': body.length });
     res.end(body);
   });

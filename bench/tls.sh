@@ -142,36 +142,6 @@ warm_up() { # 1 s of wrk per server start, as in bench/server.sh
     run_bg timeout 30 taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d1s "$@" "$URL" >/dev/null 2>&1 || true
 }
 
-# stime_run NAME MODE ROUND: STIME_PROCS `openssl s_time -new` at once on CLIENT_CPU for
-# DURATION seconds (full handshakes, one HTTP/1.0 GET each); appends a WRK_TSV line as
-# wrk_run does (req/s = connections per second; the client's CPU in the wrk column).
-stime_run() {
-    local name=$1 mode=$2 round=$3 out=$TMP/stime.$1.$2.$3 i pids=() u0 s0 m0 t0 u1 s1 m1 t1 w0 w1
-    times >"$TMP/times0"
-    read -r u0 s0 <<<"$(tree_ticks "$SPID")"; m0=$(machine_busy_ticks); t0=$EPOCHREALTIME
-    for ((i = 0; i < STIME_PROCS; i++)); do
-        timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" openssl s_time -connect "127.0.0.1:$PORT" -new \
-            -www / -time "$DURATION" >"$out.$i" 2>&1 &
-        pids+=($!)
-        LIVE[$!]=1
-    done
-    for i in "${pids[@]}"; do wait "$i" || true; unset "LIVE[$i]"; done
-    t1=$EPOCHREALTIME; read -r u1 s1 <<<"$(tree_ticks "$SPID")"; m1=$(machine_busy_ticks)
-    times >"$TMP/times1"
-    w0=$(children_cpu_s "$TMP/times0"); w1=$(children_cpu_s "$TMP/times1")
-    cat "$out".* | awk -v name="$name" -v mode="$mode" -v round="$round" -v tck="$CLK_TCK" -v du=$((u1 - u0)) \
-        -v dc=$((u1 - u0 + s1 - s0)) -v dm=$((m1 - m0)) -v w0="$w0" -v w1="$w1" -v t0="$t0" -v t1="$t1" '
-        / connections in [0-9.]+ real seconds/ { n += $1 }
-        END {
-            wall = t1 - t0
-            if (n == 0) { printf "%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t-\t1\t0\t0\n", name, mode, round; exit }
-            srv = 100 * dc / tck / wall; cl = 100 * (w1 - w0) / wall; mach = 100 * dm / tck / wall
-            others = mach - srv - cl
-            printf "%s\t%s\t%s\t%.0f\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t-\t0\t%.2f\t%.0f\n", name, mode, round, n / wall, n,
-                dc / tck * 1e6 / n, srv, cl, mach, du / tck * 1e6 / n, others < 0 ? 0 : others
-        }' >>"$WRK_TSV"
-    tail -n 1 "$WRK_TSV" | awk -F'\t' '{ printf "  %-6s %-10s round %s: %9s conn/s  %6s µs/conn (user %s)  server %s%%  s_time %s%%  others %s%%\n", $1, $2, $3, $4, $6, $12, $7, $8, $13 }' >&2
-}
 
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 

@@ -396,7 +396,9 @@ typedef struct ferry_server_options {
     uint32_t backlog;                 /* listen(2) backlog; 511 */
     int reject_expect_continue;       /* 1: answer Expect: 100-continue with 417; 0 (default):
                                          send 100 when the handler starts reading the body */
-    int reuse_port;                   /* SO_REUSEPORT, for one loop per core; 0 */
+    int reuse_port;                   /* SO_REUSEPORT: other sockets (processes) may bind the
+                                         same port and the kernel spreads connections; 0. A
+                                         group uses SO_REUSEPORT for its loops either way */
     /* since 0.2 */
     ferry_tls_context *tls;           /* HTTPS: the certificates (the server takes a reference;
                                          ferry_server_set_tls swaps them); NULL: plain HTTP */

@@ -167,10 +167,11 @@ int ferry_group_listen(ferry_group *g, const char *host, int port)
     bool reuse = !g->opt.shared_listener && g->n > 1;
     uint32_t copies = reuse ? g->n : 1, first = g->nfds;
     int rc = 0, bound_port = port;
-    if (reuse) {
+    if (reuse && !g->sopt.reuse_port) {
         /* SO_REUSEPORT would let us join another process's sockets on the
          * port (same user) and silently split its traffic: a plain bind
-         * first says whether the port is really free. */
+         * first says whether the port is really free. (reuse_port set by
+         * the caller: sharing with other processes is what is asked.) */
         listener probe[SERVER_MAX_ADDRS];
         uint32_t nprobe = 0;
         rc = server_bind_host(host, port, 1, false, probe, &nprobe);

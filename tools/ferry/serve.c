@@ -72,6 +72,7 @@ typedef struct serve_config {
     int quiet;
     int help;
     uint32_t workers;          /* loops; 0 = one per CPU */
+    int shared_listener;       /* one socket all workers accept from */
     const char *health_path;   /* NULL: none */
     const char *pid_file;
     int proxy_trusted_given;
@@ -134,6 +135,8 @@ static void usage(FILE *out, const serve_config *d)
             "  --health-path PATH        answers 200, or 503 from the moment a shutdown starts;\n"
             "                            '' = none [%s]\n"
             "  --workers N               event loops (threads), 0 = one per CPU [%" PRIu32 "]\n"
+            "  --shared-listener         workers accept from one socket, not one each\n"
+            "  --reuse-port              SO_REUSEPORT: other processes may share the port\n"
             "  --pid-file FILE           written by the process that accepts (restarts too)\n"
             "  --proxy-protocol          every connection starts with a PROXY v1/v2 header\n"
             "  --proxy-trusted LIST      with it: only these sources (\"10.0.0.0/8,::1,unix\")\n"
@@ -188,6 +191,8 @@ typedef enum {
     OPT_PID_FILE,
     OPT_PROXY,
     OPT_PROXY_TRUSTED,
+    OPT_SHARED_LISTENER,
+    OPT_REUSE_PORT,
 } opt_id;
 
 /* max: the largest value of a numeric flag; 0 for flags whose value is a
@@ -224,6 +229,8 @@ static const struct opt_spec {
     {"--pid-file", OPT_PID_FILE, 1, 0},
     {"--proxy-protocol", OPT_PROXY, 0, 0},
     {"--proxy-trusted", OPT_PROXY_TRUSTED, 1, 0},
+    {"--shared-listener", OPT_SHARED_LISTENER, 0, 0},
+    {"--reuse-port", OPT_REUSE_PORT, 0, 0},
 };
 
 /* An IPv4 or IPv6 literal, or what can be a host name: letters, digits, '-',
@@ -358,6 +365,8 @@ static int parse_flags(int argc, char **argv, serve_config *cfg)
             cfg->opts.proxy_trusted = val;
             cfg->proxy_trusted_given = 1;
             break;
+        case OPT_SHARED_LISTENER: cfg->shared_listener = 1; break;
+        case OPT_REUSE_PORT: cfg->opts.reuse_port = 1; break;
         }
     }
     return 0;
@@ -1058,6 +1067,7 @@ static int serve_run(const serve_config *cfg, serve_app *base)
     ferry_group_options go;
     ferry_group_options_init(&go);
     go.loops = cfg->workers;
+    go.shared_listener = cfg->shared_listener;
     go.on_loop_start = loop_start;
     ferry_server_options o = cfg->opts;
     o.tls = ctx;
