@@ -117,11 +117,15 @@ if part 1; then
     {
         echo "## 1. Throughput, 2 workers (wrk -t2 -c128, median of $ROUNDS)"
         echo
-        echo "| server | req/s | vs nginx | p99 ms | errors |"
-        echo "|---|---|---|---|---|"
+        echo "| server | req/s | vs nginx | server CPU µs/req | vs nginx | p99 ms | errors |"
+        echo "|---|---|---|---|---|---|---|"
+        nc=$(col nginx plain 6 | median)
         for s in "${sides[@]}"; do
             r=$(col "$s" plain 4 | median)
-            printf "| %s | %.0f | %.2fx | %s | %s |\n" "$s" "$r" "$(awk -v a="$r" -v b="$n" 'BEGIN { print a / b }')" \
+            c=$(col "$s" plain 6 | median)
+            printf "| %s | %.0f | %.2fx | %s | %.2fx | %s | %s |\n" "$s" "$r" \
+                "$(awk -v a="$r" -v b="$n" 'BEGIN { print a / b }')" "$c" \
+                "$(awk -v a="$c" -v b="$nc" 'BEGIN { print a / b }')" \
                 "$(col "$s" plain 10 | median)" "$(col "$s" plain 11 | paste -sd+ | bc)"
         done
         echo
