@@ -6,6 +6,12 @@
  * options; docs/abi.md); functions return 0 or a negative FERRY_E* code that
  * ferry_strerror() names. See docs/ for the guide.
  *
+ * Timeouts. Every *_timeout_ms option counts milliseconds up to 2^32-1
+ * (4294967295, about 49.7 days), where the timeout lists stop. A server
+ * timeout above it is FERRY_EINVAL (from ferry_server_new; for a group, from
+ * ferry_group_start); an agent's or a request's above it counts as 2^32-1.
+ * Longer is "never" in practice: use the option's 0 where it has one.
+ *
  * Arguments. Every entry point checks its arguments: a NULL where a handle or
  * a required pointer is expected, or an array that is NULL with a count or
  * length above 0 (headers + header_count, body + len, buf + len), returns
@@ -429,7 +435,14 @@ void ferry_server_options_init_sized(ferry_server_options *o, size_t size);
  * (or right away if it never listened). */
 int ferry_server_new(uv_loop_t *loop, const ferry_server_options *o, ferry_request_cb on_request,
                      void *data, ferry_server **out);
-/* host: "127.0.0.1", "::1", "0.0.0.0", "::" or NULL (= "127.0.0.1"); port 0 = any free port. */
+/* host: an IP literal ("127.0.0.1", "::1", "0.0.0.0", "::"), a host name, or
+ * NULL (= "127.0.0.1"). A name is resolved here (getaddrinfo, blocking) and
+ * every address it has is listened on (up to 16; one this host cannot have,
+ * such as IPv6 when it is off, is skipped). port 0: one free port, the same
+ * for every address. FERRY_EAI_NONAME / FERRY_EAI_AGAIN when the name does
+ * not resolve, FERRY_EINVAL for a malformed IPv6 literal or a port outside
+ * 0-65535, FERRY_EALREADY if the server listens already, or bind's error
+ * (FERRY_EADDRINUSE...). */
 int ferry_server_listen(ferry_server *s, const char *host, int port);
 int ferry_server_listen_unix(ferry_server *s, const char *path);
 int ferry_server_port(const ferry_server *s); /* the bound TCP port, or a negative code */
@@ -810,7 +823,19 @@ typedef struct ferry_agent_options {
 void ferry_agent_options_init_sized(ferry_agent_options *o, size_t size);
 
 /* Create an agent on `loop` (o NULL: defaults). Free it with
- * ferry_agent_free() after its close callback ran. */
+ * ferry_agent_free() after its close callback ran. Given a CA (tls_ca_*), a
+ * client certificate (tls_cert_*), tls_insecure or a tls_min_version above
+ * TLS 1.2, the TLS configuration is made here (the strings need not outlive
+ * the call), so a bad file fails here: FERRY_ENOENT (or another errno code,
+ * e.g. FERRY_EACCES) for a file that cannot be opened, FERRY_EINVAL for one
+ * that is not a regular file of at most 16 MiB, FERRY_ETLSCERT for one that
+ * holds no usable PEM certificate or unencrypted key, or a key that does not
+ * match its certificate; ferry_tls_error_detail() names the file and why.
+ * Otherwise it is made at the first https:// request, from the system's
+ * trust store (a missing store is no error: verification then fails,
+ * unknown-issuer). Also FERRY_EINVAL (no loop or out; pipelining,
+ * max_sockets_per_origin or max_headers 0; max_header_bytes below 64) and
+ * FERRY_ENOMEM. */
 int ferry_agent_new(uv_loop_t *loop, const ferry_agent_options *o, ferry_agent **out);
 
 typedef void (*ferry_agent_close_cb)(ferry_agent *a, void *data);
@@ -926,9 +951,10 @@ void ferry_request_options_init_sized(ferry_request_options *o, size_t size);
  * return for it (FERRY_EINVAL: malformed, a bad byte, host, port, path or
  * query; FERRY_ENOTSUP: another scheme, or user:password@). why (may
  * be NULL) gets a static one-line reason ("port out of range (1-65535)",
- * "non-ASCII byte in the path (percent-encode it)", ...), NULL when 0. An
- * https:// URL passes (the agent answers FERRY_ENOTSUP until TLS); names are
- * not resolved. Safe from any thread; allocates nothing. */
+ * "non-ASCII byte in the path (percent-encode it)", ...), NULL when 0.
+ * http:// and https:// pass (an https request uses TLS with the agent's
+ * tls_* options; docs/tls.md); names are not resolved. Safe from any
+ * thread; allocates nothing. */
 int ferry_url_check(const char *url, const char **why);
 
 /* A response head (and, for ferry_fetch, its body). */

@@ -6,6 +6,11 @@
  *                              r is NULL (it could not be read at all)
  *   body callbacks             FERRY_ECLOSING when the server is destroyed with
  *                              a body being read (it was not in the list)
+ *   ferry_agent_new            FERRY_ENOENT / FERRY_EINVAL / FERRY_ETLSCERT for a
+ *                              CA file that cannot be used (not listed)
+ *   timeouts                   2^32-1 ms at most: FERRY_EINVAL from
+ *                              ferry_server_new beyond, an agent's capped
+ *   ferry_url_check            https:// passes (it said FERRY_ENOTSUP at use)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -161,12 +167,111 @@ static void test_body_cb_gets_eclosing(void **state)
     harness_stop(h);
 }
 
+/* ---- ferry_agent_new and its TLS files ---- */
+
+static int agent_rc(const char *ca_file)
+{
+    uv_loop_t *loop = cs_loop_new();
+    ferry_agent_options ao;
+    ferry_agent_options_init(&ao);
+    ao.tls_ca_file = ca_file;
+    ferry_agent *a = NULL;
+    int rc = ferry_agent_new(loop, &ao, &a);
+    if (a)
+        cs_agent_finish(loop, a, 0);
+    cs_loop_finish(loop);
+    return rc;
+}
+
+static void test_agent_new_tls_files(void **state)
+{
+    (void) state;
+    char dir[] = "/tmp/ferry-docs-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/ca.pem", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("not a certificate\n", f);
+    fclose(f);
+    char missing[64];
+    snprintf(missing, sizeof(missing), "%s/missing.pem", dir);
+    assert_string_equal(ferry_err_name(agent_rc(missing)), "ENOENT");
+    assert_string_equal(ferry_err_name(agent_rc(path)), "ETLSCERT");
+    assert_string_equal(ferry_err_name(agent_rc(dir)), "EINVAL"); /* not a regular file */
+    assert_non_null(strstr(ferry_tls_error_detail(), dir));
+    unlink(path);
+    rmdir(dir);
+}
+
+/* ---- the timeout cap ---- */
+
+static void noop_handler(ferry_req *req, ferry_res *res, void *data)
+{
+    (void) req;
+    (void) data;
+    ferry_res_send(res, 200, "text/plain", "", 0);
+}
+
+static void test_timeout_cap(void **state)
+{
+    (void) state;
+    uv_loop_t *loop = cs_loop_new();
+    const size_t fields[] = {
+        offsetof(ferry_server_options, keep_alive_timeout_ms),
+        offsetof(ferry_server_options, headers_timeout_ms),
+        offsetof(ferry_server_options, request_timeout_ms),
+        offsetof(ferry_server_options, idle_timeout_ms),
+        offsetof(ferry_server_options, linger_timeout_ms),
+        offsetof(ferry_server_options, tls_handshake_timeout_ms),
+    };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        ferry_server_options so;
+        ferry_server *s = NULL;
+        ferry_server_options_init(&so);
+        *(uint64_t *) ((char *) &so + fields[i]) = UINT64_C(0xFFFFFFFF);
+        assert_int_equal(ferry_server_new(loop, &so, noop_handler, NULL, &s), 0);
+        assert_int_equal(ferry_server_free(s), 0); /* it never listened */
+        *(uint64_t *) ((char *) &so + fields[i]) = UINT64_C(0x100000000);
+        assert_int_equal(ferry_server_new(loop, &so, noop_handler, NULL, &s), FERRY_EINVAL);
+    }
+    /* an agent's and a request's longer timeouts are taken (they count as the cap) */
+    ferry_agent_options ao;
+    ferry_agent_options_init(&ao);
+    ao.connect_timeout_ms = ao.headers_timeout_ms = ao.total_timeout_ms = UINT64_C(1) << 40;
+    ferry_agent *a = cs_agent_new(loop, &ao);
+    ferry_request_options o = cs_opts("GET", cs_url(dead_port(), "/"));
+    o.retries = 0;
+    o.body_timeout_ms = UINT64_C(1) << 40;
+    attempts_seen d = {0};
+    ferry_request_callbacks cb = {.on_done = on_done};
+    assert_int_equal(ferry_request(a, &o, &cb, &d, NULL), 0);
+    assert_true(cs_run_until(loop, &d.done, 1, 5000));
+    assert_int_equal(d.status, FERRY_ECONNREFUSED);
+    cs_client_finish(loop, a);
+}
+
+/* ---- ferry_url_check and https ---- */
+
+static void test_url_check_https(void **state)
+{
+    (void) state;
+    const char *why = "unset";
+    assert_int_equal(ferry_url_check("https://example.test:8443/p?q", &why), 0);
+    assert_null(why);
+    assert_int_equal(ferry_url_check("ftp://example.test/", &why), FERRY_ENOTSUP);
+    assert_non_null(why);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_status_range),
         cmocka_unit_test(test_attempts_of_a_failed_fetch),
         cmocka_unit_test(test_body_cb_gets_eclosing),
+        cmocka_unit_test(test_agent_new_tls_files),
+        cmocka_unit_test(test_timeout_cap),
+        cmocka_unit_test(test_url_check_https),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

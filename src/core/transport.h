@@ -63,7 +63,9 @@ typedef struct transport_events {
      * (FIN; over TLS a close_notify). FERRY_EINCOMPLETE: the peer closed
      * without the close it owed (TLS only: a truncation). Other n < 0: the
      * connection failed (a reset, a TLS alert). After an end or a failure no
-     * more reads are reported. */
+     * more reads are reported — except to a TLS server's owner that lingers
+     * after the failure in discard mode: its raw bytes and its end (so the
+     * alert can go out before a graceful close; transport_tls.h). */
     void (*on_read)(transport *t, ssize_t n);
     /* Bytes that could not be written at once went out later: status 0 and
      * flushed_total advanced (transport_out_pending says whether more wait),

@@ -524,6 +524,16 @@ static void on_read(transport *t, ssize_t nread)
     }
     if (nread == FERRY_ETLSTRUNCATED)
         nread = FERRY_EOF; /* a FIN without close_notify: between requests, just the end */
+    if (nread < 0 && ferry_err_kind_of((int) nread) == FERRY_ERRK_TLS && !c->ex) {
+        /* A refused handshake (no or an untrusted client certificate, no
+         * shared version...) or a bad record between requests: nothing to
+         * abort, and the engine's alert says why. Close as gracefully as
+         * after a response — the alert, FIN, linger — since a RST here
+         * overtakes the alert and the client sees only a reset. */
+        c->close_after = true;
+        conn_shutdown(c);
+        return;
+    }
     if (nread < 0) {
         if (nread != FERRY_EOF) {
             conn_destroy(c, (int) nread);

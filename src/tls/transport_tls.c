@@ -98,7 +98,12 @@ static int tls_events(const transport *t)
     tls_state *st = t->impl;
     int ev = 0;
     bool handshaking = !st->failed && !tls_engine_handshake_done(st->e);
-    if (((t->flags & TF_WANT_READ) || handshaking) && !(t->flags & TF_ENDED))
+    /* after a failure only a lingering server reads (raw, dropped: tls_read);
+     * any other read would find nothing to do and wake us forever */
+    bool reading = st->failed ? (t->flags & (TF_WANT_READ | TF_DISCARD)) ==
+                                    (TF_WANT_READ | TF_DISCARD)
+                              : (t->flags & TF_WANT_READ) || handshaking;
+    if (reading && !(t->flags & TF_ENDED))
         ev |= UV_READABLE;
     if ((t->flags & (TF_WRITING | TF_CONNECTING)) || st->wake)
         ev |= UV_WRITABLE;
@@ -118,8 +123,40 @@ static void tls_take_poll(transport *t)
     tls_update_poll(t);
 }
 
+/* A send failed because the peer is gone. A server that refuses us (no or
+ * an untrusted client certificate) may send its alert and reset at once:
+ * the alert arrived first and waits in the kernel, and it says what went
+ * wrong where the reset does not. Read what is waiting through the engine
+ * (bounded; plaintext is dropped: the connection is over either way) and
+ * return the engine's TLS error if that brings one, else err. */
+static int peer_reason(transport *t, int err)
+{
+    tls_state *st = st_of(t);
+    if (st->failed || (err != FERRY_ECONNRESET && err != FERRY_EPIPE))
+        return err;
+    for (int rounds = 0; rounds < 8; rounds++) {
+        ssize_t r;
+        do
+            r = tls_engine_read(st->e, t->pool->discard, sizeof(t->pool->discard));
+        while (r > 0);
+        if (r < 0)
+            return ferry_err_kind_of((int) r) == FERRY_ERRK_TLS ? (int) r : err;
+        size_t room;
+        char *p = tls_engine_in_space(st->e, TLS_READ_CHUNK, &room);
+        if (!p)
+            break;
+        ssize_t n = transport_sock_recv(t, p, room);
+        if (n <= 0)
+            break; /* nothing more, or the reset itself */
+        if (tls_engine_in_commit(st->e, (size_t) n) < 0)
+            continue; /* the read above reports the error */
+    }
+    return err;
+}
+
 /* Send what the engine has; what the socket does not take waits for
- * writability. Returns 0 or the socket's error. */
+ * writability. Returns 0 or the socket's error (or what the peer said
+ * before it went: peer_reason). */
 static int send_cipher(transport *t)
 {
     tls_state *st = st_of(t);
@@ -130,7 +167,7 @@ static int send_cipher(transport *t)
             break;
         ssize_t w = transport_sock_send(t, p, len);
         if (w < 0)
-            return (int) w;
+            return peer_reason(t, (int) w);
         if (w == 0)
             break;
         tls_engine_out_consume(st->e, (size_t) w);
@@ -142,7 +179,9 @@ static int send_cipher(transport *t)
         t->flags |= TF_WRITING;
     else
         t->flags &= (uint16_t) ~TF_WRITING;
-    if (!more && (t->flags & TF_SHUT_PENDING) && !(t->out && t->out->len)) {
+    /* after a failure, plaintext still queued will never be sent: the FIN
+     * waits only for the alert */
+    if (!more && (t->flags & TF_SHUT_PENDING) && (st->failed || !(t->out && t->out->len))) {
         t->flags &= (uint16_t) ~TF_SHUT_PENDING;
         shutdown(t->fd, SHUT_WR);
     }
@@ -159,7 +198,12 @@ static const char plain_http_answer[] = "HTTP/1.1 400 Bad Request\r\n"
                                         "This port speaks HTTPS, not HTTP.\r\n\r\n";
 
 /* The engine failed with err: send what it has for the peer (an alert),
- * and for plain HTTP on a TLS port a plain-text 400, then tell the owner. */
+ * and for plain HTTP on a TLS port a plain-text 400, then tell the owner.
+ * What the socket does not take now goes out as it becomes writable. A
+ * server's owner may then close gracefully (transport_shutdown: the FIN
+ * after the alert, then a linger in discard mode, reading raw), so the
+ * alert is not destroyed by a RST: a close with the client's bytes unread,
+ * or an immediate reset, would make the client see ECONNRESET instead. */
 static void fail(transport *t, int err)
 {
     tls_state *st = st_of(t);
@@ -178,7 +222,7 @@ static void fail(transport *t, int err)
         ev->on_ready(t, err); /* a client's connect failed */
         return;
     }
-    if (err != FERRY_ETLSPLAINHTTP) /* that one may linger: the owner reads on, raw */
+    if (!st->server) /* a server may linger: its owner reads on, raw */
         t->flags |= TF_ENDED;
     tls_update_poll(t);
     ev->on_read(t, err);
@@ -548,11 +592,11 @@ static int tls_shutdown(transport *t)
             return st->fail_err;
         tls_engine_shutdown(st->e); /* close_notify, then the FIN below */
     }
-    t->flags |= TF_SHUT_PENDING;
-    if (st->failed) { /* nothing more to say in TLS: just the FIN */
-        t->flags &= (uint16_t) ~TF_SHUT_PENDING;
+    if (st->failed && !tls_engine_out_pending(st->e)) /* nothing more to say in TLS */
         return shutdown(t->fd, SHUT_WR) == 0 ? 0 : -errno;
-    }
+    /* the FIN once the engine's output (close_notify, or the alert of a
+     * failure the socket did not take at once) is written */
+    t->flags |= TF_SHUT_PENDING;
     return send_cipher(t);
 }
 

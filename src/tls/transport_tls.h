@@ -14,6 +14,13 @@
  *   (the HTTP layer decides whether that truncated anything);
  * - plain HTTP sent to a server: a short plain-text 400 is written and the
  *   read reports FERRY_ETLSPLAINHTTP (the owner then closes gracefully);
+ * - a failure (a refused handshake, a bad record) sends the engine's alert
+ *   and reports the error; a server's owner may still close gracefully
+ *   (shutdown: the FIN once the alert is out, then a linger in discard
+ *   mode), so the alert reaches the peer rather than a RST;
+ * - a write that fails because the peer reset reports what the peer said
+ *   before, if that was an alert: a server that refuses us and resets at
+ *   once is seen as its alert (FERRY_ETLSALERT), not as FERRY_ECONNRESET;
  * - records that carry no application data (a TLS 1.3 session ticket at an
  *   idle client) are consumed without an event, and `pending` says nothing
  *   is waiting.
