@@ -806,6 +806,9 @@ static void test_close_many_idle(void **state)
         assert_int_equal(cs_request(a, &o, &r[i], true), 0);
     }
     assert_true(cs_run_until(loop, &done, 200, 30000));
+    /* the client has every response; the server turns each connection idle when its write
+       completes, on its own thread, so wait for that rather than read the stats once */
+    assert_true(harness_wait_stat(h, connections_idle, 200, 10000));
     ferry_server_stats ss;
     harness_stats(h, &ss);
     assert_int_equal(ss.connections_idle, 200);
