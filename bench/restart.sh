@@ -18,11 +18,14 @@
 #          re-executes itself and the new one rewrites FILE once it accepts; a
 #          restart is done when FILE names a new process and the old one is gone.
 #          Skipped with a note while `ferry serve --help` has no --pid-file.
+#   ferry-tls  the same over HTTPS (an ECDSA certificate made at run time by
+#          tests/support/make_certs.sh; wrk does not verify it): the listening
+#          sockets and the session ticket keys go to the new process.
 # Failed requests are wrk's own counts: socket errors (connect, read, write,
 # timeout: no response within WRK_TIMEOUT) and responses with a status >= 400.
 #
 # Environment (defaults in brackets):
-#   SIDES [nginx node ferry]  RESTARTS [10]  PAUSE seconds [1]  WARMUP [2]  TAIL [2]
+#   SIDES [nginx node ferry ferry-tls]  RESTARTS [10]  PAUSE seconds [1]  WARMUP [2]  TAIL [2]
 #   CONNS [64]  WRK_TIMEOUT [2s]  NODE_WORKERS [2]  FERRY [build/ferry]
 #   NODE [node]  NGINX [nginx]  WRK [wrk]  RESULTS [build/bench/restart-results.md]
 # Bounded in time (each restart has 30 s to finish, wrk a cap of its own); every
@@ -31,7 +34,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-SIDES=${SIDES:-nginx node ferry}
+SIDES=${SIDES:-nginx node ferry ferry-tls}
 RESTARTS=${RESTARTS:-10}
 PAUSE=${PAUSE:-1}
 WARMUP=${WARMUP:-2}
@@ -77,14 +80,16 @@ for side in $SIDES; do
             [ "${v%%.*}" -ge 20 ] || SKIP[node]="node $v is older than 20"
         fi
         ;;
-    ferry)
+    ferry | ferry-tls)
         if [ ! -x "$FERRY" ]; then
-            SKIP[ferry]="$FERRY not found (run 'make build', or set FERRY)"
+            SKIP[$side]="$FERRY not found (run 'make build', or set FERRY)"
         elif ! help_mentions "$FERRY" serve --pid-file; then
-            SKIP[ferry]="'ferry serve --help' has no --pid-file yet (SIGUSR2 re-exec is being written): skipped"
+            SKIP[$side]="'ferry serve --help' has no --pid-file yet (SIGUSR2 re-exec is being written): skipped"
+        elif [ "$side" = ferry-tls ] && ! tests/support/make_certs.sh "$TMP/certs" >/dev/null; then
+            SKIP[$side]="could not make the test certificates (openssl)"
         fi
         ;;
-    *) die "unknown side '$side' (nginx, node, ferry)" ;;
+    *) die "unknown side '$side' (nginx, node, ferry, ferry-tls)" ;;
     esac
     [ -n "${SKIP[$side]:-}" ] && note "$side: ${SKIP[$side]}"
 done
@@ -164,7 +169,7 @@ start_ferry() {
     PORT=$(free_port)
     rm -f "$TMP/ferry.pid"
     taskset -c "$SERVER_CPU" "$FERRY" serve --quiet --port "$PORT" --pid-file "$TMP/ferry.pid" \
-        >"$TMP/ferry.out" 2>"$TMP/ferry.err" &
+        "$@" >"$TMP/ferry.out" 2>"$TMP/ferry.err" &
     SPID=$!
     LIVE[$SPID]=1
     wait_for "[ -s '$TMP/ferry.pid' ] && port_open $PORT || ! alive $SPID" 20
@@ -194,10 +199,15 @@ stop_ferry() {
     stop_wait "$SPID" 15
 }
 
+start_ferry-tls() { start_ferry --tls-cert "$TMP/certs/ec.crt" --tls-key "$TMP/certs/ec.key"; }
+restart_ferry-tls() { restart_ferry "$@"; }
+stop_ferry-tls() { stop_ferry; }
+
 declare -A HOW=(
     [nginx]="USR2 to the master; WINCH to the old master once the new one has its worker; QUIT once the old workers are gone"
     [node]="SIGUSR2 to the primary of bench/node_cluster.js ($NODE_WORKERS workers): fork, wait for listening, disconnect the old worker (SIGKILL after 1600 ms), one at a time"
     [ferry]="SIGUSR2 to the pid in --pid-file; done when the file names the new process and the old one has exited"
+    [ferry-tls]="the same over HTTPS (ECDSA P-256): sockets and session ticket keys handed to the new process"
 )
 
 # ---- one side under load ----------------------------------------------------------------
@@ -205,12 +215,13 @@ ROWS=$TMP/rows.tsv
 : >"$ROWS"
 
 run_side() {
-    local side=$1 out=$TMP/wrk.$1 ndone=0 i ms=() why="" cap wpid t0
+    local side=$1 out=$TMP/wrk.$1 ndone=0 i ms=() why="" cap wpid t0 scheme=http
     cap=$((WARMUP + RESTARTS * (PAUSE + RESTART_LIMIT) + TAIL + 10))
     "start_$side"
+    [ "$side" = ferry-tls ] && scheme=https
     note "$side: listening on $PORT; wrk -t1 -c$CONNS through $RESTARTS restarts"
     taskset -c "$CLIENT_CPU" "$WRK" -t1 -c"$CONNS" -d"${cap}s" --timeout "$WRK_TIMEOUT" \
-        "http://127.0.0.1:$PORT/" >"$out" 2>&1 &
+        "$scheme://127.0.0.1:$PORT/" >"$out" 2>&1 &
     wpid=$!
     LIVE[$wpid]=1
     sleep "$WARMUP"

@@ -52,9 +52,9 @@ extern "C" {
 #endif
 
 #define FERRY_VERSION_MAJOR  0
-#define FERRY_VERSION_MINOR  1
+#define FERRY_VERSION_MINOR  2
 #define FERRY_VERSION_PATCH  0
-#define FERRY_VERSION_STRING "0.1.0"
+#define FERRY_VERSION_STRING "0.2.0"
 /* 0xMMmmpp: compare with FERRY_VERSION_HEX >= 0x000100 in feature tests. */
 #define FERRY_VERSION_HEX                                                                          \
     ((FERRY_VERSION_MAJOR << 16) | (FERRY_VERSION_MINOR << 8) | FERRY_VERSION_PATCH)
