@@ -24,11 +24,6 @@ ferry="$1"
 rel="$2"
 . "$(dirname "$0")/../cli_lib.sh" # ok, bad, $tmp, traps
 
-# Issue 13 item 0: the client replays a POST the server had already read when a
-# reused socket dies before the answer. Until that fix lands the POST check is
-# expected to fail; then set this to 0 (an unexpected pass fails the run, to say so).
-POST_ONCE_XFAIL=${POST_ONCE_XFAIL:-0}
-
 n=${FAULTS_N:-200}
 down=${FAULTS_DOWN:-3}
 seed=${FAULTS_SEED:-1}
@@ -45,23 +40,9 @@ cat "$tmp/gets.out"
 posts=$((n * 3 / 2 > 90 ? n * 3 / 2 : 90))
 timeout -k 5 120 "$rel/misbehave" posts "$posts" "$seed" >"$tmp/posts.out" 2>&1
 rc=$?
-if [ "$POST_ONCE_XFAIL" = 1 ] && [ "$rc" = 1 ] && grep -q '^FAIL no POST sent twice' "$tmp/posts.out"; then
-    sed 's/^FAIL /xfail /' "$tmp/posts.out" # the expected failure, not this run's
-else
-    cat "$tmp/posts.out"
-fi
-if [ "$POST_ONCE_XFAIL" = 1 ]; then
-    if [ "$rc" = 1 ] && grep -q '^FAIL no POST sent twice' "$tmp/posts.out"; then
-        echo "XFAIL misbehave posts: a POST reached the server twice (expected until issue 13" \
-             "item 0 is fixed; then set POST_ONCE_XFAIL=0 in tests/reliability/faults.sh)"
-    elif [ "$rc" = 0 ]; then
-        bad "XPASS misbehave posts: no POST was sent twice; set POST_ONCE_XFAIL=0 in tests/reliability/faults.sh"
-    else
-        bad "misbehave posts: exit $rc (not the expected POST-twice failure)"
-    fi
-else
-    [ "$rc" = 0 ] && ok "misbehave posts" || bad "misbehave posts: exit $rc"
-fi
+cat "$tmp/posts.out"
+# no POST may reach the server twice (issue 13 item 0: the keep-alive-race replay used to resend them)
+[ "$rc" = 0 ] && ok "misbehave posts" || bad "misbehave posts: exit $rc"
 
 # ---- 2. wire faults in network namespaces -------------------------------------------
 skip() {
