@@ -109,6 +109,33 @@ tree_rss_kb() { # VmRSS (KiB) of the process and its children
     echo "$sum"
 }
 
+# ---- memory per idle connection ------------------------------------------------------------
+# idle_rss_round NAME ROUND HOLDER HOLD_S READY_S: the server SPID (already started) is
+# given IDLE_N idle connections by HOLDER (a program run as `HOLDER PORT N HOLD_S` on
+# CLIENT_CPU that prints "ready OK ..." once they are open and "closed N ..." for those the
+# server closed), waiting up to READY_S for them; the server's RSS before and with them
+# goes to MEM_TSV as: name round ready rss0_kib rss1_kib closed. Used by server.sh and tls.sh.
+idle_rss_round() {
+    local name=$1 round=$2 holder=$3 hold=$4 ready_s=$5 rss0 rss1 out cpid ok closed
+    sleep 0.2
+    rss0=$(tree_rss_kb "$SPID")
+    out=$TMP/idle.$name.$round
+    taskset -c "$CLIENT_CPU" "$holder" "$PORT" "$IDLE_N" "$hold" >"$out" 2>&1 &
+    cpid=$!
+    LIVE[$cpid]=1
+    wait_for "grep -qs '^ready' '$out'" "$ready_s" || true
+    # sampled well before ferry's default keep-alive timeout (5 s)
+    sleep 0.5
+    rss1=$(tree_rss_kb "$SPID")
+    kill -TERM "$cpid" 2>/dev/null || true
+    wait "$cpid" 2>/dev/null || true
+    unset "LIVE[$cpid]"
+    read -r _ ok _ <<<"$(grep '^ready' "$out" || echo "ready 0 0")"
+    read -r _ closed _ <<<"$(grep '^closed' "$out" || echo "closed ? 0")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$ok" "$rss0" "$rss1" "$closed" >>"$MEM_TSV"
+    awk -F'\t' -v n="$IDLE_N" 'END { printf "  %-6s round %s: %s ready, RSS %.1f -> %.1f MiB, %.0f bytes/conn, %s closed by the server while held\n", $1, $2, $3, $4 / 1024, $5 / 1024, ($5 - $4) * 1024 / n, $6 }' "$MEM_TSV" >&2
+}
+
 # ---- one measured wrk run ---------------------------------------------------------------
 # wrk_run NAME MODE ROUND WRK_ARGS...: `wrk WRK_ARGS` on CLIENT_CPU against the server
 # SPID (DURATION seconds, 30 s of slack); appends one line to WRK_TSV, tab-separated:

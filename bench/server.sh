@@ -177,23 +177,7 @@ note "memory: $IDLE_N idle keep-alive connections (one request each), $MEM_ROUND
 for ((round = 1; round <= MEM_ROUNDS; round++)); do
     for name in $(rotate $((round - 1)) "${SERVER_LIST[@]}"); do
         start_server "$name"
-        sleep 0.2
-        rss0=$(tree_rss_kb "$SPID")
-        out=$TMP/idle.$name.$round
-        taskset -c "$CLIENT_CPU" "$IDLE_CONNS" "$PORT" "$IDLE_N" 30 >"$out" 2>&1 &
-        cpid=$!
-        LIVE[$cpid]=1
-        wait_for "grep -qs '^ready' '$out'" 25 || true
-        # ferry's default keep-alive timeout is 5 s: sample well before it.
-        sleep 0.5
-        rss1=$(tree_rss_kb "$SPID")
-        kill -TERM "$cpid" 2>/dev/null || true
-        wait "$cpid" 2>/dev/null || true
-        unset "LIVE[$cpid]"
-        read -r _ ok _ <<<"$(grep '^ready' "$out" || echo "ready 0 0")"
-        read -r _ closed _ <<<"$(grep '^closed' "$out" || echo "closed ? 0")"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$ok" "$rss0" "$rss1" "$closed" >>"$MEM_TSV"
-        awk -F'\t' -v n="$IDLE_N" 'END { printf "  %-6s round %s: %s ready, RSS %.1f -> %.1f MiB, %.0f bytes/conn, %s closed by the server while held\n", $1, $2, $3, $4 / 1024, $5 / 1024, ($5 - $4) * 1024 / n, $6 }' "$MEM_TSV" >&2
+        idle_rss_round "$name" "$round" "$IDLE_CONNS" 30 25
         stop_server "$name"
     done
 done

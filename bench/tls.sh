@@ -185,22 +185,7 @@ for ((round = 1; round <= MEM_ROUNDS; round++)); do
     part 3 || break
     for name in $(rotate $((round - 1)) "${SERVERS[@]}"); do
         start_server "$name" ec
-        sleep 0.2
-        rss0=$(tree_rss_kb "$SPID")
-        out=$TMP/idle.$name.$round
-        taskset -c "$CLIENT_CPU" "$TLS_IDLE" "$PORT" "$IDLE_N" 90 >"$out" 2>&1 &
-        cpid=$!
-        LIVE[$cpid]=1
-        wait_for "grep -qs '^ready' '$out'" 80 || true
-        sleep 0.5
-        rss1=$(tree_rss_kb "$SPID")
-        kill -TERM "$cpid" 2>/dev/null || true
-        wait "$cpid" 2>/dev/null || true
-        unset "LIVE[$cpid]"
-        read -r _ ok _ <<<"$(grep '^ready' "$out" || echo "ready 0 0")"
-        read -r _ closed _ <<<"$(grep '^closed' "$out" || echo "closed ? 0")"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$ok" "$rss0" "$rss1" "$closed" >>"$MEM_TSV"
-        awk -F'\t' -v n="$IDLE_N" 'END { printf "  %-6s round %s: %s ready, RSS %.1f -> %.1f MiB, %.0f bytes/conn, %s closed by the server while held\n", $1, $2, $3, $4 / 1024, $5 / 1024, ($5 - $4) * 1024 / n, $6 }' "$MEM_TSV" >&2
+        idle_rss_round "$name" "$round" "$TLS_IDLE" 90 80
         stop_server
     done
 done
