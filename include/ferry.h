@@ -461,6 +461,10 @@ int ferry_server_listen_fd(ferry_server *s, int fd);
  * FERRY_EINVAL past the last. Once asked for, a close leaves what waits in
  * the backlog to that other process instead of accepting it. */
 int ferry_server_listener_fd(ferry_server *s, uint32_t i);
+/* The process the sockets went to is gone (a restart that failed): they are
+ * s's alone again, and a close takes in what waits in their backlog instead
+ * of leaving it. 0; FERRY_ECLOSING once a close began. */
+int ferry_server_listeners_reclaim(ferry_server *s);
 
 /* Run fn(s, status, data) on s's loop thread — from any thread: the way in
  * for work done elsewhere. status 0; FERRY_ECANCELED if the server closed
@@ -703,6 +707,9 @@ uint32_t ferry_group_loops(const ferry_group *g);
  * clear FD_CLOEXEC on dups in the child. From then on a close leaves what
  * waits in the backlog to that process. */
 int ferry_group_listener_fds(ferry_group *g, int *fds, size_t max);
+/* As ferry_server_listeners_reclaim, for every loop: the process the sockets
+ * were handed to is gone. Any thread; FERRY_ECLOSING once a close began. */
+int ferry_group_listeners_reclaim(ferry_group *g);
 /* SIGTERM/SIGINT → ferry_group_close(grace_ms); a second → destroy. Before start. */
 int ferry_group_on_signals(ferry_group *g, uint64_t grace_ms);
 /* Start the threads; returns once every loop accepts (0) or the first

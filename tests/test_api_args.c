@@ -447,6 +447,12 @@ static void row_ferry_server_listener_fd(fx *f)
     assert_int_equal(ferry_server_listener_fd(f->server, 999), FERRY_EINVAL);
 }
 
+static void row_ferry_server_listeners_reclaim(fx *f)
+{
+    assert_int_equal(ferry_server_listeners_reclaim(NULL), FERRY_EINVAL);
+    assert_int_equal(ferry_server_listeners_reclaim(f->idle), 0); /* nothing handed: nothing to do */
+}
+
 static void never_posted(ferry_server *s, int status, void *data)
 {
     (void) s;
@@ -540,6 +546,14 @@ static void row_ferry_group_listener_fds(fx *f)
     ferry_group *g = idle_group(f);
     assert_int_equal(ferry_group_listener_fds(g, NULL, 2), FERRY_EINVAL);
     assert_int_equal(ferry_group_listener_fds(g, NULL, 0), 0);
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
+static void row_ferry_group_listeners_reclaim(fx *f)
+{
+    assert_int_equal(ferry_group_listeners_reclaim(NULL), FERRY_EINVAL);
+    ferry_group *g = idle_group(f);
+    assert_int_equal(ferry_group_listeners_reclaim(g), 0);
     assert_int_equal(ferry_group_free(g), 0);
 }
 
@@ -1259,6 +1273,7 @@ static const row rows[] = {
     ROW(ferry_server_loop, AT_MAIN),
     ROW(ferry_server_listen_fd, AT_MAIN),
     ROW(ferry_server_listener_fd, AT_MAIN),
+    ROW(ferry_server_listeners_reclaim, AT_MAIN),
     ROW(ferry_server_post, AT_MAIN),
     ROW(ferry_server_draining, AT_MAIN),
     ROW(ferry_group_options_init_sized, AT_MAIN),
@@ -1268,6 +1283,7 @@ static const row rows[] = {
     ROW(ferry_group_port, AT_MAIN),
     ROW(ferry_group_loops, AT_MAIN),
     ROW(ferry_group_listener_fds, AT_MAIN),
+    ROW(ferry_group_listeners_reclaim, AT_MAIN),
     ROW(ferry_group_on_signals, AT_MAIN),
     ROW(ferry_group_start, AT_MAIN),
     ROW(ferry_group_wait, AT_MAIN),

@@ -418,6 +418,40 @@ static void test_handoff_shared_loses_nothing(void **state)
     handoff(true);
 }
 
+/* A hand-off that came to nothing (the new process died before it accepted):
+ * once the sockets are reclaimed, a close drains them as if they had never
+ * been handed on — a client arriving during the drain is served, where a
+ * group that still thinks another process accepts would leave it in the
+ * backlog until the socket closes under it. */
+static void test_reclaimed_sockets_are_drained(void **state)
+{
+    (void) state;
+    rig r = {0};
+    ferry_server_options so;
+    harness_options_init(&so);
+    so.drain_delay_ms = 400;
+    ferry_group *g = group_new(&r, false, &so);
+    assert_int_equal(ferry_group_listen(g, "127.0.0.1", 0), 0);
+    int port = ferry_group_port(g);
+    assert_int_equal(ferry_group_start(g), 0);
+    int fds[16];
+    assert_int_equal(ferry_group_listener_fds(g, fds, 16), LOOPS);
+    assert_int_equal(ferry_group_listeners_reclaim(g), 0);
+    ferry_group_close(g, 1000, on_group_closed, &r);
+    sleep_ms(50);
+    assert_int_equal(ferry_group_listeners_reclaim(g), FERRY_ECLOSING);
+    int fd = tc_connect(port);
+    tc_response resp;
+    assert_tc_ok(tc_get(fd, "/", &resp)); /* accepted and served while draining */
+    assert_int_equal(resp.status, 200);
+    assert_true(tc_header_has_token(&resp, "Connection", "close"));
+    tc_response_free(&resp);
+    tc_close(fd);
+    assert_int_equal(ferry_group_wait(g), 0);
+    assert_int_equal(atomic_load(&r.closes), 1);
+    assert_int_equal(ferry_group_free(g), 0);
+}
+
 /* drain_delay_ms: a close first drains — draining is 1 (the health check
  * answers 503), everything is still served, new connections too, each
  * response with Connection: close (clients leave at a request boundary) —
@@ -475,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_failed_loop_start_stops_the_group),
         cmocka_unit_test(test_handoff_reuseport_loses_nothing),
         cmocka_unit_test(test_handoff_shared_loses_nothing),
+        cmocka_unit_test(test_reclaimed_sockets_are_drained),
         cmocka_unit_test(test_drain_delay_serves_then_closes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

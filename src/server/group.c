@@ -244,6 +244,20 @@ int ferry_group_listener_fds(ferry_group *g, int *fds, size_t max)
     return count;
 }
 
+int ferry_group_listeners_reclaim(ferry_group *g)
+{
+    if (!g)
+        return FERRY_EINVAL;
+    uv_mutex_lock(&g->lock);
+    /* the loops' servers learn of a hand-off only when the close reaches
+       them, so the group's flag is the whole state until then */
+    int rc = g->closing ? FERRY_ECLOSING : 0;
+    if (!rc)
+        g->handed_on = false;
+    uv_mutex_unlock(&g->lock);
+    return rc;
+}
+
 static bool same_address(int a, int b)
 {
     struct sockaddr_storage x, y;

@@ -463,6 +463,16 @@ int ferry_server_listener_fd(ferry_server *s, uint32_t i)
     return s->listeners[i]->fd;
 }
 
+int ferry_server_listeners_reclaim(ferry_server *s)
+{
+    if (!s)
+        return FERRY_EINVAL;
+    if (s->draining || s->closing)
+        return FERRY_ECLOSING; /* the close already decided who takes the backlog */
+    s->handed_on = false;
+    return 0;
+}
+
 /* ---- shutdown ---- */
 
 static void on_all_closed(closer *c)

@@ -931,6 +931,8 @@ static void on_restart_done(int status, const char *why, void *data)
     control *c = data;
     c->restarting = false;
     if (status < 0) {
+        /* the sockets are ours alone again: a later SIGTERM must drain their backlog */
+        ferry_group_listeners_reclaim(c->group);
         fprintf(stderr, "ferry serve: SIGUSR2: restart failed, still serving: %s\n", why);
         return;
     }
@@ -960,6 +962,7 @@ static void on_usr2(uv_signal_t *h, int signum)
     }
     int rc = restart_spawn(&c->loop, fds, n, c->keys, RESTART_READY_MS, on_restart_done, c);
     if (rc < 0) {
+        ferry_group_listeners_reclaim(c->group);
         fprintf(stderr, "ferry serve: SIGUSR2: cannot start the new process: %s\n",
                 uv_strerror(rc));
         return;
