@@ -9,7 +9,7 @@
 #   tests/cli_client.sh path/to/ferry
 set -u
 ferry="$1"
-. "$(dirname "$0")/cli_lib.sh" # ok, bad, usage_error, start_server, stop_server; $tmp
+. "$(dirname "$0")/cli_lib.sh" # ok, bad, usage_error, run, check, start_server, stop_server; $tmp
 
 # ---- usage -----------------------------------------------------------------------
 U=http://127.0.0.1:9/
@@ -77,23 +77,6 @@ done
 # ---- a server ---------------------------------------------------------------------
 start_server --quiet || exit 1
 
-# run NAME CMD ARGS...: runs `ferry CMD ARGS` (10 s at most); stdout in
-# $tmp/NAME.out, stderr in $tmp/NAME.err, exit status in $rc.
-run() {
-    local name=$1; shift
-    timeout 10 "$ferry" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null; rc=$?
-}
-# check NAME DESCRIPTION PYTHON-CONDITION: the last line of $tmp/NAME.out is a
-# JSON object d for which the condition holds.
-check() {
-    local name=$1 what=$2 cond=$3
-    if python3 - "$tmp/$name.out" "$cond" <<'EOF'; then ok "$what"; else bad "$what: $(tail -n 1 "$tmp/$name.out") $(head -c 300 "$tmp/$name.err")"; fi
-import json, sys
-lines = open(sys.argv[1]).read().splitlines()
-d = json.loads(lines[-1])
-sys.exit(0 if eval(sys.argv[2], {"d": d}) else 1)
-EOF
-}
 has_keys='all(k in d for k in ("requests","succeeded","failed","errors","connections_opened","sockets_reused","retries","elapsed_s","requests_per_second","latency_us")) and all(k in d["latency_us"] for k in ("p50","p90","p99","p999","max"))'
 
 # ---- fetch ------------------------------------------------------------------------

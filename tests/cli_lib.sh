@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # tests/cli_lib.sh — what tests/cli_client.sh, cli_serve.sh and cli_tls.sh share:
-# a temp dir removed on exit, ok/bad reporting, the usage check, and a
+# a temp dir removed on exit, ok/bad reporting, the usage check, run/check of a
+# ferry command and its JSON summary, and a
 # `ferry serve --port 0` started and stopped with every wait bounded.
 # Sourced, never run. The script sets ferry (the binary) first; it ends with
 # `exit $fail`. Sourcing creates $tmp and installs the traps that kill a
@@ -32,6 +33,25 @@ usage_error() {
         bad "$what: stderr is not one 'ferry $cmd: ...' line: $err"; return
     fi
     ok "$what"
+}
+
+# run NAME CMD ARGS...: `ferry CMD ARGS` (RUN_TIMEOUT seconds at most, 10 unless
+# the script sets it); stdout in $tmp/NAME.out, stderr in $tmp/NAME.err, exit
+# status in $rc.
+run() {
+    local name=$1; shift
+    timeout "${RUN_TIMEOUT:-10}" "$ferry" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null; rc=$?
+}
+# check NAME DESCRIPTION PYTHON-CONDITION: the last line of $tmp/NAME.out is a
+# JSON object d for which the condition holds.
+check() {
+    local name=$1 what=$2 cond=$3
+    if python3 - "$tmp/$name.out" "$cond" <<'EOF'; then ok "$what"; else bad "$what: $(tail -n 1 "$tmp/$name.out") $(head -c 300 "$tmp/$name.err")"; fi
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+d = json.loads(lines[-1])
+sys.exit(0 if eval(sys.argv[2], {"d": d}) else 1)
+EOF
 }
 
 # start_server ARGS...: starts `ferry serve --port 0 ARGS...` and sets pid and

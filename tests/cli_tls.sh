@@ -14,29 +14,13 @@
 set -u
 ferry="$1"
 for t in curl openssl; do command -v $t >/dev/null || { echo "FAIL $t is needed"; exit 1; }; done
-. "$(dirname "$0")/cli_lib.sh" # ok, bad, usage_error, start_server, stop_server; $tmp
+RUN_TIMEOUT=20 # each fetch/bench here may make many TLS handshakes: 20 s, not 10
+. "$(dirname "$0")/cli_lib.sh" # ok, bad, usage_error, run, check, start_server, stop_server; $tmp
 
 C=$tmp/certs
 "$(dirname "$0")/support/make_certs.sh" "$C" || { echo "FAIL making the test certificates"; exit 1; }
 EC=(--tls-cert "$C/ec.crt" --tls-key "$C/ec.key")
 
-# run NAME CMD ARGS...: `ferry CMD ARGS` (20 s at most); stdout in
-# $tmp/NAME.out, stderr in $tmp/NAME.err, exit status in $rc.
-run() {
-    local name=$1; shift
-    timeout 20 "$ferry" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null; rc=$?
-}
-# check NAME DESCRIPTION PYTHON-CONDITION: the last line of $tmp/NAME.out is
-# a JSON object d for which the condition holds.
-check() {
-    local name=$1 what=$2 cond=$3
-    if python3 - "$tmp/$name.out" "$cond" <<'EOF'; then ok "$what"; else bad "$what: $(tail -n 1 "$tmp/$name.out") $(head -c 300 "$tmp/$name.err")"; fi
-import json, sys
-lines = open(sys.argv[1]).read().splitlines()
-d = json.loads(lines[-1])
-sys.exit(0 if eval(sys.argv[2], {"d": d}) else 1)
-EOF
-}
 # load_error CMD DESCRIPTION WANT ARGS...: `ferry CMD ARGS` exits 1 with one
 # line on stderr that contains WANT (the file and why).
 load_error() {
